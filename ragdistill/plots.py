@@ -1,0 +1,66 @@
+"""PNG pictures that say more than a table: teacher vs student scores, and the training loss curve."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: servers have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def score_scatter(teacher_scores: Sequence[float], student_scores: dict[str, Sequence[float]],
+                  path: str | os.PathLike, title: str = "Teacher vs student scores") -> Path:
+    """One panel per student (e.g. 'before', 'after'): teacher score on x, student score on y, with Spearman rho."""
+    from scipy.stats import spearmanr
+
+    plt = _pyplot()
+    teacher = np.asarray(teacher_scores, dtype=float)
+    fig, axes = plt.subplots(1, len(student_scores), figsize=(5 * len(student_scores), 4.5), squeeze=False)
+    for ax, (label, scores) in zip(axes[0], student_scores.items()):
+        scores = np.asarray(scores, dtype=float)
+        rho = spearmanr(teacher, scores).statistic if len(teacher) > 1 else float("nan")
+        ax.scatter(teacher, scores, s=6, alpha=0.4)
+        ax.set_xlabel("teacher score")
+        ax.set_ylabel("student score")
+        ax.set_title(f"{label} (Spearman {rho:.3f})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "Training loss") -> Path | None:
+    """Plot 'loss' (and 'eval_loss' if logged) against the step from a Trainer's state.log_history."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    if not train and not evals:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

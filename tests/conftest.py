@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny real models (built once per machine, cached in the temp dir) and the bundled data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    from ragdistill.testing import tiny_models as build
+
+    return build()
+
+
+@pytest.fixture
+def write_lines(tmp_path):
+    """Write raw text lines (or bytes) to a file under tmp_path; returns its path."""
+
+    def write(name: str, lines, gz: bool = False) -> Path:
+        import gzip
+
+        path = tmp_path / name
+        data = lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode("utf-8")
+        path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+        return path
+
+    return write
