@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sourced by every stage wrapper: finds the repository and the Python to run the stage scripts with.
+#   PYTHON=/path/to/python   run with this interpreter (default: the repository's .venv if present, else python3)
+RAGDISTILL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$RAGDISTILL_ROOT/.venv/bin/python" ]; then PYTHON="$RAGDISTILL_ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+# The stage scripts import the shared package from the repository, installed or not.
+export PYTHONPATH="$RAGDISTILL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
