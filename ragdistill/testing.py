@@ -10,6 +10,7 @@ Weights are random (seeded): the models are real architectures running through t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -184,8 +185,7 @@ def tiny_models(cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
             tmp = Path(tempfile.mkdtemp(dir=cache_dir.parent if cache_dir.parent.exists() else None))
             builders[name](tmp)
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(tmp, path)  # atomic: a half-built model is never picked up
-            except OSError:
-                pass  # another process finished first
+            # Atomic: a half-built model is never picked up; if another process finished first, keep its copy.
+            with contextlib.suppress(OSError):
+                os.replace(tmp, path)
     return paths
