@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 
 class InputError(Exception):
@@ -30,7 +31,8 @@ class SkipCounter:
         """Raise `error` unless skipping is on; then count it."""
         if not self.skip_invalid:
             raise error
-        self.by_reason[error.problem.split(":")[0]] = self.by_reason.get(error.problem.split(":")[0], 0) + 1
+        reason = re.split(r"[:(]", error.problem, maxsplit=1)[0].strip()  # the kind of problem, without details
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         if len(self.examples) < 5:
             self.examples.append(str(error))
 

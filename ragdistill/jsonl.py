@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, SkipCounter
 
 # gzip level 6 with mtime 0: same bytes for the same rows (determinism), and fast enough to stream.
 _GZIP_LEVEL = 6
@@ -22,8 +22,13 @@ def is_gzip(path: str | os.PathLike) -> bool:
     return os.fspath(path).endswith(".gz")
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield (line_number, parsed_object) for each non-blank line; bad files raise InputError naming file and line."""
+def iter_jsonl(path: str | os.PathLike, skips: SkipCounter | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line_number, parsed_object) for each non-blank line; bad input raises InputError naming file and line.
+
+    With a SkipCounter that skips, lines that are not UTF-8 or not JSON are counted and skipped; problems of the
+    whole file (missing, empty, gzip cut short) always raise.
+    """
+    skips = skips or SkipCounter(skip_invalid=False)
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file does not exist")
@@ -44,15 +49,15 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 line_number += 1
                 if not line.strip():
                     continue
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(path, f"not valid UTF-8 (byte {exc.start})", line_number) from None
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise InputError(path, f"malformed JSON ({exc.msg} at column {exc.colno})", line_number) from None
                 seen_any = True
+                try:
+                    obj = json.loads(line.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    skips.handle(InputError(path, f"not valid UTF-8 (byte {exc.start})", line_number))
+                    continue
+                except json.JSONDecodeError as exc:
+                    skips.handle(InputError(path, f"malformed JSON ({exc.msg} at column {exc.colno})", line_number))
+                    continue
                 yield line_number, obj
     finally:
         raw.close()

@@ -62,7 +62,7 @@ def iter_samples(path: str | os.PathLike, skips: SkipCounter | None = None) -> I
     """Stream validated samples. With a SkipCounter that skips, bad rows are counted instead of raised."""
     skips = skips or SkipCounter(skip_invalid=False)
     kept = 0
-    for line, obj in iter_jsonl(path):
+    for line, obj in iter_jsonl(path, skips):
         try:
             sample = validate_sample(obj, path, line)
         except InputError as error:
