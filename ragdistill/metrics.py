@@ -14,11 +14,23 @@ from sklearn.metrics import average_precision_score, ndcg_score
 METRIC_NAMES = ("map", "mrr@10", "ndcg@10")
 
 
-def query_metrics(is_relevant: Sequence[bool], scores: Sequence[float], at_k: int = 10) -> dict[str, float]:
-    """MAP (average precision over all candidates), MRR@k and NDCG@k for one query."""
+def query_metrics(is_relevant: Sequence[bool], scores: Sequence[float], at_k: int = 10,
+                  ties: str = "stable") -> dict[str, float]:
+    """MAP (average precision over all candidates), MRR@k and NDCG@k for one query.
+
+    MAP and NDCG treat equal scores as one group; MRR needs an order among them, `ties`:
+    "stable" (the candidate listed first ranks higher), or "cross-encoder" (exactly what sentence-transformers'
+    CrossEncoderRerankingEvaluator does, `np.argsort(scores)[::-1]` on float32 scores, so its rows and ours
+    compare like for like even where scores tie).
+    """
     relevant = np.asarray(is_relevant, dtype=bool)
+    if ties == "cross-encoder":
+        order = np.argsort(np.asarray(scores, dtype=np.float32))[::-1]
+    elif ties == "stable":
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    else:
+        raise ValueError(f"unknown ties={ties!r}, expected 'stable' or 'cross-encoder'")
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
     top_hits = np.flatnonzero(relevant[order][:at_k])
     mrr = 1.0 / (top_hits[0] + 1) if len(top_hits) else 0.0
     return {
@@ -28,9 +40,10 @@ def query_metrics(is_relevant: Sequence[bool], scores: Sequence[float], at_k: in
     }
 
 
-def ranking_metrics(queries: Sequence[tuple[Sequence[bool], Sequence[float]]], at_k: int = 10) -> dict[str, float]:
+def ranking_metrics(queries: Sequence[tuple[Sequence[bool], Sequence[float]]], at_k: int = 10,
+                    ties: str = "stable") -> dict[str, float]:
     """Mean of the per-query metrics over (is_relevant, scores) pairs; queries without both labels are skipped."""
-    per_query = [query_metrics(rel, sc, at_k) for rel, sc in queries if 0 < sum(rel) < len(rel)]
+    per_query = [query_metrics(rel, sc, at_k, ties) for rel, sc in queries if 0 < sum(rel) < len(rel)]
     if not per_query:
         raise ValueError("no query has both a relevant and a non-relevant candidate")
     return {name: float(np.mean([m[name] for m in per_query])) for name in per_query[0]}

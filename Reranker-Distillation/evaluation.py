@@ -1,0 +1,129 @@
+"""Stage 4: the student before and after distillation, next to the teacher, on an MTEB reranking test file.
+
+    python evaluation.py --test_file data/test.jsonl --student_model BAAI/bge-reranker-v2-m3 \
+        --trained_model output/reranker/model --teacher_scores output/reranker/teacher_scores/test.scores.jsonl
+
+MAP, MRR@10 and NDCG@10 of the student before and after training come from sentence-transformers'
+CrossEncoderRerankingEvaluator over all candidates of each query; the teacher's from its stage-1 scores of the
+same file (computed the evaluator's way; no second teacher run). Throughput (pairs/s) of the student before and
+after is measured here, the teacher's comes from the stage-1 metadata. Prints the table and saves
+reranker_results.json, reranker_results.md and score_scatter.png (teacher vs student scores) in --output_dir.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import set_seed
+
+from ragdistill.cli import parse_args, run_main
+from ragdistill.cross_encoder_training import load_student, student_has_trained_head
+from ragdistill.errors import InputError
+from ragdistill.hardware import resolve_dtype, torch_dtype
+from ragdistill.plots import score_scatter
+from ragdistill.report import Comparison, save_comparisons
+from ragdistill.reranker_evaluation import (
+    METRICS,
+    SPEED,
+    evaluate_cross_encoder,
+    flat_pairs,
+    read_test_samples,
+    teacher_metrics,
+    teacher_test_scores,
+    throughput,
+)
+
+NAMES = {"map": "MAP", "mrr@10": "MRR@10", "ndcg@10": "NDCG@10"}
+
+
+@dataclass
+class EvaluationArguments:
+    test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
+        "help": "MTEB reranking test file {query, positive, negative}."})
+    student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
+        "help": "The student before training (what train.py started from)."})
+    trained_model: str = field(default="output/reranker/model", metadata={"help": "The trained student (train.py)."})
+    teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
+        "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
+    output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})
+    max_queries: int = field(default=0, metadata={"help": "Evaluate the first N test queries only (0 = all)."})
+    max_length: int = field(default=512, metadata={"help": "Student max tokens per pair (as in training)."})
+    batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass."})
+    dtype: str = field(default="fp32", metadata={"help": "Student dtype: fp32 (reference numbers), bf16, fp16, auto."})
+    speed_pairs: int = field(default=1000, metadata={"help": "Test pairs timed for the throughput rows."})
+    seed: int = field(default=42, metadata={
+        "help": "Seed before loading the student: a freshly added head starts as in train.py (same --seed)."})
+
+
+def _evaluate(model_path: str, label: str, args, samples, pairs) -> tuple[dict, list[float]]:
+    set_seed(args.seed)
+    model = load_student(model_path, args.max_length, torch_dtype(args.dtype))
+    print(f"evaluating {label}: {model_path}", flush=True)
+    metrics, scores = evaluate_cross_encoder(model, samples, args.batch_size)
+    metrics[SPEED] = throughput(model, pairs[: args.speed_pairs], args.batch_size)
+    device = str(model.device)
+    del model
+    gc.collect()
+    return {**metrics, "device": device}, scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_args(EvaluationArguments, args=argv)
+    if not Path(args.trained_model).exists():
+        raise InputError(args.trained_model, "trained model does not exist: run train.py (bash train.sh) first")
+
+    # 1. test data: every candidate of every query
+    samples = read_test_samples(args.test_file, args.max_queries)
+    pairs = flat_pairs(samples)
+    print(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs", flush=True)
+
+    # 2. teacher row, from its stage-1 scores of this file
+    teacher, teacher_scores, notes = {}, None, []
+    if args.teacher_scores:
+        teacher_scores, teacher_meta = teacher_test_scores(args.teacher_scores, samples)
+        teacher = teacher_metrics(teacher_scores, samples)
+        if teacher_meta.get("pairs_per_second"):
+            teacher[SPEED] = teacher_meta["pairs_per_second"]
+        notes.append(f"teacher: {teacher_meta.get('teacher')} (stage-1 scores, backend {teacher_meta.get('backend')}, "
+                     f"{teacher_meta.get('dtype')}, {teacher_meta.get('device')}); its pairs/s was measured in stage "
+                     f"1 on that hardware")
+
+    # 3. student before and after training
+    before, before_scores = _evaluate(args.student_model, "student before training", args, samples, pairs)
+    after, after_scores = _evaluate(args.trained_model, "student after training", args, samples, pairs)
+    if not student_has_trained_head(args.student_model):
+        notes.append(f"before: {args.student_model} has no trained reranking head; its 'before' row is a freshly "
+                     f"initialised head (seed {args.seed}, as training started from)")
+    notes.append(f"students: {resolve_dtype(args.dtype)} on {after['device']}, batch {args.batch_size}, pairs/s over "
+                 f"{min(args.speed_pairs, len(pairs))} test pairs; metrics over all {len(pairs)} candidates of "
+                 f"{len(samples)} queries (CrossEncoderRerankingEvaluator)")
+
+    # 4. table: quality and throughput, before / after / teacher
+    rows = [*(NAMES[m] for m in METRICS), SPEED]
+
+    def pick(values: dict) -> dict:
+        return {NAMES.get(k, k): v for k, v in values.items() if k in (*METRICS, SPEED)}
+
+    comparison = Comparison(
+        title=f"Reranker distillation on {os.path.basename(args.test_file)}: "
+              f"{os.path.basename(os.path.normpath(args.student_model))} before / after",
+        before={k: pick(before)[k] for k in rows}, after=pick(after), teacher=pick(teacher), notes=notes,
+    )
+
+    # 5. save the table (JSON + Markdown) and the score scatter
+    output_dir = Path(args.output_dir)
+    extra = {"test_file": args.test_file, "num_queries": len(samples), "num_pairs": len(pairs),
+             "student_model": args.student_model, "trained_model": args.trained_model,
+             "teacher_scores": args.teacher_scores or None}
+    save_comparisons([comparison], output_dir, name="reranker_results", extra=extra)
+    if teacher_scores is not None:
+        plot = score_scatter(teacher_scores, {"before": before_scores, "after": after_scores},
+                             output_dir / "score_scatter.png", title="Teacher vs student scores (test pairs)")
+        print(f"saved {plot}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole Reranker-Distillation pipeline: teacher scores -> training rows -> student training -> evaluation.
+# Every stage wrapper reads the same variables; set them here or in the environment, e.g.
+#   TEACHER_MODEL=Qwen/Qwen3-Reranker-8B STUDENT_MODEL=BAAI/bge-reranker-v2-m3 bash run_all.sh
+# Each stage can also be run (and re-run) on its own; stage 1 resumes where it stopped.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/../scripts/common.sh"
+
+export TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Reranker-8B}"
+export STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"
+export TRAIN_FILE="${TRAIN_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/train.jsonl}"
+export TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
+export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
+export LOSS="${LOSS:-margin_mse}"           # margin_mse | listnet | lambda | mse (stage 2 picks the matching format)
+
+echo "== 1/4 teacher scores ($TEACHER_MODEL)"
+bash "$HERE/generate_logits.sh"
+echo "== 2/4 training rows"
+bash "$HERE/create_triplets.sh"
+echo "== 3/4 training $STUDENT_MODEL ($LOSS)"
+bash "$HERE/train.sh"
+echo "== 4/4 evaluation"
+bash "$HERE/evaluation.sh"

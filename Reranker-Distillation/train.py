@@ -1,0 +1,120 @@
+"""Stage 3: train the student CrossEncoder on the teacher's scores with sentence-transformers' CrossEncoderTrainer.
+
+    python train.py --student_model BAAI/bge-reranker-v2-m3 --train_files output/reranker/train_rows.jsonl \
+        --output_dir output/reranker/model --loss margin_mse --bf16 --per_device_train_batch_size 16
+
+Losses: margin_mse (default; ntuple or triplet rows), listnet and lambda (listwise rows), mse (pointwise on the
+teacher scores; ntuple or listwise rows). Every CrossEncoderTrainingArguments / TrainingArguments option passes
+through (--bf16, --gradient_checkpointing, --gradient_accumulation_steps, --learning_rate, --warmup_steps,
+--save_steps, --eval_strategy, ...). Multi-GPU: `torchrun --nproc_per_node N train.py ...` (data parallel; the
+per-device batch size is per GPU). `--resume_from_checkpoint output/reranker/model/checkpoint-500` (or `last`)
+continues a stopped run from its last checkpoint.
+
+The final model is saved in sentence-transformers format to --output_dir (checkpoints go to checkpoint-N inside
+it), with a model card naming teacher, data and loss, log_history.json and loss_curve.png.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from transformers import set_seed
+
+from ragdistill.cli import parse_args, run_main, split_paths
+from ragdistill.cross_encoder_training import (
+    LAMBDA_LABELS,
+    LOSSES,
+    build_loss,
+    distillation_card_section,
+    load_student,
+    load_training_rows,
+    rows_provenance,
+    save_training_record,
+    student_has_trained_head,
+)
+from ragdistill.errors import InputError
+from ragdistill.reranker_evaluation import read_test_samples
+from ragdistill.training_common import check_distributed, resolve_resume_checkpoint
+
+
+@dataclass
+class DistillationArguments:
+    student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
+        "help": "Student: a CrossEncoder, or a plain Hugging Face encoder (a one-logit head is added)."})
+    train_files: str = field(default="output/reranker/train_rows.jsonl", metadata={
+        "help": "Stage-2 rows (create_triplets.py), comma-separated."})
+    loss: str = field(default="margin_mse", metadata={"help": f"One of {', '.join(LOSSES)}."})
+    teacher_model: str = field(default=None, metadata={
+        "help": "Teacher name for the model card; default: what stage 2 recorded beside the rows."})
+    max_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})
+    lambda_labels: str = field(default="sigmoid", metadata={
+        "help": f"lambda loss: teacher scores as graded relevance, one of {', '.join(LAMBDA_LABELS)}. sigmoid = the "
+                "teacher's probability of relevance (log-odds teachers); minmax = per query to [0, 1] (bi-encoder "
+                "teachers); raw."})
+    mini_batch_size: int = field(default=0, metadata={
+        "help": "listnet/lambda: pairs per forward pass inside a batch (0 = the batch); lowers memory."})
+    eval_file: str = field(default=None, metadata={
+        "help": "Optional MTEB test file evaluated during training (with --eval_strategy steps --eval_steps N)."})
+    eval_max_queries: int = field(default=0, metadata={"help": "Use only the first N queries of --eval_file."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, training_args = parse_args(DistillationArguments, CrossEncoderTrainingArguments, args=argv)
+    train_files = split_paths(args.train_files)
+    if not train_files:
+        raise InputError(None, "give --train_files (stage-2 rows)")
+    check_distributed(training_args)  # torchrun on CPUs needs --use_cpu true, or N copies would train apart
+
+    # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py)
+    set_seed(training_args.seed)
+    model = load_student(args.student_model, args.max_length)
+    if not student_has_trained_head(args.student_model):
+        print(f"{args.student_model} has no classification head: training a freshly initialised one", flush=True)
+
+    # 2. data: the stage-2 rows, laid out for the loss (read once, on the main process first under torchrun)
+    with training_args.main_process_first(desc="loading training rows"):
+        train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels)
+    print(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}", flush=True)
+
+    # 3. loss
+    loss = build_loss(args.loss, model, args.mini_batch_size or None)
+
+    # 4. optional evaluator on a test file during training
+    evaluator = None
+    if args.eval_file:
+        from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+        samples = read_test_samples(args.eval_file, args.eval_max_queries)
+        evaluator = CrossEncoderRerankingEvaluator([s.as_dict() for s in samples], name="eval", at_k=10)
+
+    # 5. model card data
+    provenance = rows_provenance(train_files)
+    teacher = args.teacher_model or ", ".join(provenance["teachers"]) or "unknown teacher"
+    student_name = os.path.basename(os.path.normpath(args.student_model))
+    model.model_card_data.model_name = f"{student_name} distilled from {teacher}"
+    model.model_card_data.add_tags(["distillation", "reranker", f"loss:{args.loss}"])
+
+    # 6. trainer. Under torchrun (DDP) the losses run the model several times per step (positive, negatives),
+    # which DDP's unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False
+    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
+                                  evaluator=evaluator)
+
+    # 7. train (resuming from a checkpoint if asked: a path, or "last" for the newest in --output_dir)
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+
+    # 8. save the final model (sentence-transformers format) and its training record, beside the checkpoints
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        section = distillation_card_section(args.student_model, teacher, train_files, row_format, args.loss,
+                                            len(train_dataset), provenance)
+        saved = save_training_record(training_args.output_dir, trainer.state.log_history, section)
+        print(f"saved the student to {training_args.output_dir} ({', '.join(p.name for p in saved)})", flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)

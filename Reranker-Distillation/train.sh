@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Stage 3: train the student CrossEncoder on the stage-2 rows (sentence-transformers CrossEncoderTrainer).
+# The final model lands in $OUTPUT_DIR/model. Extra arguments go to train.py: any CrossEncoderTrainingArguments
+# option (--gradient_checkpointing, --eval_strategy, ...), or --resume_from_checkpoint last after a stop.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+
+STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"   # a CrossEncoder, or a plain encoder (a head is added)
+OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
+TRAIN_ROWS="${TRAIN_ROWS:-$OUTPUT_DIR/train_rows.jsonl}"     # stage-2 output
+LOSS="${LOSS:-margin_mse}"                  # margin_mse | listnet | lambda | mse
+EPOCHS="${EPOCHS:-1}"
+MAX_STEPS="${MAX_STEPS:--1}"                # >0 overrides EPOCHS
+BATCH_SIZE="${BATCH_SIZE:-16}"              # rows per GPU per step
+GRAD_ACCUM="${GRAD_ACCUM:-1}"
+LEARNING_RATE="${LEARNING_RATE:-1e-5}"
+WARMUP="${WARMUP:-0.1}"                     # warmup: a fraction of the steps (<1) or a number of steps
+MAX_LENGTH="${MAX_LENGTH:-512}"             # student tokens per (query, passage)
+BF16="${BF16:-auto}"                        # true | false | auto (true when nvidia-smi finds a GPU; use false on V100/T4)
+SAVE_STEPS="${SAVE_STEPS:-500}"             # checkpoints in $OUTPUT_DIR/model/checkpoint-N
+LOGGING_STEPS="${LOGGING_STEPS:-10}"
+SEED="${SEED:-42}"
+NPROC="${NPROC:-1}"                         # >1: data parallel on NPROC GPUs (torchrun)
+
+if [ "$BF16" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then BF16=true; else BF16=false; fi
+fi
+LAUNCH=("$PYTHON")
+if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
+
+"${LAUNCH[@]}" "$RAGDISTILL_ROOT/Reranker-Distillation/train.py" \
+  --student_model "$STUDENT_MODEL" \
+  --train_files "$TRAIN_ROWS" \
+  --output_dir "$OUTPUT_DIR/model" \
+  --loss "$LOSS" \
+  --num_train_epochs "$EPOCHS" \
+  --max_steps "$MAX_STEPS" \
+  --per_device_train_batch_size "$BATCH_SIZE" \
+  --gradient_accumulation_steps "$GRAD_ACCUM" \
+  --learning_rate "$LEARNING_RATE" \
+  --warmup_steps "$WARMUP" \
+  --max_length "$MAX_LENGTH" \
+  --bf16 "$BF16" \
+  --save_steps "$SAVE_STEPS" \
+  --save_total_limit 2 \
+  --logging_steps "$LOGGING_STEPS" \
+  --seed "$SEED" \
+  --report_to none \
+  "$@"

@@ -1,0 +1,141 @@
+"""Stage 4 (evaluation): ragdistill.metrics reproduces sentence-transformers' CrossEncoderRerankingEvaluator on the
+same scores (ties included), so the teacher row compares like for like; the stage writes its table, JSON, Markdown
+and scatter; a plain encoder's 'before' row is the head training starts from."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragdistill.errors import InputError
+from ragdistill.jsonl import read_json
+from ragdistill.metrics import ranking_metrics
+from ragdistill.mteb import RerankingSample, read_samples
+from ragdistill.pair_scoring import score_file
+from ragdistill.reranker_evaluation import (
+    evaluate_cross_encoder,
+    flat_pairs,
+    relevance,
+    split_per_query,
+    teacher_test_scores,
+)
+from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.resumable import meta_path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = REPO / "data/wikiqa/test.jsonl.gz"
+
+
+def stage_main(name: str):
+    """main(argv) of a stage script, run in this process."""
+    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+
+
+@pytest.fixture(scope="module")
+def student(tiny_models):
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    return CrossEncoder(str(tiny_models["bert"]), num_labels=1)
+
+
+@pytest.fixture(scope="module")
+def teacher_scores(tiny_models, tmp_path_factory) -> Path:
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32",
+                             max_length=512)
+    output = tmp_path_factory.mktemp("teacher") / "test.scores.jsonl"
+    teacher = load_teacher(options)
+    score_file(TEST, output, describe_teacher(options), lambda: teacher, max_queries=8)
+    return output
+
+
+def samples_with_ties() -> list[RerankingSample]:
+    """Real test queries, some with repeated passages: a repeated text gets exactly the same score (a real tie)."""
+    samples = read_samples(TEST)[:10]
+    samples[0].negative = [samples[0].positive[0]] + samples[0].negative  # a positive tied with a negative
+    samples[1].negative = samples[1].negative * 3 + [samples[1].positive[0]]  # > 16 candidates, many ties
+    return samples
+
+
+def test_our_metrics_equal_the_evaluator_on_the_same_scores(student):
+    samples = samples_with_ties()
+    evaluated, scores = evaluate_cross_encoder(student, samples, batch_size=16)
+    per_query = list(zip(relevance(samples), split_per_query(scores, samples)))
+    ours = ranking_metrics(per_query, ties="cross-encoder")
+    assert ours == pytest.approx(evaluated, rel=1e-12, abs=0)
+    # The recorded scores are the raw logits the evaluator ranked, in flat_pairs order.
+    import torch
+
+    raw = student.predict(flat_pairs(samples), activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(scores, raw, rtol=1e-5)
+    # Tied scores exist, and ordering ties the other way changes MRR: why ragdistill.metrics takes `ties`.
+    assert scores[0] == scores[1]
+    stable = ranking_metrics(per_query, ties="stable")
+    assert stable["map"] == pytest.approx(evaluated["map"]) and stable["ndcg@10"] == pytest.approx(evaluated["ndcg@10"])
+    assert stable["mrr@10"] != pytest.approx(evaluated["mrr@10"])
+
+
+def test_teacher_scores_must_cover_the_test_pairs(teacher_scores):
+    samples = read_samples(TEST)[:9]  # one query more than stage 1 scored
+    with pytest.raises(InputError, match=r"has no teacher score for \d+ of the \d+ test pairs"):
+        teacher_test_scores(teacher_scores, samples)
+    scores, meta = teacher_test_scores(teacher_scores, samples[:8])
+    assert len(scores) == len(flat_pairs(samples[:8])) and meta["complete"]
+
+
+def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    trained = tmp_path / "trained"
+    CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(trained))
+    results = tmp_path / "results"
+    stage_main("evaluation")([
+        "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
+        "--trained_model", str(trained), "--teacher_scores", str(teacher_scores), "--output_dir", str(results),
+        "--batch_size", "16", "--speed_pairs", "32"])
+    table = json.loads((results / "reranker_results.json").read_text())["tables"][0]
+    rows = {row["metric"]: row for row in table["rows"]}
+    assert list(rows) == ["MAP", "MRR@10", "NDCG@10", "pairs/s"]
+    for name in ("MAP", "MRR@10", "NDCG@10"):
+        assert all(0 <= rows[name][column] <= 1 for column in ("before", "after", "teacher"))
+        assert rows[name]["gap_closed"] is not None or rows[name]["teacher"] == rows[name]["before"]
+    assert rows["pairs/s"]["before"] > 0 and rows["pairs/s"]["after"] > 0 and rows["pairs/s"]["gap_closed"] is None
+    assert rows["pairs/s"]["teacher"] == read_json(meta_path(teacher_scores))["pairs_per_second"]
+    # The teacher row is its stage-1 scores through the evaluator's formulas.
+    samples = read_samples(TEST)[:8]
+    scores, _ = teacher_test_scores(teacher_scores, samples)
+    expected = ranking_metrics(list(zip(relevance(samples), split_per_query(scores, samples))), ties="cross-encoder")
+    assert rows["MAP"]["teacher"] == pytest.approx(expected["map"])
+    assert any("freshly initialised head" in note for note in table["notes"])
+    assert "| MAP |" in (results / "reranker_results.md").read_text()
+    assert (results / "score_scatter.png").stat().st_size > 1000
+
+
+def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_path):
+    """Train with learning rate 0: the trained student must score exactly like the 'before' row's fresh head."""
+    from ragdistill.jsonl import write_json
+    from ragdistill.training_rows import RowSettings, build_rows
+
+    rows_in = tmp_path / "train.scores.jsonl"
+    rows_in.write_text(teacher_scores.read_text())
+    write_json(meta_path(rows_in), {"teacher": "tiny", "complete": True})
+    rows = tmp_path / "rows.jsonl"
+    build_rows([rows_in], rows, RowSettings(top_k=2, num_negatives=2))
+    model = tmp_path / "model"
+    stage_main("train")([
+        "--student_model", str(tiny_models["bert"]), "--train_files", str(rows), "--output_dir", str(model),
+        "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+        "--report_to", "none", "--dataloader_pin_memory", "false"])
+    results = tmp_path / "results"
+    stage_main("evaluation")([
+        "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
+        "--trained_model", str(model), "--teacher_scores", "", "--output_dir", str(results), "--speed_pairs", "8"])
+    table = json.loads((results / "reranker_results.json").read_text())["tables"][0]
+    for row in table["rows"][:3]:
+        assert row["after"] == row["before"], row
+    assert table["teacher"] == {}

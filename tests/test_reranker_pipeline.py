@@ -1,0 +1,61 @@
+"""The whole chain as users run it: `bash Reranker-Distillation/run_all.sh` with the tiny teacher and student
+(transformers backend), environment overrides only; then every stage script answers --help."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ragdistill.resumable import is_complete
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = REPO / "Reranker-Distillation"
+
+
+def test_run_all_end_to_end(tiny_models, tmp_path):
+    output = tmp_path / "out"
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "TEACHER_MODEL": str(tiny_models["qwen3_reranker"]), "STUDENT_MODEL": str(tiny_models["bert"]),
+        "TRAIN_FILE": str(REPO / "data/wikiqa/train.jsonl.gz"), "TEST_FILE": str(REPO / "data/wikiqa/test.jsonl.gz"),
+        "OUTPUT_DIR": str(output), "BACKEND": "transformers", "TEACHER_DTYPE": "fp32", "MAX_QUERIES": "4",
+        "BATCH_SIZE": "4", "MAX_STEPS": "2", "LOGGING_STEPS": "1", "LEARNING_RATE": "5e-5",
+    }
+    result = subprocess.run(["bash", str(MODULE / "run_all.sh")], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    # Stage outputs where the wrappers put them.
+    assert is_complete(output / "teacher_scores/train.scores.jsonl")
+    assert is_complete(output / "teacher_scores/test.scores.jsonl")
+    assert is_complete(output / "train_rows.jsonl")
+    assert (output / "model/model.safetensors").exists() and (output / "model/loss_curve.png").exists()
+    # The printed table, and the same numbers saved.
+    assert "metric" in result.stdout and "gap closed" in result.stdout and "NDCG@10" in result.stdout
+    saved = json.loads((output / "results/reranker_results.json").read_text())
+    rows = {row["metric"]: row for row in saved["tables"][0]["rows"]}
+    assert set(rows) == {"MAP", "MRR@10", "NDCG@10", "pairs/s"}
+    for row in rows.values():
+        for column in ("before", "after", "teacher"):
+            assert isinstance(row[column], float) and math.isfinite(row[column])
+    assert saved["num_queries"] == 4
+    assert (output / "results/reranker_results.md").read_text().count("|") > 20
+    assert (output / "results/score_scatter.png").exists()
+
+
+def stage_main(name: str):
+    """main(argv) of a stage script, run in this process."""
+    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+
+
+@pytest.mark.parametrize("script", ["generate_logits", "merge_shards", "create_triplets", "train", "evaluation"])
+def test_every_stage_has_help(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stage_main(script)(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")

@@ -1,0 +1,290 @@
+"""Stage 1 (teacher scores) on the transformers and bi-encoder backends with the tiny models: rows, metadata,
+duplicates, truncation, determinism, bad input, bad models, non-finite scores, shards and their merge."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragdistill.errors import InputError
+from ragdistill.jsonl import read_json, read_jsonl
+from ragdistill.pair_scoring import merge_shards, read_pairs, score_file, shard_path
+from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.resumable import is_complete, meta_path, parts_dir
+
+REPO = Path(__file__).resolve().parents[1]
+DEV = REPO / "data/wikiqa/dev.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def qwen_options(tiny_models):
+    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32",
+                          max_length=512, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def qwen_teacher(qwen_options):
+    return load_teacher(qwen_options)
+
+
+def _score(data, output, options, teacher, **kwargs):
+    """Stage 1 for one file; teacher None = nothing may be left to score."""
+
+    def load():
+        if teacher is None:
+            pytest.fail("the teacher was loaded although every chunk was finished")
+        return teacher
+
+    return score_file(data, output, describe_teacher(options), load, **kwargs)
+
+
+def stage_main(name: str):
+    """main(argv) of a stage script, run in this process."""
+    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+
+
+def _rows(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def _mteb(query, positive, negative):
+    return json.dumps({"query": query, "positive": positive, "negative": negative})
+
+
+def test_rows_metadata_and_duplicates(qwen_options, qwen_teacher, write_lines, tmp_path, tiny_models):
+    data = write_lines("data.jsonl", [
+        _mteb("What is the capital of France?", ["Paris is the capital of France."],
+              ["The war ended in 1945.", "Paris is the capital of France."]),  # same pair twice on a line
+        _mteb("Who wrote the novel?", ["The novel was written in 1851."], ["Sunlight is scattered."]),
+        _mteb("What is the capital of France?", ["Paris is the capital and most populous city of France."],
+              ["The war ended in 1945."]),  # the query again, one new passage, one seen pair
+    ])
+    output = tmp_path / "scores.jsonl"
+    meta = _score(data, output, qwen_options, qwen_teacher, chunk_size=2)
+    rows = _rows(output)
+    # Distinct pairs, each query's passages together, in first-appearance order.
+    assert [(r["query"][:6], r["passage"][:12]) for r in rows] == [
+        ("What i", "Paris is the"), ("What i", "The war ende"), ("What i", "Paris is the"), ("Who wr", "The novel wa"),
+        ("Who wr", "Sunlight is ")]
+    assert len({(r["query"], r["passage"]) for r in rows}) == len(rows) == 5
+    saved = read_json(meta_path(output))
+    assert saved["complete"] is True and not parts_dir(output).exists()
+    assert saved["duplicate_pairs_skipped"] == 2 and saved["num_pairs"] == 5 and saved["num_queries"] == 2
+    assert saved["teacher"] == str(tiny_models["qwen3_reranker"]) and saved["backend"] == "transformers"
+    assert saved["instruction"].startswith("Given a web search query") and saved["max_length"] == 512
+    assert saved["truncated_pairs"] == 0 and saved["tokens_per_pair"] > 50 and saved["pairs_per_second"] > 0
+    assert saved["num_chunks"] == 3 and meta["dtype"] == "float32"
+
+    # The score is logit(yes) - logit(no) of the plain causal LM on the model-card prompt.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragdistill.qwen3_reranker import format_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3_reranker"])
+    lm = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3_reranker"], dtype=torch.float32)
+    ids = tokenizer.encode(format_prompt(rows[3]["query"], rows[3]["passage"]), add_special_tokens=False)
+    with torch.inference_mode():
+        logits = lm(torch.tensor([ids])).logits[0, -1]
+    expected = float(logits[tokenizer.convert_tokens_to_ids("yes")] - logits[tokenizer.convert_tokens_to_ids("no")])
+    assert rows[3]["score"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_long_documents_are_cut_and_counted(qwen_options, qwen_teacher, tmp_path):
+    short = TeacherOptions(**{**qwen_options.__dict__, "max_length": 150})
+    teacher = load_teacher(short)
+    output = tmp_path / "scores.jsonl"
+    _score(DEV, output, short, teacher, max_queries=3)
+    meta = read_json(meta_path(output))
+    prompts = teacher.prompts.encode(read_pairs(DEV, 3).pairs(range(meta["num_pairs"])))
+    assert meta["max_length"] == 150 and max(prompts.num_tokens) == 150
+    assert meta["truncated_pairs"] == sum(prompts.document_truncated) > 0
+    assert meta["truncated_queries"] == 0
+
+
+def test_same_command_same_bytes_and_max_queries(qwen_options, qwen_teacher, tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _score(DEV, first, qwen_options, qwen_teacher, max_queries=3, chunk_size=7)
+    _score(DEV, second, qwen_options, qwen_teacher, max_queries=3, chunk_size=7)
+    assert first.read_bytes() == second.read_bytes()
+    assert len({r["query"] for r in _rows(first)}) == 3
+    # A finished output is not scored again; changed settings start over.
+    meta = _score(DEV, first, qwen_options, None, max_queries=3, chunk_size=7)
+    assert meta["complete"] is True
+    _score(DEV, first, qwen_options, qwen_teacher, max_queries=2, chunk_size=7)
+    assert len({r["query"] for r in _rows(first)}) == 2
+
+
+def test_bad_rows_named_or_skipped(qwen_options, qwen_teacher, write_lines, tmp_path):
+    data = write_lines("bad.jsonl", [
+        _mteb("Who wrote the novel?", ["The novel was written in 1851."], ["Sunlight is scattered."]),
+        json.dumps({"query": "Why is the sky blue?", "positive": ["Sunlight is scattered."]}),
+        "{not json",
+    ])
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: missing key: 'negative'"):
+        _score(data, tmp_path / "x.jsonl", qwen_options, qwen_teacher)
+    assert not (tmp_path / "x.jsonl").exists()
+    meta = _score(data, tmp_path / "y.jsonl", qwen_options, qwen_teacher, skip_invalid=True)
+    assert meta["skipped_invalid_rows"] == 2 and meta["num_pairs"] == 2
+    assert "missing key" in meta["skipped_by_reason"] and _rows(tmp_path / "y.jsonl")[0]["query"] == "Who wrote the novel?"
+
+
+def test_cli_error_is_one_line_exit_2(tmp_path, capsys):
+    from ragdistill.cli import run_main
+
+    missing = tmp_path / "no-such-model"
+    argv = ["--teacher_model", str(missing), "--data_files", str(DEV), "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: stage_main("generate_logits")(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {missing}: teacher model path does not exist\n"
+
+
+def test_models_that_are_not_rerankers(tmp_path, tiny_models):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a teacher model: no config.json"):
+        describe_teacher(TeacherOptions(model=str(tmp_path / "empty")))
+    # A plain encoder has no reranking head: CrossEncoder would add a random one. Refused.
+    with pytest.raises(InputError, match="not a reranker: architecture BertModel"):
+        describe_teacher(TeacherOptions(model=str(tiny_models["bert"])))
+    # The bi-encoder backend wants a sentence-transformers model.
+    with pytest.raises(InputError, match="not a sentence-transformers model"):
+        load_teacher(TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="bi-encoder"))
+    with pytest.raises(InputError, match="unknown --backend"):
+        describe_teacher(TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="onnx"))
+
+
+def test_non_finite_scores_are_never_written(tmp_path, tiny_models, qwen_options):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    broken = tmp_path / "broken-reranker"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3_reranker"])
+    lm = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3_reranker"], dtype=torch.float32)
+    with torch.no_grad():
+        lm.lm_head.weight[tokenizer.convert_tokens_to_ids("yes")] = float("nan")
+    lm.save_pretrained(broken)
+    tokenizer.save_pretrained(broken)
+    options = TeacherOptions(**{**qwen_options.__dict__, "model": str(broken)})
+    output = tmp_path / "scores.jsonl"
+    with pytest.raises(InputError, match=r"non-finite teacher score \(nan\)"):
+        _score(DEV, output, options, load_teacher(options), max_queries=2)
+    assert not output.exists() and not list(parts_dir(output).glob("chunk-*"))
+
+
+def test_bi_encoder_teacher(tmp_path, tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    options = TeacherOptions(model=str(tiny_models["qwen3_embedder"]), backend="bi-encoder", dtype="fp32",
+                             bi_encoder_scale=20.0)
+    output = tmp_path / "scores.jsonl"
+    _score(DEV, output, options, load_teacher(options), max_queries=2)
+    rows = _rows(output)
+    meta = read_json(meta_path(output))
+    assert meta["backend"] == "bi-encoder" and meta["bi_encoder_scale"] == 20.0 and meta["instruction"] is None
+    model = SentenceTransformer(str(tiny_models["qwen3_embedder"]))
+    query = model.encode_query([rows[0]["query"]], normalize_embeddings=True)
+    passages = model.encode_document([r["passage"] for r in rows[:3]], normalize_embeddings=True)
+    np.testing.assert_allclose([r["score"] for r in rows[:3]], 20.0 * (passages @ query[0]), atol=1e-4)
+
+
+def test_cross_encoder_teacher_gives_raw_logits(tmp_path, tiny_models):
+    from sentence_transformers import CrossEncoder
+
+    teacher_dir = tmp_path / "bert-cross-encoder"
+    CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
+    options = TeacherOptions(model=str(teacher_dir), backend="transformers", dtype="fp32")
+    output = tmp_path / "scores.jsonl"
+    _score(DEV, output, options, load_teacher(options), max_queries=2)
+    rows = _rows(output)
+    import torch
+
+    model = CrossEncoder(str(teacher_dir))
+    raw = model.predict([(r["query"], r["passage"]) for r in rows], activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose([r["score"] for r in rows], raw, atol=1e-5)
+    meta = read_json(meta_path(output))
+    assert meta["teacher_kind"] == "cross-encoder" and meta["max_length"] == 512
+
+
+# --- shards -----------------------------------------------------------------------------------------------------
+
+
+def test_shards_merge_into_the_unsharded_output(qwen_options, qwen_teacher, tmp_path):
+    whole = tmp_path / "whole" / "dev.scores.jsonl"
+    _score(DEV, whole, qwen_options, qwen_teacher, max_queries=7, chunk_size=8)
+    output = tmp_path / "sharded" / "dev.scores.jsonl"
+    metas = [_score(DEV, output, qwen_options, qwen_teacher, max_queries=7, chunk_size=8, num_shards=3, shard_id=i)
+             for i in range(3)]
+    # Contiguous query ranges, about the same number of pairs each, every query in one shard.
+    assert [m["shard"]["query_range"] for m in metas][0][0] == 0
+    assert sum(m["num_pairs"] for m in metas) == read_json(meta_path(whole))["num_pairs"]
+    shard_queries = [{r["query"] for r in _rows(shard_path(output, i, 3))} for i in range(3)]
+    assert all(shard_queries) and not (shard_queries[0] & shard_queries[1]) and not (shard_queries[1] & shard_queries[2])
+
+    merged = merge_shards(output)
+    assert is_complete(output) and merged["num_pairs"] == read_json(meta_path(whole))["num_pairs"]
+    got, want = _rows(output), _rows(whole)
+    assert [(r["query"], r["passage"]) for r in got] == [(r["query"], r["passage"]) for r in want]
+    # Other chunk boundaries mean other batches: fp32 scores agree to rounding.
+    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-4)
+    # An unsharded run of the same settings sees the merged output as its own, finished.
+    assert _score(DEV, output, qwen_options, None, max_queries=7, chunk_size=8)["complete"]
+
+
+def test_merge_refuses_missing_incomplete_and_overlapping_shards(qwen_options, qwen_teacher, tmp_path):
+    output = tmp_path / "dev.scores.jsonl"
+    kwargs = {"max_queries": 4, "chunk_size": 8, "num_shards": 2}
+    _score(DEV, output, qwen_options, qwen_teacher, shard_id=0, **kwargs)
+    with pytest.raises(InputError, match=r"missing shard\(s\) \[1\] of 2: run .* --shard_id 1"):
+        merge_shards(output)
+    _score(DEV, output, qwen_options, qwen_teacher, shard_id=1, **kwargs)
+    # Shard 1 stopped half way: its metadata is gone, a chunk is missing.
+    shard1 = shard_path(output, 1, 2)
+    meta_path(shard1).unlink()
+    with pytest.raises(InputError, match="incomplete"):
+        merge_shards(output)
+    _score(DEV, output, qwen_options, qwen_teacher, shard_id=1, **kwargs)
+    # Stale shards of a run with another --num_shards overlap these.
+    _score(DEV, output, qwen_options, qwen_teacher, shard_id=0, **{**kwargs, "num_shards": 3})
+    with pytest.raises(InputError, match="different --num_shards"):
+        merge_shards(output)
+    for path in (shard_path(output, 0, 3), meta_path(shard_path(output, 0, 3))):
+        path.unlink()
+    # A shard file edited by hand so that a query sits in two shards.
+    shard0 = shard_path(output, 0, 2)
+    first = shard0.read_text().splitlines()[0]
+    shard1.write_text(shard1.read_text() + first + "\n")
+    with pytest.raises(InputError, match="shards overlap"):
+        merge_shards(output)
+    assert not output.exists()
+
+
+def test_merge_cli(qwen_options, qwen_teacher, tmp_path):
+    output = tmp_path / "dev.scores.jsonl"
+    for i in range(2):
+        _score(DEV, output, qwen_options, qwen_teacher, max_queries=3, num_shards=2, shard_id=i)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "Reranker-Distillation/merge_shards.py"), "--data_files", str(DEV),
+         "--output_dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert is_complete(output) and len(read_jsonl(output)) == read_json(meta_path(output))["num_pairs"]
+
+
+def test_shard_plan_never_splits_a_query_and_covers_all(tmp_path):
+    from ragdistill.pair_scoring import ScoringPlan, shard_query_ranges
+
+    plan = ScoringPlan(queries=list("abcde"), query_of=[0] * 10 + [1] + [2] * 3 + [3] * 3 + [4], passages=[""] * 18,
+                       duplicate_pairs=0)
+    for n in (1, 2, 3, 5, 8):
+        ranges = shard_query_ranges(plan, n)
+        assert len(ranges) == n and ranges[0].start == 0 and ranges[-1].stop == 5
+        assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
+    assert shard_query_ranges(plan, 2) == [range(0, 1), range(1, 5)]
+

@@ -1,0 +1,135 @@
+"""Stage 3 (student training) with the tiny BERT student: every loss trains and saves a loadable CrossEncoder with
+its card, log history and loss curve; a loss meets the rows it needs; --resume_from_checkpoint continues a run;
+torchrun with two processes works."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragdistill.errors import InputError
+from ragdistill.jsonl import dumps, read_json, write_json
+from ragdistill.mteb import read_samples
+from ragdistill.resumable import meta_path
+from ragdistill.training_rows import RowSettings, build_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stage_main(name: str):
+    """main(argv) of a stage script, run in this process."""
+    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    return stage_main("train")
+
+
+@pytest.fixture(scope="module")
+def score_file(tmp_path_factory) -> Path:
+    """A finished stage-1 output over real WikiQA texts (scores drawn at random: training mechanics only)."""
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("scores") / "train.scores.jsonl"
+    samples = read_samples(REPO / "data/wikiqa/dev.jsonl.gz")[:6]
+    rows = [{"query": s.query, "passage": p, "score": round(rng.gauss(0, 3), 4)} for s in samples for p in s.candidates]
+    path.write_text("".join(dumps(r) + "\n" for r in rows))
+    write_json(meta_path(path), {"teacher": "tiny-qwen3-reranker", "complete": True})
+    return path
+
+
+def rows_file(score_file: Path, tmp_path: Path, fmt: str) -> Path:
+    out = tmp_path / f"rows-{fmt}.jsonl"
+    build_rows([score_file], out, RowSettings(format=fmt, top_k=3, num_negatives=2))
+    return out
+
+
+def train_args(tiny_models, rows: Path, output: Path, *extra: str) -> list[str]:
+    return ["--student_model", str(tiny_models["bert"]), "--train_files", str(rows), "--output_dir", str(output),
+            "--per_device_train_batch_size", "2", "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
+            "--report_to", "none", "--max_length", "128", "--dataloader_pin_memory", "false", *extra]
+
+
+@pytest.mark.parametrize("loss,fmt", [("margin_mse", "ntuple"), ("margin_mse", "triplet"), ("listnet", "listwise"),
+                                      ("lambda", "listwise"), ("mse", "ntuple")])
+def test_each_loss_trains_and_saves_a_cross_encoder(train_script, tiny_models, score_file, tmp_path, loss, fmt):
+    from sentence_transformers import CrossEncoder
+
+    output = tmp_path / "model"
+    train_script(train_args(tiny_models, rows_file(score_file, tmp_path, fmt), output, "--loss", loss))
+    # The final model, in sentence-transformers format, at the top of the output folder.
+    assert (output / "config_sentence_transformers.json").exists() and (output / "model.safetensors").exists()
+    model = CrossEncoder(str(output))
+    assert model.num_labels == 1 and len(model.predict([("a question", "an answer")])) == 1
+    card = (output / "README.md").read_text()
+    assert "## Distillation" in card and "Teacher: `tiny-qwen3-reranker`" in card and f"Loss: {loss}" in card
+    assert f"{fmt} rows from" in card and "train.scores.jsonl" in card
+    history = json.loads((output / "log_history.json").read_text())
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2]
+    assert (output / "loss_curve.png").stat().st_size > 1000
+
+
+def test_loss_needs_matching_rows(train_script, tiny_models, score_file, tmp_path):
+    rows = rows_file(score_file, tmp_path, "ntuple")
+    with pytest.raises(InputError, match="--loss listnet needs listwise rows.*--format listwise"):
+        train_script(train_args(tiny_models, rows, tmp_path / "m", "--loss", "listnet"))
+    triplets = rows_file(score_file, tmp_path, "triplet")
+    with pytest.raises(InputError, match="--loss mse needs ntuple or listwise rows"):
+        train_script(train_args(tiny_models, triplets, tmp_path / "m", "--loss", "mse"))
+    with pytest.raises(InputError, match="not stage-2 rows"):
+        train_script(train_args(tiny_models, score_file, tmp_path / "m"))
+
+
+def test_student_path_must_exist(train_script, tiny_models, score_file, tmp_path):
+    rows = rows_file(score_file, tmp_path, "ntuple")
+    args = train_args(tiny_models, rows, tmp_path / "m")
+    args[1] = str(tmp_path / "missing-student")
+    with pytest.raises(InputError, match="student model path does not exist"):
+        train_script(args)
+
+
+def test_resume_from_checkpoint(train_script, tiny_models, score_file, tmp_path):
+    rows = rows_file(score_file, tmp_path, "ntuple")
+    output = tmp_path / "model"
+    first = train_args(tiny_models, rows, output, "--save_strategy", "steps", "--save_steps", "2")
+    train_script(first)
+    checkpoint = output / "checkpoint-2"
+    assert (checkpoint / "trainer_state.json").exists()
+    # Mark the checkpoint's state: if training really continues from it, the mark is carried into the history.
+    state = read_json(checkpoint / "trainer_state.json")
+    state["log_history"].insert(0, {"resumed_from": "checkpoint-2", "step": 0})
+    write_json(checkpoint / "trainer_state.json", state)
+    # "last" = the newest checkpoint in --output_dir (or give the checkpoint folder itself).
+    second = [*first, "--resume_from_checkpoint", "last"]
+    second[second.index("--max_steps") + 1] = "4"
+    train_script(second)
+    history = json.loads((output / "log_history.json").read_text())
+    assert history[0] == {"resumed_from": "checkpoint-2", "step": 0}
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
+    assert read_json(output / "checkpoint-4" / "trainer_state.json")["global_step"] == 4
+    assert (output / "model.safetensors").exists()
+
+
+def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
+    rows = rows_file(score_file, tmp_path, "ntuple")
+    output = tmp_path / "model"
+    # --use_cpu: data parallel over CPU processes (gloo); on GPUs torchrun alone gives one GPU per process.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               str(REPO / "Reranker-Distillation/train.py"), *train_args(tiny_models, rows, output), "--use_cpu", "true"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (output / "model.safetensors").exists() and (output / "loss_curve.png").exists()
+    history = json.loads((output / "log_history.json").read_text())
+    # Two ranks of batch 2: each step consumes 4 rows (one process would take 2), so an epoch has n // 4 steps.
+    num_rows = len(rows.read_text().splitlines())
+    assert history[0]["epoch"] == pytest.approx(1 / (num_rows // 4))
+    assert history[-1]["step"] == 2 and "train_runtime" in history[-1]
+    assert result.stdout.count("saved the student to") == 1  # written by rank 0 only
