@@ -1,0 +1,130 @@
+"""Stage 3 of Embedding-Distillation: the student before and after training, next to its teacher.
+
+On every in-domain and out-of-domain MTEB reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
+trained student (sentence-transformers RerankingEvaluator) and of the teacher (from its similarities, cached per
+teacher and file so it is computed once: generate_distillation_data.py --score_files fills the same cache). Prints
+one table per file (absolute and relative change, share of the teacher gap closed) plus encode throughput, saves
+them as results.json / results.md, and a teacher-vs-student similarity scatter per file. The out-of-domain change
+is the no-forgetting check.
+
+    python evaluation.py --student_model BAAI/bge-m3 --trained_model output/embedding/model \
+        --in_domain_files data/scidocs-reranking/test.jsonl \
+        --out_of_domain_files data/stackoverflowdupquestions-reranking/test.jsonl \
+        --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --output_dir output/embedding/evaluation
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragdistill.cli import parse_args, run_main, split_paths
+from ragdistill.embedding_evaluation import (
+    FileEvaluation,
+    encode_throughputs,
+    evaluate_student,
+    headline,
+    relative_change,
+    speed_sample,
+    teacher_similarities,
+    throughput_comparison,
+)
+from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.errors import InputError
+from ragdistill.hardware import default_device, resolve_dtype, torch_dtype
+from ragdistill.mteb import read_samples
+from ragdistill.plots import score_scatter
+from ragdistill.report import save_comparisons
+from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
+from ragdistill.vllm_engine import VLLMArguments, require_model_dir
+
+
+@dataclass
+class EvaluationArguments:
+    student_model: str = field(default="BAAI/bge-m3", metadata={"help": "The student before training."})
+    trained_model: str = field(default="output/embedding/model", metadata={
+        "help": "The student after training (train.py's --output_dir)."})
+    in_domain_files: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
+        "help": "Comma-separated MTEB reranking test files from the training domain."})
+    out_of_domain_files: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
+        "help": "Comma-separated MTEB reranking test files from other domains (the no-forgetting check)."})
+    output_dir: str = field(default="output/embedding/evaluation", metadata={
+        "help": "Where results.json, results.md and the scatter PNGs go."})
+    teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
+        "help": "Cache of teacher similarities per teacher settings and file content (shared with stage 1)."})
+    student_batch_size: int = field(default=32, metadata={"help": "Student encode batch size."})
+    student_dtype: str = field(default="float32", metadata={
+        "help": "Student dtype for evaluation: float32, bfloat16, float16 or auto."})
+    max_queries: int = field(default=0, metadata={"help": "Evaluate the first N queries per file only; 0 = all."})
+    speed_texts: int = field(default=256, metadata={
+        "help": "Distinct texts of the first file used to time the students' encoding (texts/s, median of 3 passes)."})
+
+
+def load_student(path: str, dtype: str):
+    from sentence_transformers import SentenceTransformer
+
+    require_model_dir(path, "student model")
+    return SentenceTransformer(path, device=default_device(), model_kwargs={"dtype": torch_dtype(dtype)})
+
+
+def main():
+    # 1. arguments: evaluation, teacher (same settings as stage 1, so its cached scores are found), vLLM knobs
+    args, teacher_args, engine_args = parse_args(EvaluationArguments, TeacherArguments, VLLMArguments)
+    domains = {path: "in-domain" for path in split_paths(args.in_domain_files)}
+    domains.update({path: "out-of-domain" for path in split_paths(args.out_of_domain_files)})
+    if not domains:
+        raise InputError(None, "no evaluation files: give --in_domain_files and/or --out_of_domain_files")
+    if not Path(args.trained_model).exists():
+        raise InputError(args.trained_model, "trained model not found: run train.py (bash train.sh) first")
+
+    # 2. teacher similarities: from the cache, or one teacher pass per file (then cached)
+    teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
+    try:
+        cached = cached_teacher_scores(list(domains), teacher, args.teacher_cache_dir)
+    finally:
+        teacher.close()
+    files = []
+    for path, domain in domains.items():
+        samples = read_samples(path)
+        if args.max_queries:
+            samples = samples[:args.max_queries]
+        rows, _ = cached[path]
+        files.append(FileEvaluation(path, domain, samples, teacher_similarities(samples, rows, path)))
+
+    # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
+    students = {"before": load_student(args.student_model, args.student_dtype),
+                "after": load_student(args.trained_model, args.student_dtype)}
+    for label, model in students.items():
+        for evaluation in files:
+            print(f"evaluating {label} training on {evaluation.name}", flush=True)
+            evaluation.students[label] = evaluate_student(model, evaluation.samples, args.student_batch_size,
+                                                            show_progress_bar=True)
+    speed_texts = speed_sample(files[0].samples, args.speed_texts)
+    speed = encode_throughputs(students, speed_texts, args.student_batch_size)
+
+    # 4. tables: one per file, plus throughput; printed and saved as JSON + Markdown
+    teacher_meta = cached[files[0].path][1]
+    comparisons = [evaluation.comparison() for evaluation in files]
+    comparisons.append(throughput_comparison(speed, teacher_meta, (
+        f"sentence-transformers on {default_device()}, {resolve_dtype(args.student_dtype)}, batch "
+        f"{args.student_batch_size}, {len(speed_texts)} texts of {files[0].name}")))
+    save_comparisons(comparisons, args.output_dir, name="results", extra={
+        "student": args.student_model, "trained_model": args.trained_model, "teacher": teacher_meta["teacher"],
+        "teacher_settings": {key: teacher_meta[key] for key in ("backend", "query_prompt", "max_length", "dtype")},
+        "map_relative_change": {f"{e.domain}: {e.name}": relative_change(e.students["before"].metrics,
+                                                                         e.students["after"].metrics) for e in files},
+    })
+
+    # 5. pictures: teacher vs student similarities, before and after
+    for evaluation in files:
+        score_scatter(evaluation.flat(evaluation.teacher),
+                      {label: evaluation.flat(scores.similarities) for label, scores in evaluation.students.items()},
+                      Path(args.output_dir) / f"scatter_{evaluation.slug}.png",
+                      title=f"Teacher vs student cosine similarity, {evaluation.name}")
+    print(f"saved similarity scatter plots to {args.output_dir}")
+    for evaluation in files:
+        print(headline(evaluation.name, evaluation.students["before"].metrics, evaluation.students["after"].metrics,
+                       prefix=evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain"
+                                                   else "")))
+
+
+if __name__ == "__main__":
+    run_main(main)

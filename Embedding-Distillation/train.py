@@ -1,0 +1,107 @@
+"""Stage 2 of Embedding-Distillation: train the student SentenceTransformer on the teacher's soft labels.
+
+Reads the rows of generate_distillation_data.py (refusing an unfinished file) and trains with
+sentence-transformers' SentenceTransformerTrainer: DistillKLDivLoss by default (MarginMSE or pointwise MSE on
+similarities on request), optionally wrapped in MatryoshkaLoss. Every SentenceTransformerTrainingArguments flag
+passes through (--bf16, --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate, --save_steps,
+--eval_strategy, --resume_from_checkpoint last, ...). Multi-GPU: `torchrun --nproc_per_node 8 train.py ...` (data
+parallel; on CPUs add --use_cpu true).
+
+    python train.py --student_model BAAI/bge-m3 --train_file output/embedding/distillation_data.jsonl \
+        --output_dir output/embedding/model --num_train_epochs 1 --per_device_train_batch_size 16 --bf16
+"""
+
+from dataclasses import dataclass, field
+
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+from ragdistill.cli import parse_args, run_main
+from ragdistill.embedding_training import (
+    DEFAULT_TEMPERATURE,
+    LOSSES,
+    build_loss,
+    column_prompts,
+    load_student,
+    load_training_rows,
+    parse_dims,
+    reranking_evaluator,
+)
+from ragdistill.jsonl import write_json
+from ragdistill.training_common import (
+    check_distributed,
+    describe_distillation,
+    resolve_resume_checkpoint,
+    save_training_history,
+)
+
+
+@dataclass
+class DistillationArguments:
+    student_model: str = field(default="BAAI/bge-m3", metadata={
+        "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder."})
+    train_file: str = field(default="output/embedding/distillation_data.jsonl", metadata={
+        "help": "Rows written by generate_distillation_data.py (its .meta.json must say complete)."})
+    loss: str = field(default="kl", metadata={
+        "help": "kl: DistillKLDivLoss (softmax over each row's candidates). margin_mse: MarginMSELoss. "
+                "mse: pointwise MSE between student and teacher similarities.", "choices": list(LOSSES)})
+    temperature: float = field(default=DEFAULT_TEMPERATURE, metadata={
+        "help": "kl: softmax temperature for teacher and student scores. Cosines span a narrow range, so at 1.0 "
+                "the teacher's distribution is nearly uniform; 0.05 keeps its ranking."})
+    student_temperature: float | None = field(default=None, metadata={
+        "help": "kl: the student's temperature, if different from --temperature."})
+    teacher_temperature: float | None = field(default=None, metadata={
+        "help": "kl: the teacher's temperature, if different from --temperature."})
+    matryoshka_dims: str = field(default="", metadata={
+        "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
+                "embeddings work too. Empty: off."})
+    max_seq_length: int = field(default=512, metadata={"help": "Student's maximum tokens per text."})
+    eval_file: str = field(default="", metadata={
+        "help": "Optional MTEB reranking file evaluated with RerankingEvaluator during training "
+                "(with --eval_strategy steps)."})
+    max_rows: int = field(default=0, metadata={"help": "Train on the first N rows only (smoke runs); 0 = all."})
+
+
+def main():
+    # 1. arguments: ours plus every SentenceTransformerTrainingArguments flag
+    args, training_args = parse_args(DistillationArguments, SentenceTransformerTrainingArguments)
+    check_distributed(training_args)
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+
+    # 2. data: the teacher-labelled rows (an unfinished stage-1 output is refused)
+    train_dataset, meta = load_training_rows(args.train_file, args.max_rows)
+    print(f"{len(train_dataset)} {meta['format']} rows from {args.train_file} (teacher {meta['teacher']})")
+
+    # 3. student, with its own query/document prompts on the matching columns
+    model = load_student(args.student_model, args.max_seq_length)
+    if training_args.prompts is None:
+        training_args.prompts = column_prompts(model, train_dataset.column_names)
+    describe_distillation(model, args.student_model, meta["teacher"], args.train_file)
+
+    # 4. loss on cosine similarities, matching the teacher's labels
+    loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature,
+                      parse_dims(args.matryoshka_dims))
+
+    # 5. optional evaluator during training
+    evaluator = reranking_evaluator(args.eval_file, batch_size=training_args.per_device_eval_batch_size)
+
+    # 6. train (resuming from a checkpoint if asked)
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
+                                         evaluator=evaluator)
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    # 7. save: model + model card, loss curve, log history, summary
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        paths = save_training_history(trainer.state.log_history, training_args.output_dir,
+                                      title=f"Distillation loss ({args.loss})")
+        write_json(f"{training_args.output_dir}/training_summary.json", {
+            "student": args.student_model, "teacher": meta["teacher"], "train_file": args.train_file,
+            "rows": len(train_dataset), "format": meta["format"], "loss": loss.get_config_dict() | {"name": args.loss},
+            "prompts": training_args.prompts, "resumed_from": resume, "global_step": trainer.state.global_step,
+            "train_metrics": result.metrics, **paths,
+        })
+        print(f"saved the student to {training_args.output_dir} (loss curve: {paths.get('loss_curve')})")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,88 @@
+"""Stage 2: run the queries through a retrieval chain: embed, search Milvus, optionally rerank with a CrossEncoder.
+
+The query encoder is the one the collection records (or a copy of it; another model is refused). Each query runs
+alone, as in serving, and is timed step by step. Writes the run in TREC format (`qid Q0 docid rank score tag`),
+the per-query latency as JSON lines (embed / search / retrieve / rerank / total ms) and the chain's metadata
+(index size included) beside the run.
+
+    python search.py --corpus data/wikiqa/test.jsonl.gz --milvus_uri output/milvus/milvus.db \
+        --collection bge_m3 --top_k 100 --output_run output/milvus/runs/student.trec
+    python search.py ... --reranker BAAI/bge-reranker-v2-m3 --rerank_top_k 50 --output_run .../student_rr.trec
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ragdistill.cli import parse_args, run_main
+from ragdistill.errors import InputError
+from ragdistill.milvus_index import MilvusArguments, connect, index_size, load_query_encoder, open_collection
+from ragdistill.retrieval_chain import (
+    ChainArguments,
+    Reranker,
+    RetrievalChain,
+    chain_description,
+    latency_path,
+    read_latencies,
+    run_queries,
+)
+from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval_evaluation import latency_summary
+
+
+@dataclass
+class SearchOutputArguments:
+    output_run: str = field(default="output/milvus/runs/chain.trec", metadata={
+        "help": "TREC run to write; the latency lines go to <run>.latency.jsonl, the metadata to <run>.meta.json."})
+    tag: str | None = field(default=None, metadata={"help": "Run tag (last TREC column). Default: the run's name."})
+    max_queries: int = field(default=0, metadata={"help": "Run only the first N queries (0 = all)."})
+    chunk_size: int = field(default=200, metadata={"help": "Queries per resumable chunk."})
+
+
+def main() -> None:
+    corpus_args, milvus_args, chain_args, output_args = parse_args(
+        CorpusArguments, MilvusArguments, ChainArguments, SearchOutputArguments)
+    uri = milvus_args.milvus_uri
+
+    # 1. queries (the corpus itself is not needed: it is in Milvus)
+    retrieval_set = load_retrieval_set(corpus_args, with_documents=False)
+    queries = retrieval_set.queries
+    if output_args.max_queries:
+        queries = dict(list(queries.items())[:output_args.max_queries])
+    if not queries:
+        raise InputError(corpus_args.corpus, "no queries")
+
+    # 2. collection: finished builds only; its record says how queries must be embedded
+    client = connect(milvus_args)
+    collection = open_collection(client, milvus_args.collection, uri)
+    print(f"collection '{collection.name}': {collection.num_vectors:,} vectors of {collection.record.describe()}; "
+          f"{collection.index_type}, {collection.metric}")
+
+    # 3. query encoder, checked against the collection's probe vectors
+    encoder = load_query_encoder(collection.record, chain_args.embedder, chain_args.dtype, collection.name)
+
+    # 4. reranker (optional)
+    reranker = None
+    if chain_args.reranker:
+        reranker = Reranker(chain_args.reranker, chain_args.rerank_max_length, chain_args.rerank_batch_size,
+                            chain_args.dtype, chain_args.reranker_backend, chain_args.reranker_instruction)
+        print(f"reranker: {chain_args.reranker}, top {min(chain_args.rerank_top_k, chain_args.top_k)} of "
+              f"{chain_args.top_k}")
+
+    # 5. run every query through the chain, timed; write run, latency lines and metadata
+    chain = RetrievalChain(client, collection, encoder, chain_args, reranker)
+    description = chain_description(collection, chain_args, encoder, uri)
+    tag = output_args.tag or latency_path(output_args.output_run).name.removesuffix(".latency.jsonl")
+    run_path = run_queries(chain, queries, output_args.output_run, tag, description, chain_args.warmup,
+                           output_args.chunk_size, {"index": index_size(collection, uri),
+                                                    "queries_source": retrieval_set.source})
+
+    # 6. a short latency summary (evaluation.py compares chains side by side)
+    latency = latency_summary(read_latencies(latency_path(run_path)))
+    print(f"{len(queries)} queries: p50 {latency['total_p50_ms']:.1f} ms, p95 {latency['total_p95_ms']:.1f} ms "
+          f"(retrieve p50 {latency['retrieve_p50_ms']:.1f} ms, rerank p50 {latency['rerank_p50_ms']:.1f} ms)")
+    print(f"saved {run_path} and {latency_path(run_path)}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,83 @@
+"""Stage 3 of Embedding-Distillation: the teacher's row, computed by ragdistill.metrics from its stored
+similarities, equals what sentence-transformers' RerankingEvaluator reports for the same model, so before / after /
+teacher compare like for like; the recorded similarities are the ones the evaluator ranked by."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from ragdistill.embedding_evaluation import (
+    RANK_AGREEMENT,
+    FileEvaluation,
+    StudentScores,
+    evaluate_student,
+    metrics_from_similarities,
+    rank_agreement,
+    teacher_similarities,
+)
+from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.errors import InputError
+from ragdistill.mteb import read_samples
+from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def eval_file(tmp_path_factory):
+    rows = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/test.jsonl.gz", "rt")][:8]
+    path = tmp_path_factory.mktemp("eval") / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(tmp_path, eval_file, tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    # the teacher pass stores similarities; the same model through RerankingEvaluator must score the same
+    model_path = str(tiny_models["qwen3_embedder"])
+    args = TeacherArguments(teacher_model=model_path, backend="sentence-transformers", dtype="float32",
+                            max_length=512)
+    teacher = LazyTeacher(args, lambda: load_teacher(args))
+    rows, _ = cached_teacher_scores([str(eval_file)], teacher, tmp_path / "cache")[str(eval_file)]
+    teacher.close()
+    samples = read_samples(eval_file)
+    from_stored = metrics_from_similarities(samples, teacher_similarities(samples, rows, str(eval_file)))
+
+    model = SentenceTransformer(model_path, device="cpu")
+    assert model.max_seq_length == 512
+    from_evaluator = evaluate_student(model, samples)
+    assert set(from_stored) == set(from_evaluator.metrics) == {"map", "mrr@10", "ndcg@10"}
+    for name, value in from_evaluator.metrics.items():
+        assert from_stored[name] == pytest.approx(value, abs=1e-9), name
+    # and the similarities the evaluator ranked by are the ones we record and plot
+    assert metrics_from_similarities(samples, from_evaluator.similarities) == pytest.approx(from_evaluator.metrics,
+                                                                                             abs=1e-12)
+    stored = np.concatenate([np.asarray(r["positive_scores"] + r["negative_scores"]) for r in rows])
+    np.testing.assert_allclose(np.concatenate(from_evaluator.similarities), stored, atol=2e-6)
+
+
+def test_comparison_table_and_misaligned_cache(eval_file):
+    samples = read_samples(eval_file)
+    rng = np.random.default_rng(0)
+    sims = [rng.random(len(s.candidates)) for s in samples]
+    evaluation = FileEvaluation(str(eval_file), "out-of-domain", samples, sims)
+    evaluation.students = {"before": StudentScores({"map": 0.5, "mrr@10": 0.5, "ndcg@10": 0.5}, sims),
+                           "after": StudentScores({"map": 0.45, "mrr@10": 0.6, "ndcg@10": 0.5}, sims)}
+    comparison = evaluation.comparison()
+    text = comparison.to_text()
+    assert comparison.title.endswith("(out-of-domain)")
+    assert "no-forgetting check" in text and "MAP 0.5000 -> 0.4500 (-10.0% relative)" in text
+    assert comparison.teacher == pytest.approx({**metrics_from_similarities(samples, sims), RANK_AGREEMENT: 1.0})
+    # the students' rank agreement with the teacher: identical similarities agree fully, reversed ones not at all
+    assert comparison.before[RANK_AGREEMENT] == pytest.approx(1.0)
+    assert rank_agreement([-x for x in sims], sims) == pytest.approx(-1.0)
+
+    rows = [{"query": s.query, "positive_scores": [0.0] * len(s.positive), "negative_scores": [0.0] * len(s.negative)}
+            for s in samples]
+    rows[3]["query"] = "another query"
+    with pytest.raises(InputError, match=r"test\.jsonl:4: teacher scores do not match"):
+        teacher_similarities(samples, rows, str(eval_file))

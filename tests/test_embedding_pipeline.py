@@ -1,0 +1,64 @@
+"""Embedding-Distillation end to end: run_all.sh (stage 1 -> 2 -> 3) with the tiny models, the environment
+overriding the wrappers' variables, the sentence-transformers teacher backend."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+
+import pytest
+
+from ragdistill.jsonl import read_json
+from ragdistill.resumable import require_complete
+from tests.conftest import REPO
+
+
+def _subset(source, target, count):
+    rows = [json.loads(line) for line in gzip.open(REPO / source, "rt")][:count]
+    target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return target
+
+
+@pytest.mark.slow
+def test_run_all_with_tiny_models(tmp_path, tiny_models):
+    output = tmp_path / "output"
+    env = {
+        **os.environ,
+        "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(tiny_models["bert"]),
+        "BACKEND": "sentence-transformers", "DTYPE": "float32", "MAX_LENGTH": "128",
+        "TRAIN_FILES": str(_subset("data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
+        "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
+        "OUT_OF_DOMAIN_FILES": str(_subset("data/trecqa/test.jsonl.gz", tmp_path / "trecqa-test.jsonl", 6)),
+        "OUTPUT_DIR": str(output), "NUM_NEGATIVES": "4", "BATCH_SIZE": "4", "EPOCHS": "2", "LEARNING_RATE": "1e-3",
+        "LOGGING_STEPS": "1", "BF16": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    }
+    run = subprocess.run(["bash", str(REPO / "Embedding-Distillation" / "run_all.sh")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    # stage 1: complete rows; the test files were scored once, and stage 3 read them from the cache
+    meta = require_complete(output / "distillation_data.jsonl")
+    assert meta["format"] == "listwise" and meta["counts"]["queries"] == 16
+    assert run.stdout.count("loading teacher") == 1
+    assert "cached in" in run.stdout and run.stdout.count("teacher scores for") == 4
+
+    # stage 2: the trained student with its card, curve and history
+    model_dir = output / "model"
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "README.md").exists()
+    assert (model_dir / "loss_curve.png").exists() and read_json(model_dir / "log_history.json")
+
+    # stage 3: tables printed and saved, scatter plots, the out-of-domain change spelled out
+    results = read_json(output / "evaluation" / "results.json")
+    titles = [table["title"] for table in results["tables"]]
+    assert len(titles) == 3 and titles[2] == "Encode throughput (texts/s)"
+    assert titles[0].endswith("wikiqa-test (in-domain)") and titles[1].endswith("trecqa-test (out-of-domain)")
+    for table in results["tables"][:2]:
+        assert set(table["before"]) == set(table["after"]) == set(table["teacher"]) == {
+            "map", "mrr@10", "ndcg@10", "spearman vs teacher"}
+    assert results["tables"][2]["before"]["texts/s"] > 0 and results["tables"][2]["teacher"]["texts/s"] > 0
+    assert (output / "evaluation" / "results.md").read_text().count("| map |") == 2
+    assert len(list((output / "evaluation").glob("scatter_*.png"))) == 2
+    assert "out-of-domain (no-forgetting check)" in run.stdout and "relative" in run.stdout
+    assert "gap closed" in run.stdout

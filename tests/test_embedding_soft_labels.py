@@ -1,0 +1,269 @@
+"""Stage 1 of Embedding-Distillation on the sentence-transformers backend: unique texts, vectorised similarities,
+row formats, truncation, invalid rows, shards, cached evaluation scores, determinism. Tiny real Qwen3 embedder."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from ragdistill.embedding_teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts
+from ragdistill.errors import InputError
+from ragdistill.jsonl import read_json, read_jsonl
+from ragdistill.resumable import is_complete, meta_path, parts_dir, require_complete
+from ragdistill.soft_labels import (
+    LazyTeacher,
+    SoftLabelJob,
+    cached_teacher_scores,
+    parse_num_negatives,
+    shard_path,
+    teacher_scores_path,
+)
+from tests.conftest import REPO
+
+MAX_LENGTH = 96
+
+
+def _rows(path, count):
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for _, line in zip(range(count), handle)]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    """Two small MTEB files; the second repeats a row of the first, so texts repeat across files."""
+    folder = tmp_path_factory.mktemp("data")
+    wikiqa = _rows(REPO / "data/wikiqa/dev.jsonl.gz", 6)
+    trecqa = _rows(REPO / "data/trecqa/dev.jsonl.gz", 3)
+    first, second = folder / "first.jsonl", folder / "second.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in wikiqa))
+    second.write_text("".join(json.dumps(r) + "\n" for r in [*trecqa, wikiqa[0]]))
+    return [str(first), str(second)], wikiqa + trecqa
+
+
+def _args(tiny_models, **overrides):
+    values = dict(teacher_model=str(tiny_models["qwen3_embedder"]), backend="sentence-transformers", dtype="float32",
+                  max_length=MAX_LENGTH, chunk_size=32, batch_size=16)
+    values.update(overrides)
+    return TeacherArguments(**values)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_models):
+    """One loaded teacher for the module (loading is what the tests would otherwise repeat)."""
+    args = _args(tiny_models)
+    lazy = LazyTeacher(args, lambda: load_teacher(args))
+    lazy.get()
+    yield lazy
+    lazy.close()
+
+
+def _never_loaded(args):
+    def fail():
+        raise AssertionError("the teacher was loaded although nothing was left to embed")
+
+    return LazyTeacher(args, fail)
+
+
+def test_prompts_follow_the_model_unless_an_instruction_is_given(tiny_models):
+    qwen, bert = str(tiny_models["qwen3_embedder"]), str(tiny_models["bert"])
+    assert resolve_prompts(qwen, None) == (f"Instruct: {DEFAULT_TASK}\nQuery:", "")
+    assert resolve_prompts(qwen, "Find the paper")[0] == "Instruct: Find the paper\nQuery:"
+    assert resolve_prompts(qwen, "none") == ("", "")
+    assert resolve_prompts(bert, None) == ("", "")  # defines no prompts: none invented
+    assert resolve_prompts("/no/such/Qwen3-Embedding-8B", None)[0] == f"Instruct: {DEFAULT_TASK}\nQuery:"
+
+
+def test_listwise_rows_hold_the_hardest_negatives_and_the_teachers_cosines(tmp_path, data_files, teacher,
+                                                                          tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    files, samples = data_files
+    output = tmp_path / "rows.jsonl"
+    encoded_before = teacher.loaded.texts_encoded
+    meta = SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=3).run()
+
+    # each unique text embedded once: the repeated row of the second file adds nothing
+    unique_queries = {s["query"] for s in samples}
+    unique_passages = {p for s in samples for p in s["positive"] + s["negative"]}
+    assert meta["counts"]["unique_queries"] == len(unique_queries) == 9
+    assert meta["counts"]["unique_passages"] == len(unique_passages)
+    assert teacher.loaded.texts_encoded - encoded_before == len(unique_queries) + len(unique_passages)
+    assert meta["complete"] and is_complete(output) and not parts_dir(output).exists()
+
+    rows = read_jsonl(output)
+    assert len(rows) == sum(len(s["positive"]) for s in samples) + len(samples[0]["positive"])
+    assert list(rows[0]) == ["query", "positive", "negative_1", "negative_2", "negative_3", "label"]
+
+    # labels: the cosine sentence-transformers itself gives (its own query prompt, same truncation)
+    reference = SentenceTransformer(str(tiny_models["qwen3_embedder"]), device="cpu")
+    reference.max_seq_length = MAX_LENGTH
+    for row in rows[:4]:
+        sample = next(s for s in samples if s["query"] == row["query"])
+        query = reference.encode_query([row["query"]], convert_to_tensor=True)
+        negatives = reference.encode_document(sample["negative"], convert_to_tensor=True)
+        positive = reference.encode_document([row["positive"]], convert_to_tensor=True)
+        neg_sims = reference.similarity(query, negatives)[0].numpy()
+        expected_order = [sample["negative"][i] for i in np.argsort(-neg_sims, kind="stable")[:3]]
+        assert [row[f"negative_{i}"] for i in (1, 2, 3)] == expected_order
+        expected = [float(reference.similarity(query, positive)[0, 0]), *np.sort(neg_sims)[::-1][:3]]
+        np.testing.assert_allclose(row["label"], expected, atol=2e-6)
+        assert row["label"][1:] == sorted(row["label"][1:], reverse=True)
+
+
+def test_triplet_and_all_negatives_formats(tmp_path, data_files, teacher):
+    files, samples = data_files
+    triplets = SoftLabelJob(files=files, output=str(tmp_path / "t.jsonl"), teacher=teacher, fmt="triplet").run()
+    expected = sum(len(s["positive"]) * len(s["negative"]) for s in samples + [samples[0]])
+    assert triplets["counts"]["rows"] == expected
+    row = read_jsonl(tmp_path / "t.jsonl")[0]
+    assert list(row) == ["query", "positive", "negative", "label"] and len(row["label"]) == 2
+
+    every = SoftLabelJob(files=files, output=str(tmp_path / "a.jsonl"), teacher=teacher,
+                         num_negatives=parse_num_negatives("all")).run()
+    most = max(len(s["negative"]) for s in samples)
+    assert every["counts"]["negatives_per_row"] == most
+    all_rows = read_jsonl(tmp_path / "a.jsonl")
+    assert {len(r["label"]) for r in all_rows} == {most + 1}
+    # a query with fewer negatives repeats its own, hardest first, labels included
+    short = min(samples, key=lambda s: len(s["negative"]))
+    row = next(r for r in all_rows if r["query"] == short["query"])
+    negatives = [row[f"negative_{i + 1}"] for i in range(most)]
+    count = len(short["negative"])
+    assert sorted(negatives[:count]) == sorted(short["negative"])
+    assert negatives[count:] == (negatives[:count] * most)[:most - count]
+    assert row["label"][1 + count:] == (row["label"][1:1 + count] * most)[:most - count]
+
+    rows_of = {len(s["negative"]) < 5 for s in samples}
+    assert rows_of == {True, False}  # the data has queries on both sides of 5
+    padded = SoftLabelJob(files=files, output=str(tmp_path / "p.jsonl"), teacher=teacher, num_negatives=5).run()
+    short_queries = sum(len(s["negative"]) < 5 for s in samples + [samples[0]])
+    assert padded["counts"]["queries_padded"] == short_queries
+    assert padded["counts"]["rows"] == sum(len(s["positive"]) for s in samples + [samples[0]])
+    dropped = SoftLabelJob(files=files, output=str(tmp_path / "d.jsonl"), teacher=teacher, num_negatives=5,
+                           pad_negatives=False).run()
+    assert dropped["counts"]["queries_too_few_negatives"] == short_queries
+    assert dropped["counts"]["rows"] == sum(len(s["positive"]) for s in samples + [samples[0]]
+                                            if len(s["negative"]) >= 5)
+    with pytest.raises(InputError, match="positive number or 'all'"):
+        parse_num_negatives("lots")
+
+
+def test_truncation_is_counted_and_reported(tmp_path, write_lines, teacher, capsys):
+    long_passage = "The city has a population of about two million people. " * 40
+    lines = [json.dumps({"query": "How many people live in the city?", "positive": [long_passage, "Paris."],
+                         "negative": ["The war ended in 1945.", long_passage.upper()]}),
+             json.dumps({"query": "Why is the sky blue? " * 30, "positive": ["Sunlight is scattered."],
+                         "negative": ["It reads the query and the passage together."]})]
+    path = write_lines("long.jsonl", lines)
+    meta = SoftLabelJob(files=[str(path)], output=str(tmp_path / "rows.jsonl"), teacher=teacher,
+                        num_negatives=1).run()
+    assert meta["truncated"]["queries"] == 1
+    assert meta["truncated"]["passages"] == 2
+    assert meta["truncated"]["longest_text_tokens"] > MAX_LENGTH
+    assert read_json(meta_path(tmp_path / "rows.jsonl"))["truncated"]["passages"] == 2
+    assert f"truncated to {MAX_LENGTH} tokens: 1 queries, 2 passages" in capsys.readouterr().out
+
+
+def test_invalid_rows_fail_with_file_and_line_or_are_skipped_and_counted(tmp_path, write_lines, teacher):
+    good = json.dumps({"query": "What is the capital of France?", "positive": ["Paris."], "negative": ["Rome."]})
+    path = write_lines("bad.jsonl", [good, '{"query": "q", "positive": ["p"]}', "{not json", good])
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: missing key"):
+        SoftLabelJob(files=[str(path)], output=str(tmp_path / "rows.jsonl"), teacher=teacher, num_negatives=1).run()
+    assert not (tmp_path / "rows.jsonl").exists()
+    meta = SoftLabelJob(files=[str(path)], output=str(tmp_path / "rows.jsonl"), teacher=teacher, num_negatives=1,
+                        skip_invalid=True).run()
+    assert meta["counts"]["skipped_invalid"] == 2
+    assert meta["counts"]["queries"] == 2 and meta["counts"]["unique_queries"] == 1
+    limited = SoftLabelJob(files=[str(path)], output=str(tmp_path / "one.jsonl"), teacher=teacher, num_negatives=1,
+                           skip_invalid=True, max_queries=1).run()
+    assert limited["counts"]["queries"] == 1
+
+
+def test_same_inputs_give_byte_identical_rows(tmp_path, data_files, tiny_models):
+    files, _ = data_files
+    outputs = []
+    for name in ("first", "second"):
+        args = _args(tiny_models)
+        lazy = LazyTeacher(args, lambda args=args: load_teacher(args))  # a fresh model load each time
+        SoftLabelJob(files=files[:1], output=str(tmp_path / f"{name}.jsonl.gz"), teacher=lazy, num_negatives=2).run()
+        lazy.close()
+        outputs.append((tmp_path / f"{name}.jsonl.gz").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_shards_embed_disjoint_spans_and_merge_into_the_same_rows(tmp_path, data_files, teacher, tiny_models):
+    files, _ = data_files
+    whole = tmp_path / "whole.jsonl"
+    SoftLabelJob(files=files, output=str(whole), teacher=teacher, num_negatives=2).run()
+    output = tmp_path / "sharded.jsonl"
+    shard_metas = [SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
+                                shard_id=i).run() for i in (0, 2)]
+    assert shard_metas[0]["start"] == 0 and shard_metas[1]["stop"] == shard_metas[1]["num_texts"]
+
+    with pytest.raises(InputError, match=r"shard\(s\) 1 of 3 not complete"):
+        SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
+                     merge_shards=True).run()
+    SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3, shard_id=1).run()
+
+    # a shard from other inputs is refused
+    other = SoftLabelJob(files=files[:1], output=str(tmp_path / "o.jsonl"), teacher=teacher, num_shards=3,
+                         shard_id=1).run()
+    good = read_json(meta_path(shard_path(output, 1, 3)))
+    meta_path(shard_path(output, 1, 3)).write_text(json.dumps({**good, "job_fingerprint": other["job_fingerprint"]}))
+    with pytest.raises(InputError, match="other inputs or teacher settings"):
+        SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
+                     merge_shards=True).run()
+    meta_path(shard_path(output, 1, 3)).write_text(json.dumps(good))
+
+    # the merge needs no teacher: every text is embedded already
+    merged = SoftLabelJob(files=files, output=str(output), teacher=_never_loaded(_args(tiny_models)),
+                          num_negatives=2, num_shards=3, merge_shards=True).run()
+    assert merged["embedding"]["shards"] == 3 and is_complete(output)
+    assert not any(shard_path(output, i, 3).exists() for i in range(3))
+    sharded_rows, whole_rows = read_jsonl(output), read_jsonl(whole)
+    assert [{k: v for k, v in r.items() if k != "label"} for r in sharded_rows] == \
+           [{k: v for k, v in r.items() if k != "label"} for r in whole_rows]
+    # other chunk boundaries batch the texts differently: same embeddings up to float rounding
+    np.testing.assert_allclose([r["label"] for r in sharded_rows], [r["label"] for r in whole_rows], atol=2e-6)
+
+
+def test_complete_output_is_not_redone_and_incomplete_output_is_refused(tmp_path, data_files, teacher, tiny_models):
+    files, _ = data_files
+    output = tmp_path / "rows.jsonl"
+    SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2).run()
+    again = SoftLabelJob(files=files, output=str(output), teacher=_never_loaded(_args(tiny_models)),
+                         num_negatives=2).run()
+    assert again["complete"]
+    # other settings: rebuilt (from the same teacher, no stale metadata left saying complete meanwhile)
+    changed = SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=1).run()
+    assert changed["fingerprint"] != again["fingerprint"]
+    assert {len(row["label"]) for row in read_jsonl(output)} == {2}
+
+    meta_path(output).unlink()  # as if the run died between renaming the rows and writing the metadata
+    with pytest.raises(InputError, match="incomplete.*Re-run"):
+        require_complete(output)
+    from ragdistill.embedding_training import load_training_rows
+
+    with pytest.raises(InputError, match="incomplete"):
+        load_training_rows(output)
+
+
+def test_evaluation_scores_are_cached_per_teacher_and_file(tmp_path, data_files, teacher, tiny_models):
+    files, samples = data_files
+    first = cached_teacher_scores(files[:1], teacher, tmp_path / "cache")
+    rows, meta = first[files[0]]
+    assert [r["query"] for r in rows] == [s["query"] for s in samples[:6]]
+    assert [len(r["positive_scores"]) + len(r["negative_scores"]) for r in rows] == \
+           [len(s["positive"]) + len(s["negative"]) for s in samples[:6]]
+    assert meta["embedding"]["texts_per_second"] > 0
+
+    # second time: read from the cache, no teacher
+    again = cached_teacher_scores(files[:1], _never_loaded(_args(tiny_models)), tmp_path / "cache")
+    assert again[files[0]][0] == rows
+    # another teacher setting is another cache entry
+    other = _args(tiny_models, instruction="Find the answer")
+    assert teacher_scores_path(tmp_path / "cache", files[0], LazyTeacher(other, None).identity) != \
+           teacher_scores_path(tmp_path / "cache", files[0], teacher.identity)

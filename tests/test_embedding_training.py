@@ -1,0 +1,177 @@
+"""Stage 2 of Embedding-Distillation: train.py on stage-1 rows with the tiny BERT student. The saved model, model
+card, loss curve and history; every loss; Matryoshka; exact resume from a checkpoint; DDP under torchrun (CPU);
+refusal of unfinished or non-training stage-1 output."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.embedding_training import SimilarityMSELoss, build_loss, column_prompts, load_training_rows
+from ragdistill.errors import InputError
+from ragdistill.jsonl import read_json
+from ragdistill.resumable import meta_path
+from ragdistill.soft_labels import LazyTeacher, SoftLabelJob
+from ragdistill.training_common import check_distributed, resolve_resume_checkpoint
+from tests.conftest import REPO
+
+TRAIN_SCRIPT = REPO / "Embedding-Distillation" / "train.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("embedding_train_script", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rows_file(tmp_path_factory, tiny_models):
+    """Stage-1 listwise rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 teacher."""
+    folder = tmp_path_factory.mktemp("stage1")
+    samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
+    source = folder / "train.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in samples))
+    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="sentence-transformers",
+                            dtype="float32", max_length=96)
+    teacher = LazyTeacher(args, lambda: load_teacher(args))
+    SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
+    SoftLabelJob(files=[str(source)], output=str(folder / "scores.jsonl"), teacher=teacher, fmt="scores").run()
+    teacher.close()
+    return folder / "rows.jsonl"
+
+
+def _train(monkeypatch, tiny_models, rows_file, output_dir, *extra):
+    argv = ["train.py", "--student_model", str(tiny_models["bert"]), "--train_file", str(rows_file),
+            "--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+            "--logging_steps", "1", "--seed", "7", *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    _load_script().main()
+    return read_json(output_dir / "training_summary.json")
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_training_saves_a_sentence_transformer_with_card_curve_and_history(monkeypatch, tmp_path, tiny_models,
+                                                                          rows_file):
+    from sentence_transformers import SentenceTransformer
+
+    output = tmp_path / "model"
+    summary = _train(monkeypatch, tiny_models, rows_file, output, "--max_steps", "3", "--save_steps", "2")
+    assert summary["global_step"] == 3 and summary["rows"] == 9
+    assert summary["loss"] == {"similarity_fct": "pairwise_cos_sim", "temperature": 0.05, "name": "kl"}
+    card = (output / "README.md").read_text()
+    assert "bert distilled from qwen3-embedder" in card and "DistillKLDivLoss" in card
+    assert (output / "loss_curve.png").stat().st_size > 1000
+    history = read_json(output / "log_history.json")
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3]
+    assert all(np.isfinite(entry["loss"]) and entry["loss"] > 0 for entry in history if "loss" in entry)
+
+    trained = SentenceTransformer(str(output), device="cpu")
+    base = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    texts = ["What is the capital of France?", "Paris is the capital of France."]
+    assert not np.allclose(trained.encode(texts), base.encode(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("loss, extra", [("margin_mse", []), ("mse", []), ("kl", ["--matryoshka_dims", "64,32"]),
+                                         ("kl", ["--student_temperature", "0.1", "--teacher_temperature", "0.02"])])
+def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, extra):
+    summary = _train(monkeypatch, tiny_models, rows_file, tmp_path / "m", "--loss", loss, "--max_steps", "2",
+                     "--save_strategy", "no", *extra)
+    assert summary["global_step"] == 2
+    assert np.isfinite(summary["train_metrics"]["train_loss"])
+    if extra[:1] == ["--matryoshka_dims"]:
+        assert summary["loss"]["matryoshka_dims"] == [64, 32]
+    if "--teacher_temperature" in extra:
+        assert summary["loss"]["student_temperature"] == 0.1 and summary["loss"]["teacher_temperature"] == 0.02
+
+
+def test_loss_pieces(tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    query, other = torch.randn(3, 8), torch.randn(3, 8)
+    labels = torch.tensor([[0.5], [0.1], [-0.2]])
+    expected = torch.mean((torch.nn.functional.cosine_similarity(query, other)[:, None] - labels) ** 2)
+    assert torch.allclose(SimilarityMSELoss(model).compute_loss_from_embeddings([query, other], labels), expected)
+    with pytest.raises(InputError, match="exceed the student's embedding dimension 64"):
+        build_loss(model, "kl", matryoshka_dims=[128, 64])
+    with pytest.raises(InputError, match="--loss must be one of"):
+        build_loss(model, "cosine")
+    # query prompts only for students that define them (the Qwen3 embedder does, the plain BERT does not)
+    qwen = SentenceTransformer(str(tiny_models["qwen3_embedder"]), device="cpu")
+    columns = ["query", "positive", "negative_1", "label"]
+    assert column_prompts(qwen, columns) == {"query": qwen.prompts["query"]}
+    assert column_prompts(model, columns) is None
+
+
+def test_resume_from_checkpoint_continues_exactly(monkeypatch, tmp_path, tiny_models, rows_file):
+    full = tmp_path / "full"
+    _train(monkeypatch, tiny_models, rows_file, full, "--max_steps", "4", "--save_steps", "2")
+    assert resolve_resume_checkpoint("last", full).endswith("checkpoint-4")
+
+    # as if the first run had died after step 2: resume from its checkpoint in another folder
+    resumed = tmp_path / "resumed"
+    summary = _train(monkeypatch, tiny_models, rows_file, resumed, "--max_steps", "4", "--save_steps", "2",
+                     "--resume_from_checkpoint", str(full / "checkpoint-2"))
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["global_step"] == 4
+    history = read_json(resumed / "log_history.json")
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]  # steps 1-2 from the checkpoint
+    full_weights, resumed_weights = _weights(full), _weights(resumed)
+    for name, tensor in full_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-6, rtol=1e-5)
+
+    with pytest.raises(InputError, match="no checkpoint"):
+        resolve_resume_checkpoint("last", tmp_path / "nothing")
+    with pytest.raises(InputError, match="not a checkpoint folder"):
+        resolve_resume_checkpoint(str(tmp_path), tmp_path)
+
+
+def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
+    with pytest.raises(InputError, match="holds 'scores' rows, not training rows"):
+        load_training_rows(rows_file.with_name("scores.jsonl"))
+    copy = tmp_path / "rows.jsonl"
+    copy.write_bytes(rows_file.read_bytes())
+    with pytest.raises(InputError, match="incomplete: no 'rows.jsonl.meta.json' marked complete"):
+        load_training_rows(copy)
+    meta = read_json(meta_path(rows_file))
+    meta_path(copy).write_text(json.dumps({**meta, "complete": False}))
+    with pytest.raises(InputError, match="incomplete"):
+        load_training_rows(copy)
+    # the script turns it into a one-line error and exit status 2
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--train_file", str(copy), "--output_dir",
+                          str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
+
+
+def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeypatch):
+    output = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
+               "--student_model", str(tiny_models["bert"]), "--train_file", str(rows_file), "--output_dir",
+               str(output), "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--logging_steps", "1",
+               "--use_cpu", "true"]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = read_json(output / "training_summary.json")
+    # 9 rows over 2 processes x 2 rows, last uneven batch dropped: 2 steps make the epoch
+    assert summary["global_step"] == 2 and summary["train_metrics"]["epoch"] == 1.0
+    assert run.stdout.count("saved the student") == 1  # only rank 0 writes
+    # without --use_cpu the CPU Trainer would train 2 unsynchronised copies: refused with a hint
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InputError, match="--use_cpu true"):
+        check_distributed(type("Args", (), {"world_size": 1})())
