@@ -11,7 +11,7 @@ TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder: H
 BACKEND="${BACKEND:-vllm}"                # vllm (pooling runner, fast on GPUs) or sentence-transformers (anywhere)
 INSTRUCTION="${INSTRUCTION:-}"            # query task 'Instruct: {task}\nQuery:'; empty: the model's own query prompt; none: no prompt
 MAX_LENGTH="${MAX_LENGTH:-512}"           # teacher tokens per text; longer texts are truncated and counted
-DTYPE="${DTYPE:-auto}"                    # auto = bf16 on GPUs and AMX CPUs, else fp32
+DTYPE="${DTYPE:-auto}"                    # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32
 TEACHER_ARGS="${TEACHER_ARGS:-}"          # more teacher flags, e.g. "--tensor_parallel_size 2 --chunk_size 8192 --enforce_eager"
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # comma-separated MTEB files
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
