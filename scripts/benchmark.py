@@ -75,8 +75,8 @@ class BenchmarkArguments:
         "help": "vLLM engines without graph compilation (both sides alike): starts in ~30 s instead of ~60 s here."})
     kv_cache_gb: float = field(default=1.0, metadata={"help": "vLLM KV cache (GiB) for every engine."})
     max_num_batched_tokens: int = field(default=0, metadata={
-        "help": "vLLM tokens per engine step for every engine (both sides alike); 0 = vLLM's default, as stage 1 "
-                "runs unless told otherwise."})
+        "help": "vLLM tokens per engine step for every engine (both sides alike); 0 = stage 1's default (vLLM's "
+                "on GPU, 1024 on CPU)."})
     vocab_size: int = field(default=16000, metadata={
         "help": "Teacher tokenizer vocabulary; 16k gives about the chars/token of Qwen3's tokenizer on WikiQA."})
     repeats: int = field(default=2, metadata={
