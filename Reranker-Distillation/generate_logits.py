@@ -47,6 +47,10 @@ class TeacherScoringArguments:
         "help": "auto (bf16 on GPUs and AMX CPUs, else fp32), fp32, bf16 or fp16."})
     batch_size: int = field(default=16, metadata={
         "help": "Pairs per forward pass (transformers and bi-encoder backends; vLLM batches by itself)."})
+    max_batch_tokens: int = field(default=0, metadata={
+        "help": "transformers backend: fill each forward pass up to this many padded tokens instead of --batch_size "
+                "rows; 0 = 16384 on GPUs (fixed small batches leave a GPU idle), off on CPUs. Lower it on an "
+                "out-of-memory."})
     bi_encoder_scale: float = field(default=20.0, metadata={
         "help": "bi-encoder backend: score = cosine x this. Cosines span a narrow range; x20 (as in "
                 "sentence-transformers' MarginMSE examples) gives logit-like margins."})
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring
     options = TeacherOptions(
         model=args.teacher_model, backend=args.backend, dtype=args.dtype, max_length=args.max_length,
-        instruction=args.instruction, batch_size=args.batch_size, bi_encoder_scale=args.bi_encoder_scale,
+        instruction=args.instruction, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
+        bi_encoder_scale=args.bi_encoder_scale,
         device=args.device, vllm=engine,
     )
     settings = describe_teacher(options)

@@ -542,7 +542,7 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
                              instruction: str, batch_size: int, repeats: int = 1, warmup: int = 8,
                              device: str | None = None) -> TimedScoring:
     """This project's stage 1 on transformers (ragdistill.reranker_teachers: length-sorted batches)."""
-    from .reranker_teachers import TeacherOptions, _length_sorted_batches, load_teacher
+    from .reranker_teachers import TeacherOptions, length_sorted_batches, load_teacher
 
     options = TeacherOptions(model=model, backend="transformers", dtype=dtype, max_length=max_length,
                              instruction=instruction, batch_size=batch_size, device=device)
@@ -552,10 +552,12 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
     teacher.score(pairs[:warmup])
     ceiling = ceiling_now(dtype)
     seconds, times, scored = best_of(repeats, lambda: teacher.score(pairs))
-    return TimedScoring(f"stage 1 transformers, length-sorted batches of {batch_size}", seconds, load_seconds,
+    budget = teacher.max_batch_tokens
+    label = f"batches of <= {budget} tokens" if budget else f"batches of {batch_size}"
+    return TimedScoring(f"stage 1 transformers, length-sorted {label}", seconds, load_seconds,
                         scored.num_tokens, scored.scores,
-                        batches=_length_sorted_batches(scored.num_tokens, batch_size), repeat_seconds=times,
-                        ceiling_flops=ceiling)
+                        batches=length_sorted_batches(scored.num_tokens, batch_size, budget),
+                        repeat_seconds=times, ceiling_flops=ceiling)
 
 
 def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: Sequence[str], workdir: str,
@@ -593,7 +595,8 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
         start = time.perf_counter()
         teacher = SentenceTransformerTeacher(args)
         load_seconds = time.perf_counter() - start
-        teacher.encode(["warm-up"])
+        # Warm up on a real batch (padded, of mixed lengths): a GPU picks kernels per shape and dtype on first use.
+        teacher.encode([samples[0].query, *samples[0].candidates][:64])
         output = Path(workdir) / f"embedding-labels-{dtype}.jsonl"
         job = SoftLabelJob(files=[data_file], output=str(output), fmt="triplet", max_queries=max_queries,
                            teacher=LazyTeacher(args, lambda teacher=teacher: teacher))

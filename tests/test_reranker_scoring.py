@@ -15,7 +15,14 @@ import pytest
 from ragdistill.errors import InputError
 from ragdistill.jsonl import read_json, read_jsonl
 from ragdistill.pair_scoring import merge_shards, read_pairs, score_file, shard_path
-from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.reranker_teachers import (
+    GPU_MAX_BATCH_TOKENS,
+    TeacherOptions,
+    describe_teacher,
+    length_sorted_batches,
+    load_teacher,
+    resolve_max_batch_tokens,
+)
 from ragdistill.resumable import is_complete, meta_path, parts_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +217,46 @@ def test_cross_encoder_teacher_gives_raw_logits(tmp_path, tiny_models):
     np.testing.assert_allclose([r["score"] for r in rows], raw, atol=1e-5)
     meta = read_json(meta_path(output))
     assert meta["teacher_kind"] == "cross-encoder" and meta["max_length"] == 512
+
+
+# --- batching ---------------------------------------------------------------------------------------------------
+
+
+def test_length_sorted_batches_by_rows_and_by_token_budget():
+    lengths = [5, 30, 12, 30, 7, 100, 12]
+    by_rows = length_sorted_batches(lengths, batch_size=3)
+    assert by_rows == [[5, 1, 3], [2, 6, 4], [0]]  # longest first, stable among equals
+    by_tokens = length_sorted_batches(lengths, batch_size=3, max_batch_tokens=60)
+    # rows x longest row <= 60 (a row longer than the budget goes alone), batch_size no longer caps rows
+    assert by_tokens == [[5], [1, 3], [2, 6, 4, 0]]
+    assert sorted(i for batch in by_tokens for i in batch) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 60 for b in by_tokens if len(b) > 1)
+
+
+def test_token_budget_is_on_for_gpus_only_unless_given():
+    assert resolve_max_batch_tokens(0, "cpu") == 0
+    assert resolve_max_batch_tokens(0, "cuda:0") == GPU_MAX_BATCH_TOKENS
+    assert resolve_max_batch_tokens(512, "cpu") == 512
+
+
+@pytest.mark.parametrize("kind", ["qwen3_reranker", "cross_encoder"])
+def test_token_budget_batches_give_the_same_scores(kind, qwen_options, qwen_teacher, tiny_models, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    pairs = read_pairs(DEV).pairs(range(40))
+    if kind == "qwen3_reranker":
+        options, fixed = qwen_options, qwen_teacher
+    else:
+        teacher_dir = tmp_path / "bert-cross-encoder"
+        CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
+        options = TeacherOptions(model=str(teacher_dir), backend="transformers", dtype="fp32")
+        fixed = load_teacher(options)
+    budgeted = load_teacher(TeacherOptions(**{**options.__dict__, "max_batch_tokens": 400}))
+    # on CPU the fixed teacher runs batches of batch_size rows; on a GPU its own default budget
+    assert budgeted.max_batch_tokens == 400 and fixed.max_batch_tokens == resolve_max_batch_tokens(0, fixed.device)
+    expected, got = fixed.score(pairs), budgeted.score(pairs)
+    assert got.num_tokens == expected.num_tokens
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
 
 
 # --- shards -----------------------------------------------------------------------------------------------------
