@@ -43,6 +43,14 @@ An embedding model maps each text to a vector; similar texts get nearby vectors.
 """.strip()
 
 
+def repo_env(**extra: str) -> dict[str, str]:
+    """The environment for running the project's scripts in a subprocess: this repository first on PYTHONPATH
+    (what is already there stays: a site folder of extra packages, say), offline, plus `extra`."""
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **extra}
+
+
 def _corpus(extra_texts: list[str] | None) -> list[str]:
     lines = _BASE_CORPUS.splitlines() * 20
     return lines + list(extra_texts or [])
@@ -68,8 +76,8 @@ def _train_bpe(texts: list[str], vocab_size: int):
 def build_qwen3(output_dir: str | os.PathLike, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 2,
                 num_kv_heads: int = 1, intermediate_size: int = 256, vocab_size: int = 2000,
                 max_position_embeddings: int = 2048, seed: int = 0, extra_texts: list[str] | None = None,
-                embedder: bool = False) -> Path:
-    """Save a random Qwen3ForCausalLM with a trained BPE tokenizer. head_dim is fixed at 64.
+                embedder: bool = False, head_dim: int = 64) -> Path:
+    """Save a random Qwen3ForCausalLM with a trained BPE tokenizer (head_dim 64: the least vLLM's CPU backend runs).
 
     embedder=True adds the sentence-transformers files of Qwen3-Embedding (last-token pooling, L2 normalisation,
     an <|endoftext|> appended to every text, left padding, the query prompt), so both sentence-transformers and
@@ -98,7 +106,7 @@ def build_qwen3(output_dir: str | os.PathLike, hidden_size: int = 128, num_layer
     torch.manual_seed(seed)
     config = Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, num_key_value_heads=num_kv_heads, head_dim=64,
+        num_attention_heads=num_heads, num_key_value_heads=num_kv_heads, head_dim=head_dim,
         intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=False, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",

@@ -9,7 +9,6 @@ from pathlib import Path
 from .errors import InputError
 from .hardware import has_cuda, resolve_dtype
 
-
 # Tokens per engine step on CPU when not told otherwise: small steps keep the weights and activations in cache.
 CPU_MAX_NUM_BATCHED_TOKENS = 1024
 

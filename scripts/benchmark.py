@@ -10,14 +10,15 @@ What it times (model loads and vLLM engine starts are reported apart, never insi
 - training rows (Reranker-Distillation/create_triplets.py) from a 600k-pair score file: time and peak memory;
 - evaluation of a student on data/wikiqa/test.jsonl.gz, and the student's throughput next to the teacher's.
 
-The teacher is a random Qwen3 of a realistic shape for a CPU (hidden 512, 8 layers, head_dim 64, ~25M
-non-embedding parameters), built offline with a BPE tokenizer trained on the bundled WikiQA text; the pairs are
-WikiQA dev pairs. Each path runs in a fresh process. Results go to <output_dir>/benchmark.{md,json}, written again
+The teacher is a random Qwen3 of a realistic shape: on a CPU hidden 512, 8 layers, head_dim 64 (~25M non-embedding
+parameters); on a GPU Qwen3-Reranker-0.6B's shape (--teacher_shape). It is built offline with a BPE tokenizer
+trained on the bundled WikiQA text; the pairs are WikiQA dev pairs. Each path runs in a fresh process. Results go to <output_dir>/benchmark.{md,json}, written again
 after every section (a crash keeps what was measured).
 
     bash scripts/benchmark.sh                   # full run (under 20 minutes on 2 CPU cores)
     bash scripts/benchmark.sh --quick           # smoke run, small sizes
     bash scripts/benchmark.sh --skip reranker-vllm,embedding
+    python scripts/benchmark.py --skip reranker-vllm --transformers_pairs 0   # a GPU machine without vLLM
 """
 
 from __future__ import annotations
@@ -36,14 +37,21 @@ from ragdistill import benchmarking as bench
 from ragdistill.cli import parse_args, run_main, split_paths
 from ragdistill.errors import InputError
 from ragdistill.jsonl import atomic_open, write_json
+from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 
 SECTIONS = ("reranker-vllm", "reranker-transformers", "embedding", "training-rows", "evaluation")
 DEV_FILE, TEST_FILE = REPO / "data/wikiqa/dev.jsonl.gz", REPO / "data/wikiqa/test.jsonl.gz"
 WIKIQA_FILES = [REPO / f"data/wikiqa/{split}.jsonl.gz" for split in ("train", "dev", "test")]
-# The teacher's shape: Qwen3-style (8 heads of 64, 4 KV heads, gated MLP), 25.2M non-embedding parameters.
-TEACHER_SHAPE = dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1536)
+# Teacher shapes. "small": Qwen3-style (8 heads of 64, 4 KV heads, gated MLP), 25.2M non-embedding parameters, sized
+# for a CPU. "qwen3-0.6b": Qwen3-Reranker-0.6B's own shape (28 layers, 16 heads of 128, 8 KV heads; 0.44B
+# non-embedding parameters), for GPUs, where the small one only measures kernel-launch overhead.
+TEACHER_SHAPES = {
+    "small": dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1536, head_dim=64),
+    "qwen3-0.6b": dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, intermediate_size=3072,
+                       head_dim=128),
+}
 MAX_LENGTH = 8192  # stage 1's default for yes/no LLM rerankers, and the original's max_length
 QUICK = dict(pairs=40, transformers_pairs=40, embedding_queries=3, training_queries=2000, evaluation_queries=10)
 
@@ -77,6 +85,8 @@ class BenchmarkArguments:
     max_num_batched_tokens: int = field(default=0, metadata={
         "help": "vLLM tokens per engine step for every engine (both sides alike); 0 = stage 1's default (vLLM's "
                 "on GPU, 1024 on CPU)."})
+    teacher_shape: str = field(default="auto", metadata={
+        "help": f"Random teacher's shape: {', '.join(TEACHER_SHAPES)}; auto = small on CPU, qwen3-0.6b on a GPU."})
     vocab_size: int = field(default=16000, metadata={
         "help": "Teacher tokenizer vocabulary; 16k gives about the chars/token of Qwen3's tokenizer on WikiQA."})
     repeats: int = field(default=2, metadata={
@@ -90,6 +100,9 @@ class BenchmarkArguments:
                 setattr(self, name, min(getattr(self, name) or cap, cap))
         if not self.transformers_pairs or self.transformers_pairs > self.pairs:
             self.transformers_pairs = self.pairs
+        if self.teacher_shape not in ("auto", *TEACHER_SHAPES):
+            raise InputError(None, f"--teacher_shape {self.teacher_shape}: known shapes are auto, "
+                                   f"{', '.join(TEACHER_SHAPES)}")
         unknown = set(split_paths(self.skip)) - set(SECTIONS)
         if unknown:
             raise InputError(None, f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: "
@@ -110,18 +123,19 @@ def wikiqa_texts() -> list[str]:
     return list(texts)
 
 
-def teacher_model(output_dir: Path, vocab_size: int, texts: list[str]) -> Path:
+def teacher_model(output_dir: Path, shape_name: str, vocab_size: int, texts: list[str]) -> Path:
     """The benchmark teacher, built once per shape and kept (atomically: a half-built folder is never used)."""
     from ragdistill.testing import build_qwen3
 
-    path = output_dir / "models" / f"qwen3-h512-l8-v{vocab_size}"
+    shape = TEACHER_SHAPES[shape_name]
+    path = output_dir / "models" / f"qwen3-h{shape['hidden_size']}-l{shape['num_layers']}-v{vocab_size}"
     if not (path / "config.json").exists():
         print(f"building the benchmark teacher in {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent))
         # Positions for the original's max_model_len (max_length + suffix room) as well as stage 1's 8192.
         build_qwen3(tmp, vocab_size=vocab_size, max_position_embeddings=MAX_LENGTH + 1024, extra_texts=texts,
-                    **TEACHER_SHAPE)
+                    **shape)
         os.replace(tmp, path)
     return path
 
@@ -256,7 +270,10 @@ class Benchmark:
 
         texts = wikiqa_texts()
         self.texts = texts
-        self.model = str(teacher_model(self.output_dir, args.vocab_size, texts))
+        shape_name = args.teacher_shape
+        if shape_name == "auto":
+            shape_name = "qwen3-0.6b" if self.device.startswith("cuda") else "small"
+        self.model = str(teacher_model(self.output_dir, shape_name, args.vocab_size, texts))
         config = json.loads((Path(self.model) / "config.json").read_text())
         self.shape = bench.TransformerShape.from_config(config)
         plan = read_pairs(DEV_FILE)
@@ -363,7 +380,7 @@ class Benchmark:
             rows = bench.write_synthetic_scores(scores, args.training_queries, args.passages_per_query, self.texts)
             print(f"wrote {rows} scored pairs ({scores.stat().st_size / 1e6:.0f} MB) in "
                   f"{time.perf_counter() - start:.0f} s; building training rows", flush=True)
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            env = repo_env()
             run = bench.run_measured([sys.executable, str(REPO / "Reranker-Distillation/create_triplets.py"),
                                       "--score_files", str(scores), "--output_file", str(Path(workdir) / "rows.jsonl")],
                                      env=env, cwd=REPO)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ragdistill import benchmarking as bench
+from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [("what is the capital of france", "Paris is the capital and most populous city of France."),
@@ -129,7 +129,7 @@ def test_benchmark_smoke_run(tmp_path):
                "--pairs", "6", "--transformers_pairs", "6", "--embedding_teacher", "tiny", "--embedding_queries", "1",
                "--training_queries", "100", "--evaluation_queries", "2", "--student", "tiny", "--dtypes", "fp32",
                "--output_dir", str(output)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = repo_env()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((output / "benchmark.json").read_text())

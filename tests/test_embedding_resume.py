@@ -6,7 +6,6 @@ uninterrupted run's byte for byte."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 
 from ragdistill.errors import InputError
 from ragdistill.resumable import meta_path, parts_dir, require_complete
+from ragdistill.testing import repo_env
 from tests.conftest import REPO
 
 SCRIPT = REPO / "Embedding-Distillation" / "generate_distillation_data.py"
@@ -69,7 +69,7 @@ def _command(tiny_models, train_file, output):
 
 
 def _run(args, driver=None, mode=None, k=0):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = repo_env(TRANSFORMERS_OFFLINE="1")
     prefix = [sys.executable, str(driver), mode, str(k), str(SCRIPT)] if driver else [sys.executable, str(SCRIPT)]
     return subprocess.run(prefix + args, env=env, capture_output=True, text=True, timeout=300)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -21,6 +20,7 @@ from ragdistill.errors import InputError
 from ragdistill.jsonl import read_json
 from ragdistill.resumable import meta_path
 from ragdistill.soft_labels import LazyTeacher, SoftLabelJob
+from ragdistill.testing import repo_env
 from ragdistill.training_common import check_distributed, resolve_resume_checkpoint
 from tests.conftest import REPO
 
@@ -152,7 +152,7 @@ def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
     with pytest.raises(InputError, match="incomplete"):
         load_training_rows(copy)
     # the script turns it into a one-line error and exit status 2
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--train_file", str(copy), "--output_dir",
                           str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
@@ -160,7 +160,7 @@ def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
 
 def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeypatch):
     output = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
                "--student_model", str(tiny_models["bert"]), "--train_file", str(rows_file), "--output_dir",
                str(output), "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--logging_steps", "1",

@@ -13,7 +13,6 @@ import http.server
 import importlib.util
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from ragdistill import datasets
 from ragdistill.bm25 import BM25, tokenize
 from ragdistill.errors import InputError
 from ragdistill.jsonl import read_json, read_jsonl
+from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "prepare_data.py"
@@ -243,8 +243,7 @@ def _closed_port() -> int:
 def test_no_network_fails_fast_and_clearly(tmp_path, source):
     """Exit 1 with a message naming the data set, the source and the way out; the probe (not the hub clients'
     retry loops) is what fails, and the subprocess timeout guards against a hang."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HOME": str(tmp_path / "hf"),
-           "MODELSCOPE_CACHE": str(tmp_path / "ms")}
+    env = repo_env(HF_HOME=str(tmp_path / "hf"), MODELSCOPE_CACHE=str(tmp_path / "ms"))
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(variable, None)
     if source == "hf-offline":

@@ -20,6 +20,7 @@ from ragdistill.jsonl import read_json
 from ragdistill.pair_scoring import score_file
 from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
 from ragdistill.resumable import is_complete, meta_path, parts_dir
+from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"
@@ -35,8 +36,7 @@ def _command(tiny_models, output_dir: Path) -> list[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
+    return repo_env(TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
 def _run_and_kill(command: list[str], parts: Path, chunks_on_disk: int, timeout: float = 180) -> int:

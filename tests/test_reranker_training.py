@@ -5,7 +5,6 @@ torchrun with two processes works."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import runpy
 import subprocess
@@ -18,6 +17,7 @@ from ragdistill.errors import InputError
 from ragdistill.jsonl import dumps, read_json, write_json
 from ragdistill.mteb import read_samples
 from ragdistill.resumable import meta_path
+from ragdistill.testing import repo_env
 from ragdistill.training_rows import RowSettings, build_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
     # --use_cpu: data parallel over CPU processes (gloo); on GPUs torchrun alone gives one GPU per process.
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                str(REPO / "Reranker-Distillation/train.py"), *train_args(tiny_models, rows, output), "--use_cpu", "true"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = repo_env(OMP_NUM_THREADS="1")
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (output / "model.safetensors").exists() and (output / "loss_curve.png").exists()
