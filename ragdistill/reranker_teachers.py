@@ -141,6 +141,13 @@ class Teacher:
 GPU_MAX_BATCH_TOKENS = 16384
 
 
+# Padded batches are made a multiple of 8 tokens wide. Besides suiting tensor cores, this avoids a silent PyTorch bug
+# (pytorch/pytorch#191937): on CUDA, SDPA's memory-efficient kernel with a padding mask and GQA's broadcast keys
+# returns wrong attention when the key length is 1 mod 32. Seen here on an H100 (torch 2.11): a Qwen3 batch 193
+# tokens wide scored 2.37 and -1.59 where each pair alone scores 4.19 and 1.43.
+PAD_TO_MULTIPLE_OF = 8
+
+
 def resolve_max_batch_tokens(max_batch_tokens: int, device: str) -> int:
     """0 = auto: GPU_MAX_BATCH_TOKENS on GPUs, off (fixed batch_size rows) on CPUs."""
     if max_batch_tokens:
@@ -210,7 +217,7 @@ class TransformersYesNoTeacher(Teacher):
         scores = [0.0] * len(pairs)
         for batch in length_sorted_batches(encoded.num_tokens, self.batch_size, self.max_batch_tokens):
             ids = [encoded.input_ids[i] for i in batch]
-            width = max(len(x) for x in ids)
+            width = -(-max(len(x) for x in ids) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
             # Left padding: the last position is every row's own last token, where LogitScore reads yes/no.
             input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.model.device)
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)

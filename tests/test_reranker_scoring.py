@@ -17,6 +17,7 @@ from ragdistill.jsonl import read_json, read_jsonl
 from ragdistill.pair_scoring import merge_shards, read_pairs, score_file, shard_path
 from ragdistill.reranker_teachers import (
     GPU_MAX_BATCH_TOKENS,
+    PAD_TO_MULTIPLE_OF,
     TeacherOptions,
     describe_teacher,
     length_sorted_batches,
@@ -237,6 +238,30 @@ def test_token_budget_is_on_for_gpus_only_unless_given():
     assert resolve_max_batch_tokens(0, "cpu") == 0
     assert resolve_max_batch_tokens(0, "cuda:0") == GPU_MAX_BATCH_TOKENS
     assert resolve_max_batch_tokens(512, "cpu") == 512
+
+
+def test_padded_batches_are_a_multiple_of_8_wide(qwen_teacher):
+    """The workaround for pytorch/pytorch#191937 (wrong SDPA output on CUDA at key lengths of 1 mod 32): every
+    padded forward is a multiple of 8 tokens wide, and the padding changes no score."""
+    pairs = read_pairs(DEV).pairs(range(24))
+    widths = []
+
+    class Recorder:
+        device = qwen_teacher.model.device
+
+        def __call__(self, features):
+            widths.append(features["input_ids"].shape[1])
+            return model(features)
+
+    model, qwen_teacher.model = qwen_teacher.model, Recorder()
+    try:
+        batched = qwen_teacher.score(pairs)
+    finally:
+        qwen_teacher.model = model
+    assert len(widths) == 3 and all(w % PAD_TO_MULTIPLE_OF == 0 for w in widths)
+    assert max(widths) >= max(batched.num_tokens)
+    alone = [qwen_teacher.score([pair]).scores[0] for pair in pairs[:6]]
+    np.testing.assert_allclose(batched.scores[:6], alone, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["qwen3_reranker", "cross_encoder"])
