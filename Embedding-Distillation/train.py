@@ -72,7 +72,7 @@ def main():
     print(f"{len(train_dataset)} {meta['format']} rows from {args.train_file} (teacher {meta['teacher']})")
 
     # 3. student, with its own query/document prompts on the matching columns
-    model = load_student(args.student_model, args.max_seq_length)
+    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
     if training_args.prompts is None:
         training_args.prompts = column_prompts(model, train_dataset.column_names)
     describe_distillation(model, args.student_model, meta["teacher"], args.train_file)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py)
     set_seed(training_args.seed)
-    model = load_student(args.student_model, args.max_length)
+    model = load_student(args.student_model, args.max_length, device=str(training_args.device))
     if not student_has_trained_head(args.student_model):
         print(f"{args.student_model} has no classification head: training a freshly initialised one", flush=True)
 

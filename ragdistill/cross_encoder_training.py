@@ -45,8 +45,9 @@ def student_has_trained_head(model: str) -> bool:
     return bool(architectures) and architectures[0].endswith(("ForSequenceClassification", "ForCausalLM"))
 
 
-def load_student(model: str, max_length: int = 0, dtype: str | None = None):
-    """The student CrossEncoder with one output logit."""
+def load_student(model: str, max_length: int = 0, dtype: str | None = None, device: str | None = None):
+    """The student CrossEncoder with one output logit, on `device` (training: the Trainer's device; left to
+    sentence-transformers, a torchrun rank would pick cuda:<local rank> even for a --use_cpu run)."""
     from sentence_transformers import CrossEncoder
 
     from .vllm_engine import require_model_dir
@@ -54,7 +55,7 @@ def load_student(model: str, max_length: int = 0, dtype: str | None = None):
     require_model_dir(model, "student model")
     kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
     try:
-        student = CrossEncoder(model, num_labels=1, max_length=max_length or None, **kwargs)
+        student = CrossEncoder(model, num_labels=1, max_length=max_length or None, device=device, **kwargs)
     except OSError as exc:
         raise InputError(model, f"cannot load the student: {exc}") from None
     if student.num_labels != 1:

@@ -134,13 +134,14 @@ def column_prompts(model, column_names: list[str]) -> dict[str, str] | None:
     return mapping or None
 
 
-def load_student(model_name: str, max_seq_length: int | None = None):
+def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None):
+    """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training)."""
     import sentence_transformers
 
     from .vllm_engine import require_model_dir
 
     require_model_dir(model_name, "student model")
-    model = sentence_transformers.SentenceTransformer(model_name)
+    model = sentence_transformers.SentenceTransformer(model_name, device=device)
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

@@ -120,10 +120,11 @@ def test_ntuple_labels_are_what_margin_mse_expects(score_file, tmp_path, tiny_mo
     batch = CrossEncoderDataCollator(preprocess_fn=model.preprocess)(list(dataset))
     inputs = [batch[c] for c in dataset.column_names[:-1]]
     with torch.no_grad():
-        loss = MarginMSELoss(model)(inputs, batch["label"])
+        labels_on_device = [label.to(model.device) for label in batch["label"]]  # as the Trainer moves them
+        loss = MarginMSELoss(model)(inputs, labels_on_device)
         logits = {c: model.predict(list(zip(batch["query"], batch[c])), activation_fn=torch.nn.Identity(),
                                    convert_to_tensor=True) for c in ("positive", "negative_1", "negative_2")}
-    labels = torch.tensor([row["label"] for row in read_rows(out)])
+    labels = torch.tensor([row["label"] for row in read_rows(out)], device=model.device)
     student_margins = torch.stack([logits["positive"] - logits[c] for c in ("negative_1", "negative_2")], dim=1)
     teacher_margins = labels[:, :1] - labels[:, 1:]
     assert float(loss) == pytest.approx(float(((student_margins - teacher_margins) ** 2).mean()), rel=1e-5)
