@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: servers have no display
@@ -18,12 +19,22 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Lay out, write as PNG (its folder made if missing) and close: every picture of the project ends here."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def score_scatter(teacher_scores: Sequence[float], student_scores: dict[str, Sequence[float]],
                   path: str | os.PathLike, title: str = "Teacher vs student scores") -> Path:
     """One panel per student (e.g. 'before', 'after'): teacher score on x, student score on y, with Spearman rho."""
     from scipy.stats import spearmanr
 
-    plt = _pyplot()
+    plt = pyplot()
     teacher = np.asarray(teacher_scores, dtype=float)
     fig, axes = plt.subplots(1, len(student_scores), figsize=(5 * len(student_scores), 4.5), squeeze=False)
     for ax, (label, scores) in zip(axes[0], student_scores.items()):
@@ -34,12 +45,7 @@ def score_scatter(teacher_scores: Sequence[float], student_scores: dict[str, Seq
         ax.set_ylabel("student score")
         ax.set_title(f"{label} (Spearman {rho:.3f})")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "Training loss") -> Path | None:
@@ -48,7 +54,7 @@ def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "T
     evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
     if not train and not evals:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
         ax.plot(*zip(*train), label="train loss")
@@ -58,9 +64,4 @@ def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "T
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

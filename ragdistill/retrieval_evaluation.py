@@ -221,10 +221,9 @@ def plot_quality_latency(results: Sequence[ChainResult], path: str | os.PathLike
     points = [p for p in points if p[0] is not None]
     if not points:
         return None
-    import matplotlib
+    from .plots import pyplot, save_figure
 
-    matplotlib.use("Agg")  # headless: servers have no display
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for latency, ndcg, name in points:
@@ -238,12 +237,7 @@ def plot_quality_latency(results: Sequence[ChainResult], path: str | os.PathLike
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.margins(x=0.25, y=0.15)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_results(results: Sequence[ChainResult], output_dir: str | os.PathLike, title: str,
