@@ -18,7 +18,7 @@ TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
 BACKEND="${BACKEND:-vllm}"
 INSTRUCTION="${INSTRUCTION:-}"
 MAX_LENGTH="${MAX_LENGTH:-512}"
-DTYPE="${DTYPE:-auto}"
+TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"
 TEACHER_ARGS="${TEACHER_ARGS:-}"
 STUDENT_DTYPE="${STUDENT_DTYPE:-float32}"    # student dtype while evaluating
 EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-32}"
@@ -27,7 +27,7 @@ args=(--student_model "$STUDENT_MODEL" --trained_model "$MODEL_DIR" --output_dir
       --in_domain_files "$IN_DOMAIN_FILES" --out_of_domain_files "$OUT_OF_DOMAIN_FILES"
       --teacher_cache_dir "$OUTPUT_DIR/teacher_scores" --student_dtype "$STUDENT_DTYPE"
       --student_batch_size "$EVAL_BATCH_SIZE"
-      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$DTYPE")
+      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
 "$PYTHON" "$HERE/evaluation.py" "${args[@]}" $TEACHER_ARGS "$@"

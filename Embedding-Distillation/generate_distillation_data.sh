@@ -11,7 +11,7 @@ TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder: H
 BACKEND="${BACKEND:-vllm}"                # vllm (pooling runner, fast on GPUs) or sentence-transformers (anywhere)
 INSTRUCTION="${INSTRUCTION:-}"            # query task 'Instruct: {task}\nQuery:'; empty: the model's own query prompt; none: no prompt
 MAX_LENGTH="${MAX_LENGTH:-512}"           # teacher tokens per text; longer texts are truncated and counted
-DTYPE="${DTYPE:-auto}"                    # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32
+TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"    # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32
 TEACHER_ARGS="${TEACHER_ARGS:-}"          # more teacher flags, e.g. "--tensor_parallel_size 2 --chunk_size 8192 --enforce_eager"
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # comma-separated MTEB files
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
@@ -24,7 +24,7 @@ NUM_NEGATIVES="${NUM_NEGATIVES:-8}"       # negatives per listwise row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-true}"    # true: queries with fewer negatives repeat theirs; false: left out
 MAX_QUERIES="${MAX_QUERIES:-0}"           # first N training queries only (smoke runs); 0 = all
 
-args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$DTYPE"
+args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE"
       --train_files "$TRAIN_FILES" --output_file "$DISTILLATION_DATA" --format "$FORMAT"
       --num_negatives "$NUM_NEGATIVES" --pad_negatives "$PAD_NEGATIVES" --max_queries "$MAX_QUERIES"
       --teacher_cache_dir "$OUTPUT_DIR/teacher_scores")

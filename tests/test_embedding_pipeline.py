@@ -27,7 +27,7 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     env = {
         **os.environ,
         "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(tiny_models["bert"]),
-        "BACKEND": "sentence-transformers", "DTYPE": "float32", "MAX_LENGTH": "128",
+        "BACKEND": "sentence-transformers", "TEACHER_DTYPE": "float32", "MAX_LENGTH": "128",
         "TRAIN_FILES": str(_subset("data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
         "OUT_OF_DOMAIN_FILES": str(_subset("data/trecqa/test.jsonl.gz", tmp_path / "trecqa-test.jsonl", 6)),
