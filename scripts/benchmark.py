@@ -327,6 +327,14 @@ class Benchmark:
             print(f"  {stage1.seconds:.1f} s (engine start {stage1.load_seconds:.0f} s)", flush=True)
             section[dtype] = {"original": self.path_entry(original, dtype, len(self.pairs)),
                               "stage1": self.path_entry(stage1, dtype, len(self.pairs))}
+            if dtype == "float32" and not self.device.startswith("cuda"):
+                # As the original runs here: vLLM's own CPU defaults (KV block 128 tokens, longer than the shared
+                # prompt prefix, so prefix caching never hits), not the CPU knobs stage 1 and the run above get.
+                print("vLLM float32: the original approach with vLLM's engine defaults", flush=True)
+                plain = self.call(bench.time_original_vllm, self.model, self.pairs, dtype, MAX_LENGTH, engine,
+                                  self.instruction, self.args.repeats, vllm_defaults=True)
+                print(f"  {plain.seconds:.1f} s (engine start {plain.load_seconds:.0f} s)", flush=True)
+                section[dtype]["original_vllm_defaults"] = self.path_entry(plain, dtype, len(self.pairs))
             self.stage1_scores[("vllm", dtype)] = stage1.scores
             self.save(final=False)
 
@@ -412,8 +420,8 @@ class Benchmark:
         ceilings = self.results.get("matmul_ceiling_flops", {})
         for backend in ("reranker-vllm", "reranker-transformers"):
             for dtype, entry in self.results["sections"].get(backend, {}).items():
-                for side in ("original", "stage1"):
-                    if ceilings.get(dtype):
+                for side in ("original", "original_vllm_defaults", "stage1"):
+                    if ceilings.get(dtype) and side in entry:
                         entry[side]["mfu"] = entry[side]["achieved_flops"] / ceilings[dtype]
 
     # 8. tables and targets
@@ -438,17 +446,19 @@ class Benchmark:
             ratio = path_row(f"reranker teacher, vLLM, {dtype}, {n} pairs", entry["original"], entry["stage1"])
             target(f"vLLM stage 1 never slower than the original at equal dtype ({dtype})", ratio_text(ratio),
                    ratio >= 1.0)
-            for side in ("original", "stage1"):
-                startup.append([f"vLLM engine start, {entry[side]['label']}, {dtype}",
-                                seconds_text(entry[side]["load_seconds"])])
+            for side in ("original", "original_vllm_defaults", "stage1"):
+                if side in entry:
+                    startup.append([f"vLLM engine start, {entry[side]['label']}, {dtype}",
+                                    seconds_text(entry[side]["load_seconds"])])
         if "float32" in vllm and default in vllm:
-            original, stage1 = vllm["float32"]["original"], vllm[default]["stage1"]
-            ratio = original["seconds"] / stage1["seconds"]
-            if default != "float32":
+            plain = vllm["float32"].get("original_vllm_defaults")
+            original, stage1 = plain or vllm["float32"]["original"], vllm[default]["stage1"]
+            if plain or default != "float32":
                 path_row(f"reranker teacher, vLLM: stage 1 at its default dtype ({default}) vs the original as it "
                          "runs here (float32)", original, stage1)
-            target(f"vLLM stage 1 at the default dtype ({default}) >= 2.5x the original (float32, batches of 8)",
-                   ratio_text(ratio), ratio >= 2.5)
+            ratio = original["seconds"] / stage1["seconds"]
+            target(f"vLLM stage 1 at the default dtype ({default}) >= 2.5x the original as it runs here (float32, "
+                   "batches of 8)", ratio_text(ratio), ratio >= 2.5)
         hf = sections.get("reranker-transformers", {})
         for dtype, entry in hf.items():
             n = entry["stage1"]["pairs"]

