@@ -559,6 +559,11 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
     seconds, times, scored = best_of(repeats, lambda: teacher.score(pairs))
     budget = teacher.max_batch_tokens
     label = f"batches of <= {budget} tokens" if budget else f"batches of {batch_size}"
+    if teacher.share_prefixes:
+        # Shared prompt prefixes are computed once (their tokens count as cached); batches hold the rest.
+        return TimedScoring(f"stage 1 transformers, shared prefixes once, length-sorted {label}", seconds,
+                            load_seconds, scored.num_tokens, scored.scores, cached=list(teacher.last_cached_tokens),
+                            repeat_seconds=times, ceiling_flops=ceiling)
     return TimedScoring(f"stage 1 transformers, length-sorted {label}", seconds, load_seconds,
                         scored.num_tokens, scored.scores,
                         batches=length_sorted_batches(scored.num_tokens, batch_size, budget),

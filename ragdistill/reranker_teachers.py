@@ -173,6 +173,19 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tok
     return batches
 
 
+# Shortest shared prompt prefix worth computing once (tokens): the system prompt alone is longer.
+MIN_SHARED_PREFIX = 16
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens all sequences begin with, leaving every sequence at least one token of its own."""
+    first, limit = sequences[0], min(len(s) for s in sequences) - 1
+    for k in range(limit):
+        if any(s[k] != first[k] for s in sequences[1:]):
+            return k
+    return max(limit, 0)
+
+
 def _pair_token_counts(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[int], list[bool]]:
     """Tokens each pair takes as cross-encoder input (capped at max_length), and whether it had to be cut."""
     encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation=False, return_attention_mask=False,
@@ -188,7 +201,7 @@ class TransformersYesNoTeacher(Teacher):
     """A yes/no LLM reranker as a sentence-transformers CrossEncoder [Transformer(text-generation), LogitScore]."""
 
     def __init__(self, model: str, dtype: str, max_length: int, instruction: str, batch_size: int,
-                 device: str | None = None, max_batch_tokens: int = 0):
+                 device: str | None = None, max_batch_tokens: int = 0, share_prefixes: bool | None = None):
         from sentence_transformers import CrossEncoder
         from sentence_transformers.cross_encoder.modules import LogitScore
 
@@ -203,6 +216,9 @@ class TransformersYesNoTeacher(Teacher):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.batch_size = batch_size
         self.max_batch_tokens = resolve_max_batch_tokens(max_batch_tokens, self.device)
+        # CPUs are compute-bound: computing a query's shared prompt prefix once saves about half the work. GPUs
+        # gain more from big token-budget batches across queries.
+        self.share_prefixes = not self.device.startswith("cuda") if share_prefixes is None else share_prefixes
         self.settings = TeacherSettings(model, "transformers", YES_NO_LLM, resolve_dtype(dtype), max_length,
                                         instruction=instruction)
 
@@ -215,7 +231,13 @@ class TransformersYesNoTeacher(Teacher):
 
         encoded = self.prompts.encode(pairs)
         scores = [0.0] * len(pairs)
-        for batch in length_sorted_batches(encoded.num_tokens, self.batch_size, self.max_batch_tokens):
+        self.last_cached_tokens = [0] * len(pairs)  # per pair, prompt tokens not computed for it (benchmark MFU)
+        rest = list(range(len(pairs)))
+        if self.share_prefixes:
+            rest = self._score_with_shared_prefixes(pairs, encoded.input_ids, scores)
+        lengths = [encoded.num_tokens[i] for i in rest]
+        for positions in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens):
+            batch = [rest[p] for p in positions]
             ids = [encoded.input_ids[i] for i in batch]
             width = -(-max(len(x) for x in ids) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
             # Left padding: the last position is every row's own last token, where LogitScore reads yes/no.
@@ -226,6 +248,73 @@ class TransformersYesNoTeacher(Teacher):
             for i, value in zip(batch, out["scores"].float().view(-1).tolist()):
                 scores[i] = value
         return ScoredPairs(scores, encoded.num_tokens, encoded.document_truncated, encoded.query_truncated)
+
+    def _score_with_shared_prefixes(self, pairs, input_ids: list[list[int]], scores: list[float]) -> list[int]:
+        """Score each query's pairs from one KV cache of their shared prompt prefix (system prompt, instruction,
+        query): the prefix is computed once, then each batch runs only the passages' own tokens, right-padded,
+        reading yes/no at each row's last real token. Same model, same tokens, same positions as the padded
+        batches. Returns the pairs left to the plain path (queries with one pair, or too short a shared prefix)."""
+        import copy
+
+        import torch
+
+        network = self.model[0].auto_model
+        decoder, head = network.get_decoder(), network.get_output_embeddings()
+        yes_no = torch.tensor([self.model[-1].true_token_id, self.model[-1].false_token_id])
+        groups: dict[str, list[int]] = {}
+        for i, (query, _) in enumerate(pairs):
+            groups.setdefault(query, []).append(i)
+        rest: list[int] = []
+        device = self.model.device
+
+        def extend(cache, tokens: list[int]):
+            """A new KV cache: `cache` (None = empty) followed by `tokens`, for one sequence."""
+            past = copy.deepcopy(cache) if cache is not None else None
+            return decoder(input_ids=torch.tensor([tokens], device=device), past_key_values=past,
+                           use_cache=True).past_key_values
+
+        # Two levels: the prefix all queries share (system prompt, instruction) once per call, then each query's.
+        sharing = [m for m in groups.values() if len(m) > 1]
+        common = common_prefix_length([input_ids[m[0]] for m in sharing]) if len(sharing) > 1 else 0
+        with torch.inference_mode():
+            base = extend(None, input_ids[sharing[0][0]][:common]) if common >= MIN_SHARED_PREFIX else None
+        base_computed = False
+        for members in groups.values():
+            shared = common_prefix_length([input_ids[i] for i in members]) if len(members) > 1 else 0
+            if shared < MIN_SHARED_PREFIX:
+                rest += members
+                continue
+            with torch.inference_mode():
+                first = input_ids[members[0]]
+                # Tokens not computed per pair: the call-wide prefix for all but the first pair that needs it, the
+                # query's prefix for all but the query's first pair.
+                uses_base = base is not None and shared >= common
+                self.last_cached_tokens[members[0]] = common if uses_base and base_computed else 0
+                base_computed = base_computed or uses_base
+                for i in members[1:]:
+                    self.last_cached_tokens[i] = shared
+                if not uses_base:  # no call-wide prefix, or this query's prompts part within it
+                    cache = extend(None, first[:shared])
+                elif shared > common:
+                    cache = extend(base, first[common:shared])
+                else:
+                    cache = base  # never changed: every use below works on a copy
+                own = [input_ids[i][shared:] for i in members]
+                for positions in length_sorted_batches([len(x) for x in own], self.batch_size):
+                    rows = [own[p] for p in positions]
+                    width = -(-max(len(x) for x in rows) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
+                    tokens = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in rows], device=device)
+                    mask = torch.tensor([[1] * (shared + len(x)) + [0] * (width - len(x)) for x in rows],
+                                        device=device)
+                    past = copy.deepcopy(cache)
+                    past.batch_repeat_interleave(len(rows))
+                    hidden = decoder(input_ids=tokens, attention_mask=mask, past_key_values=past,
+                                     use_cache=True).last_hidden_state
+                    last = hidden[torch.arange(len(rows)), torch.tensor([len(x) - 1 for x in rows])]
+                    logits = head(last)[:, yes_no.to(device)].float()
+                    for p, value in zip(positions, (logits[:, 0] - logits[:, 1]).tolist()):
+                        scores[members[p]] = value
+        return rest
 
 
 class TransformersCrossEncoderTeacher(Teacher):

@@ -17,8 +17,10 @@ from ragdistill.jsonl import read_json, read_jsonl
 from ragdistill.pair_scoring import merge_shards, read_pairs, score_file, shard_path
 from ragdistill.reranker_teachers import (
     GPU_MAX_BATCH_TOKENS,
+    MIN_SHARED_PREFIX,
     PAD_TO_MULTIPLE_OF,
     TeacherOptions,
+    common_prefix_length,
     describe_teacher,
     length_sorted_batches,
     load_teacher,
@@ -254,14 +256,46 @@ def test_padded_batches_are_a_multiple_of_8_wide(qwen_teacher):
             return model(features)
 
     model, qwen_teacher.model = qwen_teacher.model, Recorder()
+    sharing, qwen_teacher.share_prefixes = qwen_teacher.share_prefixes, False  # the padded-batch path
     try:
         batched = qwen_teacher.score(pairs)
     finally:
-        qwen_teacher.model = model
+        qwen_teacher.model, qwen_teacher.share_prefixes = model, sharing
     assert len(widths) == 3 and all(w % PAD_TO_MULTIPLE_OF == 0 for w in widths)
     assert max(widths) >= max(batched.num_tokens)
     alone = [qwen_teacher.score([pair]).scores[0] for pair in pairs[:6]]
     np.testing.assert_allclose(batched.scores[:6], alone, atol=1e-4)
+
+
+def test_common_prefix_length_leaves_every_sequence_a_token():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter one keeps its last token
+    assert common_prefix_length([[7, 8]]) == 1
+
+
+def test_shared_prefixes_give_the_same_scores(qwen_teacher):
+    """On CPUs a query's shared prompt prefix is computed once and its passages run on that KV cache: the scores
+    must equal the padded batches' (one query with a single pair and one cut document among them)."""
+    plan = read_pairs(DEV, max_queries=12)
+    pairs = plan.pairs(range(len(plan)))
+    pairs.append(("a query with one passage only", pairs[0][1]))
+    pairs.append((pairs[0][0], " ".join(p for _, p in pairs[:60])))  # cut to max_length
+    assert qwen_teacher.share_prefixes  # the CPU default
+    shared = qwen_teacher.score(pairs)
+    cached = list(qwen_teacher.last_cached_tokens)
+    qwen_teacher.share_prefixes = False
+    try:
+        plain = qwen_teacher.score(pairs)
+    finally:
+        qwen_teacher.share_prefixes = True
+    assert shared.num_tokens == plain.num_tokens and shared.truncated == plain.truncated and shared.truncated[-1]
+    np.testing.assert_allclose(shared.scores, plain.scores, atol=1e-4)
+    # every pair but each query's first took its prefix from the cache; the single pair went the plain way
+    first = {}
+    for i, (query, _) in enumerate(pairs):
+        first.setdefault(query, i)
+    assert all(cached[i] >= MIN_SHARED_PREFIX for i in range(len(pairs)) if first[pairs[i][0]] != i)
+    assert cached[len(pairs) - 2] == 0 and cached[0] == 0
 
 
 @pytest.mark.parametrize("kind", ["qwen3_reranker", "cross_encoder"])
