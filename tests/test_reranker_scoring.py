@@ -280,14 +280,16 @@ def test_shared_prefixes_give_the_same_scores(qwen_teacher):
     pairs = plan.pairs(range(len(plan)))
     pairs.append(("a query with one passage only", pairs[0][1]))
     pairs.append((pairs[0][0], " ".join(p for _, p in pairs[:60])))  # cut to max_length
-    assert qwen_teacher.share_prefixes  # the CPU default
-    shared = qwen_teacher.score(pairs)
-    cached = list(qwen_teacher.last_cached_tokens)
-    qwen_teacher.share_prefixes = False
+    assert qwen_teacher.share_prefixes == (not qwen_teacher.device.startswith("cuda"))  # on by default on CPUs
+    default = qwen_teacher.share_prefixes
     try:
+        qwen_teacher.share_prefixes = True
+        shared = qwen_teacher.score(pairs)
+        cached = list(qwen_teacher.last_cached_tokens)
+        qwen_teacher.share_prefixes = False
         plain = qwen_teacher.score(pairs)
     finally:
-        qwen_teacher.share_prefixes = True
+        qwen_teacher.share_prefixes = default
     assert shared.num_tokens == plain.num_tokens and shared.truncated == plain.truncated and shared.truncated[-1]
     np.testing.assert_allclose(shared.scores, plain.scores, atol=1e-4)
     # every pair but each query's first took its prefix from the cache; the single pair went the plain way
