@@ -558,16 +558,12 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
     ceiling = ceiling_now(dtype)
     seconds, times, scored = best_of(repeats, lambda: teacher.score(pairs))
     budget = teacher.max_batch_tokens
-    label = f"batches of <= {budget} tokens" if budget else f"batches of {batch_size}"
-    if teacher.share_prefixes:
-        # Shared prompt prefixes are computed once (their tokens count as cached); batches hold the rest.
-        return TimedScoring(f"stage 1 transformers, shared prefixes once, length-sorted {label}", seconds,
-                            load_seconds, scored.num_tokens, scored.scores, cached=list(teacher.last_cached_tokens),
-                            repeat_seconds=times, ceiling_flops=ceiling)
-    return TimedScoring(f"stage 1 transformers, length-sorted {label}", seconds, load_seconds,
-                        scored.num_tokens, scored.scores,
-                        batches=length_sorted_batches(scored.num_tokens, batch_size, budget),
-                        repeat_seconds=times, ceiling_flops=ceiling)
+    label = "stage 1 transformers, " + ("shared prefixes once, " if teacher.share_prefixes else "") + (
+        f"length-sorted batches of <= {budget} tokens" if budget else f"length-sorted batches of {batch_size}")
+    # With shared prefixes (their tokens counted as cached) the padded batches hold only the rest: no padding share.
+    batches = [] if teacher.share_prefixes else length_sorted_batches(scored.num_tokens, batch_size, budget)
+    return TimedScoring(label, seconds, load_seconds, scored.num_tokens, scored.scores, cached=scored.cached_tokens,
+                        batches=batches, repeat_seconds=times, ceiling_flops=ceiling)
 
 
 def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: Sequence[str], workdir: str,

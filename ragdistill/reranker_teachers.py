@@ -51,6 +51,7 @@ class ScoredPairs:
     num_tokens: list[int]  # tokens the teacher read for each pair
     truncated: list[bool]  # the pair's text was cut to fit max_length
     query_truncated: list[bool] = field(default_factory=list)  # yes/no LLM only: even the query did not fit
+    cached_tokens: list[int] = field(default_factory=list)  # shared-prefix path only: per pair, tokens not computed
 
 
 @dataclass
@@ -148,6 +149,11 @@ GPU_MAX_BATCH_TOKENS = 16384
 PAD_TO_MULTIPLE_OF = 8
 
 
+def padded_width(rows: Sequence[Sequence[int]]) -> int:
+    """Width of a padded batch of these token rows: the longest, rounded up to PAD_TO_MULTIPLE_OF."""
+    return -(-max(len(row) for row in rows) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
+
+
 def resolve_max_batch_tokens(max_batch_tokens: int, device: str) -> int:
     """0 = auto: GPU_MAX_BATCH_TOKENS on GPUs, off (fixed batch_size rows) on CPUs."""
     if max_batch_tokens:
@@ -201,7 +207,7 @@ class TransformersYesNoTeacher(Teacher):
     """A yes/no LLM reranker as a sentence-transformers CrossEncoder [Transformer(text-generation), LogitScore]."""
 
     def __init__(self, model: str, dtype: str, max_length: int, instruction: str, batch_size: int,
-                 device: str | None = None, max_batch_tokens: int = 0, share_prefixes: bool | None = None):
+                 device: str | None = None, max_batch_tokens: int = 0):
         from sentence_transformers import CrossEncoder
         from sentence_transformers.cross_encoder.modules import LogitScore
 
@@ -218,7 +224,7 @@ class TransformersYesNoTeacher(Teacher):
         self.max_batch_tokens = resolve_max_batch_tokens(max_batch_tokens, self.device)
         # CPUs are compute-bound: computing a query's shared prompt prefix once saves about half the work. GPUs
         # gain more from big token-budget batches across queries.
-        self.share_prefixes = not self.device.startswith("cuda") if share_prefixes is None else share_prefixes
+        self.share_prefixes = not self.device.startswith("cuda")
         self.settings = TeacherSettings(model, "transformers", YES_NO_LLM, resolve_dtype(dtype), max_length,
                                         instruction=instruction)
 
@@ -230,16 +236,15 @@ class TransformersYesNoTeacher(Teacher):
         import torch
 
         encoded = self.prompts.encode(pairs)
-        scores = [0.0] * len(pairs)
-        self.last_cached_tokens = [0] * len(pairs)  # per pair, prompt tokens not computed for it (benchmark MFU)
+        scores, cached = [0.0] * len(pairs), [0] * len(pairs)
         rest = list(range(len(pairs)))
         if self.share_prefixes:
-            rest = self._score_with_shared_prefixes(pairs, encoded.input_ids, scores)
+            rest = self._score_with_shared_prefixes(pairs, encoded.input_ids, scores, cached)
         lengths = [encoded.num_tokens[i] for i in rest]
         for positions in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens):
             batch = [rest[p] for p in positions]
             ids = [encoded.input_ids[i] for i in batch]
-            width = -(-max(len(x) for x in ids) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
+            width = padded_width(ids)
             # Left padding: the last position is every row's own last token, where LogitScore reads yes/no.
             input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.model.device)
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)
@@ -247,25 +252,28 @@ class TransformersYesNoTeacher(Teacher):
                 out = self.model({"input_ids": input_ids, "attention_mask": mask, "logits_to_keep": 1})
             for i, value in zip(batch, out["scores"].float().view(-1).tolist()):
                 scores[i] = value
-        return ScoredPairs(scores, encoded.num_tokens, encoded.document_truncated, encoded.query_truncated)
+        return ScoredPairs(scores, encoded.num_tokens, encoded.document_truncated, encoded.query_truncated,
+                           cached if self.share_prefixes else [])
 
-    def _score_with_shared_prefixes(self, pairs, input_ids: list[list[int]], scores: list[float]) -> list[int]:
+    def _score_with_shared_prefixes(self, pairs, input_ids: list[list[int]], scores: list[float],
+                                    cached: list[int]) -> list[int]:
         """Score each query's pairs from one KV cache of their shared prompt prefix (system prompt, instruction,
         query): the prefix is computed once, then each batch runs only the passages' own tokens, right-padded,
         reading yes/no at each row's last real token. Same model, same tokens, same positions as the padded
-        batches. Returns the pairs left to the plain path (queries with one pair, or too short a shared prefix)."""
+        batches. Fills `scores` and `cached` (prompt tokens not computed for each pair) and returns the pairs left
+        to the plain path (queries with one pair, or too short a shared prefix)."""
         import copy
 
         import torch
 
         network = self.model[0].auto_model
         decoder, head = network.get_decoder(), network.get_output_embeddings()
-        yes_no = torch.tensor([self.model[-1].true_token_id, self.model[-1].false_token_id])
+        device = self.model.device
+        yes_no = torch.tensor([self.model[-1].true_token_id, self.model[-1].false_token_id], device=device)
         groups: dict[str, list[int]] = {}
         for i, (query, _) in enumerate(pairs):
             groups.setdefault(query, []).append(i)
         rest: list[int] = []
-        device = self.model.device
 
         def extend(cache, tokens: list[int]):
             """A new KV cache: `cache` (None = empty) followed by `tokens`, for one sequence."""
@@ -289,10 +297,10 @@ class TransformersYesNoTeacher(Teacher):
                 # Tokens not computed per pair: the call-wide prefix for all but the first pair that needs it, the
                 # query's prefix for all but the query's first pair.
                 uses_base = base is not None and shared >= common
-                self.last_cached_tokens[members[0]] = common if uses_base and base_computed else 0
+                cached[members[0]] = common if uses_base and base_computed else 0
                 base_computed = base_computed or uses_base
                 for i in members[1:]:
-                    self.last_cached_tokens[i] = shared
+                    cached[i] = shared
                 if not uses_base:  # no call-wide prefix, or this query's prompts part within it
                     cache = extend(None, first[:shared])
                 elif shared > common:
@@ -302,7 +310,7 @@ class TransformersYesNoTeacher(Teacher):
                 own = [input_ids[i][shared:] for i in members]
                 for positions in length_sorted_batches([len(x) for x in own], self.batch_size):
                     rows = [own[p] for p in positions]
-                    width = -(-max(len(x) for x in rows) // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
+                    width = padded_width(rows)
                     tokens = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in rows], device=device)
                     mask = torch.tensor([[1] * (shared + len(x)) + [0] * (width - len(x)) for x in rows],
                                         device=device)
@@ -311,7 +319,7 @@ class TransformersYesNoTeacher(Teacher):
                     hidden = decoder(input_ids=tokens, attention_mask=mask, past_key_values=past,
                                      use_cache=True).last_hidden_state
                     last = hidden[torch.arange(len(rows)), torch.tensor([len(x) - 1 for x in rows])]
-                    logits = head(last)[:, yes_no.to(device)].float()
+                    logits = head(last)[:, yes_no].float()
                     for p, value in zip(positions, (logits[:, 0] - logits[:, 1]).tolist()):
                         scores[members[p]] = value
         return rest

@@ -285,7 +285,7 @@ def test_shared_prefixes_give_the_same_scores(qwen_teacher):
     try:
         qwen_teacher.share_prefixes = True
         shared = qwen_teacher.score(pairs)
-        cached = list(qwen_teacher.last_cached_tokens)
+        cached = shared.cached_tokens
         qwen_teacher.share_prefixes = False
         plain = qwen_teacher.score(pairs)
     finally:
