@@ -62,14 +62,12 @@ def start_engine(model: str, engine: VLLMArguments, dtype: str = "auto", max_mod
         enforce_eager=engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
         max_model_len=max_model_len,
     )
-    if engine.max_num_batched_tokens:
-        kwargs["max_num_batched_tokens"] = engine.max_num_batched_tokens
-    elif cpu_defaults and not has_cuda():
-        kwargs["max_num_batched_tokens"] = CPU_MAX_NUM_BATCHED_TOKENS
-    if engine.block_size:
-        kwargs["block_size"] = engine.block_size
-    elif cpu_defaults and not has_cuda():
-        kwargs["block_size"] = CPU_BLOCK_SIZE
+    # Knobs left at 0 take vLLM's defaults, except on CPU, where this project's (measured) defaults apply.
+    tuned = cpu_defaults and not has_cuda()
+    for knob, cpu_value in (("max_num_batched_tokens", CPU_MAX_NUM_BATCHED_TOKENS), ("block_size", CPU_BLOCK_SIZE)):
+        value = getattr(engine, knob) or (cpu_value if tuned else 0)
+        if value:
+            kwargs[knob] = value
     if has_cuda():
         kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
         if engine.kv_cache_gb:

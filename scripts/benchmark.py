@@ -12,8 +12,8 @@ What it times (model loads and vLLM engine starts are reported apart, never insi
 
 The teacher is a random Qwen3 of a realistic shape: on a CPU hidden 512, 8 layers, head_dim 64 (~25M non-embedding
 parameters); on a GPU Qwen3-Reranker-0.6B's shape (--teacher_shape). It is built offline with a BPE tokenizer
-trained on the bundled WikiQA text; the pairs are WikiQA dev pairs. Each path runs in a fresh process. Results go to <output_dir>/benchmark.{md,json}, written again
-after every section (a crash keeps what was measured).
+trained on the bundled WikiQA text; the pairs are WikiQA dev pairs. Each path runs in a fresh process. Results go
+to <output_dir>/benchmark.{md,json}, written again after every section (a crash keeps what was measured).
 
     bash scripts/benchmark.sh                   # full run (under 20 minutes on 2 CPU cores)
     bash scripts/benchmark.sh --quick           # smoke run, small sizes
@@ -53,6 +53,8 @@ TEACHER_SHAPES = {
                        head_dim=128),
 }
 MAX_LENGTH = 8192  # stage 1's default for yes/no LLM rerankers, and the original's max_length
+# The timed paths of a teacher section, per dtype (the vLLM-defaults original only on CPUs, in float32).
+PATHS = ("original", "original_vllm_defaults", "stage1")
 QUICK = dict(pairs=40, transformers_pairs=40, embedding_queries=3, training_queries=2000, evaluation_queries=10)
 
 
@@ -420,7 +422,7 @@ class Benchmark:
         ceilings = self.results.get("matmul_ceiling_flops", {})
         for backend in ("reranker-vllm", "reranker-transformers"):
             for dtype, entry in self.results["sections"].get(backend, {}).items():
-                for side in ("original", "original_vllm_defaults", "stage1"):
+                for side in PATHS:
                     if ceilings.get(dtype) and side in entry:
                         entry[side]["mfu"] = entry[side]["achieved_flops"] / ceilings[dtype]
 
@@ -446,7 +448,7 @@ class Benchmark:
             ratio = path_row(f"reranker teacher, vLLM, {dtype}, {n} pairs", entry["original"], entry["stage1"])
             target(f"vLLM stage 1 never slower than the original at equal dtype ({dtype})", ratio_text(ratio),
                    ratio >= 1.0)
-            for side in ("original", "original_vllm_defaults", "stage1"):
+            for side in PATHS:
                 if side in entry:
                     startup.append([f"vLLM engine start, {entry[side]['label']}, {dtype}",
                                     seconds_text(entry[side]["load_seconds"])])
