@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -30,14 +33,21 @@ def resolve_dtype(dtype: str = "auto") -> str:
     """'auto' -> 'bfloat16' on GPUs with bf16 and on CPUs with AMX/AVX512-BF16, else 'float32'.
 
     bf16 keeps fp32's exponent range, so teacher scores move by rounding only (about 3 significant digits),
-    far below the score gaps that rank passages; fp16 is not chosen automatically (overflow risk in logits).
+    far below the score gaps that rank passages. fp16 is never chosen automatically, not even on GPUs without bf16
+    (V100, T4): its range ends at 65504, so an LLM's hidden states and logits can overflow to inf or NaN, and a
+    user who asks for "auto" expects the scores fp32 gives. There "auto" is fp32, and a message says that
+    `--dtype fp16` is faster for those who accept the risk.
     """
     if dtype != "auto":
         return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype)
     if has_cuda():
         import torch
 
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        if torch.cuda.is_bf16_supported(including_emulation=False):  # emulated bf16 (V100) is slow
+            return "bfloat16"
+        logger.warning("this GPU has no bf16: dtype auto runs in float32 (fp16 is faster but can overflow in "
+                       "LLM logits; ask for it with --dtype fp16 if you accept that)")
+        return "float32"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
