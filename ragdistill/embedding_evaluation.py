@@ -1,12 +1,15 @@
 """Stage 3 of Embedding-Distillation: the pieces behind evaluation.py.
 
 The students (before and after training) are scored by sentence-transformers' RerankingEvaluator; the teacher's
-row comes from its stored similarities (ragdistill.soft_labels.cached_teacher_scores) through ragdistill.metrics,
-which computes MAP / MRR@10 / NDCG@10 the same way, so the rows compare like for like.
+row comes from its stored similarities (ragdistill.soft_labels.cached_teacher_scores, full float32 precision) through
+ragdistill.metrics, which computes MAP / MRR@10 / NDCG@10 the same way, with the evaluator's own order among tied
+scores (`evaluator_order`), so the rows compare like for like. Every student evaluation checks that the same
+computation on the evaluator's own similarities reproduces its numbers.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .metrics import ranking_metrics
+from .metrics import METRIC_NAMES, ranking_metrics
 from .mteb import RerankingSample
 from .report import Comparison
 from .speed import items_per_second
@@ -63,8 +66,16 @@ def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int 
     """RerankingEvaluator's MAP / MRR@10 / NDCG@10, and the similarities it ranked by."""
     evaluator = reranking_evaluator_class()([s.as_dict() for s in samples], batch_size=batch_size, write_csv=False,
                                             show_progress_bar=show_progress_bar)
-    metrics = evaluator(model)
-    return StudentScores({key: float(value) for key, value in metrics.items()}, evaluator.similarities())
+    metrics = {key: float(value) for key, value in evaluator(model).items()}
+    similarities = evaluator.similarities()
+    # The teacher row is computed from stored similarities by metrics_from_similarities: on the evaluator's own
+    # similarities it must give the evaluator's numbers, or the rows would not compare like for like.
+    ours = metrics_from_similarities(samples, similarities, device=model.device)
+    for name in METRIC_NAMES:
+        if not math.isclose(ours[name], metrics[name], rel_tol=1e-9, abs_tol=1e-12):
+            raise RuntimeError(f"ragdistill.metrics gives {name}={ours[name]} on the evaluator's own similarities, "
+                               f"RerankingEvaluator {metrics[name]}: the teacher row would not compare like for like")
+    return StudentScores(metrics, similarities)
 
 
 def teacher_similarities(samples: Sequence[RerankingSample], score_rows: Sequence[dict], path: str
@@ -81,9 +92,27 @@ def teacher_similarities(samples: Sequence[RerankingSample], score_rows: Sequenc
     return result
 
 
-def metrics_from_similarities(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray]) -> dict:
-    return ranking_metrics([([True] * len(s.positive) + [False] * len(s.negative), sims)
-                            for s, sims in zip(samples, similarities)])
+def evaluator_order(similarities: np.ndarray, device=None) -> np.ndarray:
+    """The candidates best first, tied similarities in the order RerankingEvaluator puts them: it ranks by
+    `torch.argsort(-scores)` on float32 scores, an unstable sort whose order among ties depends on the device
+    (on CPUs it does not favour the candidate listed first). MRR depends on that order where scores tie."""
+    import torch
+
+    scores = torch.as_tensor(np.asarray(similarities, dtype=np.float32), device=device)
+    return torch.argsort(-scores).cpu().numpy()
+
+
+def metrics_from_similarities(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray],
+                              device=None) -> dict:
+    """MAP / MRR@10 / NDCG@10 as RerankingEvaluator computes them from these similarities: each query's candidates
+    are put in the evaluator's order first, so the stable sort of ragdistill.metrics keeps the evaluator's tie order
+    (MAP and NDCG do not depend on the order)."""
+    queries = []
+    for sample, sims in zip(samples, similarities):
+        relevant = np.array([True] * len(sample.positive) + [False] * len(sample.negative))
+        order = evaluator_order(sims, device)
+        queries.append((relevant[order], np.asarray(sims, dtype=np.float32)[order].astype(np.float64)))
+    return ranking_metrics(queries, ties="stable")
 
 
 def rank_agreement(student: Sequence[np.ndarray], teacher: Sequence[np.ndarray]) -> float:

@@ -34,7 +34,7 @@ from .resumable import ChunkedJob, file_digest, fingerprint, is_complete, meta_p
 
 FORMATS = ("listwise", "triplet", "scores")
 TRAINING_FORMATS = ("listwise", "triplet")
-LABEL_DIGITS = 6  # float32 cosines carry about 7 significant digits; 6 decimals keep the rows short and stable
+LABEL_PRECISION = "float32"  # part of every fingerprint: files written with rounded labels are not reused
 
 
 # 1. input ------------------------------------------------------------------------------------------------------
@@ -219,7 +219,8 @@ def parse_num_negatives(value: str | int) -> int:
 
 
 def _labels(values: np.ndarray) -> list[float]:
-    return [round(float(value), LABEL_DIGITS) for value in values]
+    """Full float32 precision: rounding would tie similarities the evaluator tells apart, and ties change MRR."""
+    return [float(value) for value in np.asarray(values, dtype=np.float32)]
 
 
 def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], fmt: str,
@@ -248,7 +249,7 @@ def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.nda
                     rows.append({"query": sample.query, "positive": positive, "negative": negative,
                                  "label": _labels(np.array([pos_sim, neg_sim]))})
         else:
-            hardest = np.argsort(-neg_sims, kind="stable")  # ties keep the input order: deterministic
+            hardest = np.argsort(-neg_sims, kind="stable")  # deterministic; ties only decide which of equals to keep
             if len(hardest) < width:
                 if not pad_negatives:
                     stats["queries_too_few_negatives"] += 1
@@ -337,7 +338,7 @@ class SoftLabelJob:
         return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
                 "format": self.fmt, "num_negatives": self.num_negatives, "pad_negatives": self.pad_negatives,
                 "max_queries": self.max_queries,
-                "skip_invalid": self.skip_invalid}
+                "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
 
     def run(self) -> dict:
         """Run (or resume, or skip if already complete); return the output's metadata."""
@@ -500,7 +501,7 @@ def _slug(path: str | os.PathLike) -> str:
 
 def teacher_scores_path(cache_dir: str | os.PathLike, file: str | os.PathLike, identity: dict) -> Path:
     """Cache file of a teacher's similarities on an evaluation file, keyed by teacher settings + file content."""
-    return Path(cache_dir) / f"{_slug(file)}.{fingerprint(identity, file_digest(file))}.jsonl"
+    return Path(cache_dir) / f"{_slug(file)}.{fingerprint(identity, file_digest(file), LABEL_PRECISION)}.jsonl"
 
 
 def cached_teacher_scores(files: Sequence[str], teacher: LazyTeacher, cache_dir: str | os.PathLike

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from ragdistill import embedding_evaluation
 from ragdistill.embedding_evaluation import (
     RANK_AGREEMENT,
     FileEvaluation,
@@ -21,7 +22,8 @@ from ragdistill.embedding_evaluation import (
 )
 from ragdistill.embedding_teachers import TeacherArguments, load_teacher
 from ragdistill.errors import InputError
-from ragdistill.mteb import read_samples
+from ragdistill.metrics import ranking_metrics
+from ragdistill.mteb import RerankingSample, read_samples
 from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
 from tests.conftest import REPO
 
@@ -58,6 +60,30 @@ def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(
                                                                                              abs=1e-12)
     stored = np.concatenate([np.asarray(r["positive_scores"] + r["negative_scores"]) for r in rows])
     np.testing.assert_allclose(np.concatenate(from_evaluator.similarities), stored, atol=2e-6)
+    # stored at full float32 precision, not rounded
+    assert np.array_equal(stored.astype(np.float32).astype(np.float64), stored)
+    assert any(round(value, 6) != value for value in stored)
+
+
+def test_tied_similarities_are_ranked_in_the_evaluators_order(monkeypatch, tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    # the same text as positive and negatives: every similarity of a query ties exactly
+    model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    samples = [RerankingSample(f"query {i}", ["same passage"], ["same passage"] * n)
+               for i, n in enumerate([3, 20, 40, 63])]
+    result = evaluate_student(model, samples)  # checks itself that ragdistill.metrics reproduces the evaluator
+    assert all(np.ptp(sims) == 0 for sims in result.similarities)
+    assert metrics_from_similarities(samples, result.similarities) == result.metrics
+    # a stable sort would put the positive first (MRR 1); the evaluator's torch.argsort does not, on longer lists
+    stable = ranking_metrics([([True] + [False] * (len(s) - 1), s) for s in result.similarities], ties="stable")
+    assert stable["mrr@10"] == 1.0 > result.metrics["mrr@10"]
+    assert stable["map"] == pytest.approx(result.metrics["map"])
+
+    # and the run-time check catches a tie rule that differs from the evaluator's
+    monkeypatch.setattr(embedding_evaluation, "evaluator_order", lambda sims, device=None: np.arange(len(sims)))
+    with pytest.raises(RuntimeError, match="mrr@10"):
+        evaluate_student(model, samples)
 
 
 def test_comparison_table_and_misaligned_cache(eval_file):
