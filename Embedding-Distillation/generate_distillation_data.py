@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ragdistill.cli import parse_args, run_main, split_paths
 from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.leakage import leaked_test_queries
 from ragdistill.soft_labels import FORMATS, LazyTeacher, SoftLabelJob, cached_teacher_scores, parse_num_negatives
 from ragdistill.vllm_engine import VLLMArguments
 
@@ -50,11 +51,16 @@ class DataArguments:
     shard_id: int = field(default=0, metadata={"help": "Which shard this process embeds (0 .. N-1)."})
     merge_shards: bool = field(default=False, metadata={
         "help": "Join the N finished shards (checked: complete, same job, no overlap) and write the rows."})
+    test_files: str = field(default="", metadata={
+        "help": "Comma-separated test files evaluated later (as --score_files are): a warning says how many of "
+                "their queries also appear in the training files."})
 
 
 def main():
     # 1. arguments: data, teacher, vLLM engine knobs
     data_args, teacher_args, engine_args = parse_args(DataArguments, TeacherArguments, VLLMArguments)
+    leaked_test_queries(split_paths(data_args.train_files),
+                        split_paths(data_args.test_files) + split_paths(data_args.score_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
     teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))

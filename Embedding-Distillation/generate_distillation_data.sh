@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 1: the teacher embeds every unique query and passage of the training files once and writes soft-label rows
-# (teacher cosine similarities) for train.sh; it also scores the test files now, for evaluation.sh. Re-running the
-# same command after a crash resumes it. Extra arguments go to generate_distillation_data.py (see its --help), e.g.
+# (teacher cosine similarities) for train.sh; it also scores the test files now, for evaluation.sh, and warns if
+# test queries also appear in the training files. Re-running the same command after a crash resumes it. Extra
+# arguments go to generate_distillation_data.py (see its --help), e.g.
 #   bash generate_distillation_data.sh --num_shards 4 --shard_id 0     (one process per GPU, then --merge_shards)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
@@ -27,7 +28,7 @@ MAX_QUERIES="${MAX_QUERIES:-0}"           # first N training queries only (smoke
 args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE"
       --train_files "$TRAIN_FILES" --output_file "$DISTILLATION_DATA" --format "$FORMAT"
       --num_negatives "$NUM_NEGATIVES" --pad_negatives "$PAD_NEGATIVES" --max_queries "$MAX_QUERIES"
-      --teacher_cache_dir "$OUTPUT_DIR/teacher_scores")
+      --teacher_cache_dir "$OUTPUT_DIR/teacher_scores" --test_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
 if [ "$SCORE_TEST_FILES" = true ]; then args+=(--score_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags

@@ -1,0 +1,46 @@
+"""Stage 1 warns when test queries also appear in the training files, and says how many."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from ragdistill.leakage import leaked_test_queries
+from tests.conftest import REPO
+
+
+def _sample(query: str) -> str:
+    return json.dumps({"query": query, "positive": ["p"], "negative": ["n"]})
+
+
+def test_leaked_queries_are_counted_per_test_file(write_lines, caplog):
+    train = write_lines("train.jsonl", [_sample("Who wrote Hamlet?"), _sample("how tall is everest")])
+    other_train = write_lines("train2.jsonl.gz", [_sample("what is a quark")], gz=True)
+    # case and spacing differ, still the same query
+    leaky = write_lines("test.jsonl", [_sample("who  wrote hamlet?"), _sample("new question"),
+                                       _sample("What is a quark"), "not json"])
+    clean = write_lines("clean.jsonl", [_sample("another question")])
+    with caplog.at_level(logging.WARNING, logger="ragdistill.leakage"):
+        counts = leaked_test_queries([str(train), str(other_train)],
+                                     [str(leaky), str(clean), str(train), str(leaky.parent / "missing.jsonl")])
+    assert counts == {str(leaky): (2, 3), str(clean): (0, 1)}  # a training file listed as a test file is skipped
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert f"2 of the 3 queries of test file {leaky} also appear in the training files" in warnings[0]
+    assert "missing.jsonl" in warnings[1] and "not found" in warnings[1]
+
+
+def test_embedding_stage_1_warns(tmp_path, write_lines, tiny_models):
+    train = write_lines("train.jsonl", [_sample("q1"), _sample("q2")])
+    test = write_lines("test.jsonl", [_sample("q2"), _sample("q3")])
+    run = subprocess.run(
+        [sys.executable, str(REPO / "Embedding-Distillation/generate_distillation_data.py"),
+         "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "sentence-transformers",
+         "--dtype", "float32", "--train_files", str(train), "--test_files", str(test), "--num_negatives", "1",
+         "--output_file", str(tmp_path / "rows.jsonl"), "--teacher_cache_dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+                                                                     "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"1 of the 2 queries of test file {test} also appear in the training files" in run.stderr
