@@ -51,6 +51,10 @@ class DistillationArguments:
         "help": "kl: the student's temperature, if different from --temperature."})
     teacher_temperature: float | None = field(default=None, metadata={
         "help": "kl: the teacher's temperature, if different from --temperature."})
+    label_weight: float = field(default=0.0, metadata={
+        "help": "kl: weight of the data's own labels beside the teacher: the row's positive against its negatives "
+                "and the batch's other candidates (MultipleNegativesRankingLoss at the student temperature). "
+                "0: the teacher only."})
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
                 "embeddings work too. Empty: off."})
@@ -79,7 +83,7 @@ def main():
 
     # 4. loss on cosine similarities, matching the teacher's labels
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature,
-                      parse_dims(args.matryoshka_dims))
+                      parse_dims(args.matryoshka_dims), args.label_weight)
 
     # 5. optional evaluator during training
     evaluator = reranking_evaluator(args.eval_file, batch_size=training_args.per_device_eval_batch_size)

@@ -6,6 +6,10 @@ Losses (all compare the student's cosine similarities with the teacher's, so the
   little of its ranking; a sharp temperature (default 0.05) fixes that.
 - margin_mse: MarginMSELoss, the student's sim(q, pos) - sim(q, neg_i) regressed onto the teacher's.
 - mse: pointwise, the student's sim(q, passage) regressed onto the teacher's for every passage of the row.
+
+With --label_weight w > 0 the data's own labels join the teacher's (DistillationWithLabels): the row's positive is a
+labelled positive, so w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the
+batch, at the same temperature) is added to the KL divergence.
 """
 
 from __future__ import annotations
@@ -78,6 +82,39 @@ class SimilarityMSELoss(nn.Module):
         return {"similarity_fct": "pairwise_cos_sim"}
 
 
+class DistillationWithLabels(nn.Module):
+    """KL divergence to the teacher's distribution plus `label_weight` x the cross-entropy of the labelled positive
+    against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss), both at the
+    student temperature. The columns are embedded once for both terms.
+
+    DistillKLDivLoss multiplies the KL divergence by T^2 (so its gradient does not depend on T); the
+    cross-entropy is not, so the KL term is divided by T^2 again here: the two terms then weigh as their
+    `label_weight` says (at T = 0.05 the scaled KL term alone would be 400 times too small)."""
+
+    def __init__(self, model, distillation: nn.Module, label_weight: float):
+        super().__init__()
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+        self.model = model
+        self.distillation = distillation
+        self.label_weight = label_weight
+        self.labels_loss = MultipleNegativesRankingLoss(model, scale=1.0 / distillation.student_temperature)
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        kl = self.distillation.compute_loss_from_embeddings(embeddings, labels)
+        kl = kl / self.distillation.student_temperature ** 2
+        return kl + self.label_weight * self.labels_loss.compute_loss_from_embeddings(embeddings, labels)
+
+    def get_config_dict(self) -> dict:
+        return {**self.distillation.get_config_dict(), "label_weight": self.label_weight,
+                "labels_loss": "MultipleNegativesRankingLoss", "labels_scale": self.labels_loss.scale}
+
+
 def parse_dims(text: str | None) -> list[int]:
     """'1024,512,256' -> [1024, 512, 256]; empty -> []."""
     if not text:
@@ -93,9 +130,10 @@ def parse_dims(text: str | None) -> list[int]:
 
 def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
                student_temperature: float | None = None, teacher_temperature: float | None = None,
-               matryoshka_dims: list[int] | None = None) -> nn.Module:
+               matryoshka_dims: list[int] | None = None, label_weight: float = 0.0) -> nn.Module:
     """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
-    wrapped in MatryoshkaLoss when dimensions are given."""
+    plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
+    given."""
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.util import pairwise_cos_sim
 
@@ -109,6 +147,12 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
         loss = SimilarityMSELoss(model, pairwise_cos_sim)
     else:
         raise InputError(None, f"--loss must be one of {', '.join(LOSSES)}, got '{name}'")
+    if label_weight < 0:
+        raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
+    if label_weight:
+        if name != "kl":
+            raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
+        loss = DistillationWithLabels(model, loss, label_weight)
     if matryoshka_dims:
         dimension = model.get_embedding_dimension()
         too_big = [dim for dim in matryoshka_dims if dim > dimension]
@@ -134,14 +178,16 @@ def column_prompts(model, column_names: list[str]) -> dict[str, str] | None:
     return mapping or None
 
 
-def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None):
-    """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training)."""
+def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None, dtype=None):
+    """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training),
+    cutting texts at `max_seq_length` tokens (training and evaluation of both students use the same length)."""
     import sentence_transformers
 
     from .vllm_engine import require_model_dir
 
     require_model_dir(model_name, "student model")
-    model = sentence_transformers.SentenceTransformer(model_name, device=device)
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
+    model = sentence_transformers.SentenceTransformer(model_name, device=device, **kwargs)
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

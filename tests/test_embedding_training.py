@@ -87,7 +87,8 @@ def test_training_saves_a_sentence_transformer_with_card_curve_and_history(monke
 
 
 @pytest.mark.parametrize("loss, extra", [("margin_mse", []), ("mse", []), ("kl", ["--matryoshka_dims", "64,32"]),
-                                         ("kl", ["--student_temperature", "0.1", "--teacher_temperature", "0.02"])])
+                                         ("kl", ["--student_temperature", "0.1", "--teacher_temperature", "0.02"]),
+                                         ("kl", ["--label_weight", "0.5"])])
 def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, extra):
     summary = _train(monkeypatch, tiny_models, rows_file, tmp_path / "m", "--loss", loss, "--max_steps", "2",
                      "--save_strategy", "no", *extra)
@@ -97,6 +98,8 @@ def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, 
         assert summary["loss"]["matryoshka_dims"] == [64, 32]
     if "--teacher_temperature" in extra:
         assert summary["loss"]["student_temperature"] == 0.1 and summary["loss"]["teacher_temperature"] == 0.02
+    if "--label_weight" in extra:
+        assert summary["loss"]["label_weight"] == 0.5 and summary["loss"]["labels_scale"] == 20.0
 
 
 def test_loss_pieces(tiny_models):
@@ -111,6 +114,20 @@ def test_loss_pieces(tiny_models):
         build_loss(model, "kl", matryoshka_dims=[128, 64])
     with pytest.raises(InputError, match="--loss must be one of"):
         build_loss(model, "cosine")
+
+    # the data's labels beside the teacher: KL divergence (undoing DistillKLDivLoss's T^2) + w x cross-entropy of
+    # each row's positive against every candidate of the batch, at the student temperature
+    embeddings = [torch.randn(3, 8) for _ in range(4)]  # query, positive, negative_1, negative_2
+    teacher = torch.rand(3, 3)
+    combined = build_loss(model, "kl", temperature=0.05, label_weight=0.3)
+    kl = build_loss(model, "kl", temperature=0.05).compute_loss_from_embeddings(embeddings, teacher) / 0.05 ** 2
+    unit = [torch.nn.functional.normalize(e, dim=1) for e in embeddings]
+    scores = unit[0] @ torch.cat(unit[1:]).T / 0.05  # 3 queries x 9 candidates; row i's positive is column i
+    cross_entropy = torch.nn.functional.cross_entropy(scores, torch.arange(3))
+    assert torch.allclose(combined.compute_loss_from_embeddings(embeddings, teacher), kl + 0.3 * cross_entropy,
+                          atol=1e-5)
+    with pytest.raises(InputError, match="--label_weight works with --loss kl"):
+        build_loss(model, "mse", label_weight=0.3)
     # query prompts only for students that define them (the Qwen3 embedder does, the plain BERT does not)
     qwen = SentenceTransformer(str(tiny_models["qwen3_embedder"]), device="cpu")
     columns = ["query", "positive", "negative_1", "label"]
