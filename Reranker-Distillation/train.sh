@@ -13,7 +13,7 @@ EPOCHS="${EPOCHS:-1}"
 MAX_STEPS="${MAX_STEPS:--1}"                # >0 overrides EPOCHS
 BATCH_SIZE="${BATCH_SIZE:-16}"              # rows per GPU per step
 GRAD_ACCUM="${GRAD_ACCUM:-1}"
-LEARNING_RATE="${LEARNING_RATE:-1e-5}"
+LEARNING_RATE="${LEARNING_RATE:-auto}"      # auto: 1e-4 for a plain encoder (new head), 1e-5 for a trained reranker
 WARMUP="${WARMUP:-0.1}"                     # warmup: a fraction of the steps (<1) or a number of steps
 MAX_LENGTH="${MAX_LENGTH:-512}"             # student tokens per (query, passage)
 BF16="${BF16:-auto}"                        # true | false | auto (true when nvidia-smi finds a GPU; use false on V100/T4)
@@ -24,6 +24,10 @@ NPROC="${NPROC:-1}"                         # >1: data parallel on NPROC GPUs (t
 
 if [ "$BF16" = auto ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then BF16=true; else BF16=false; fi
+fi
+if [ "$LEARNING_RATE" = auto ]; then
+  LEARNING_RATE="$("$PYTHON" -c 'import sys; from ragdistill.cross_encoder_training import default_learning_rate as lr
+print(lr(sys.argv[1]))' "$STUDENT_MODEL")"
 fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi

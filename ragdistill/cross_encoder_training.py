@@ -45,6 +45,16 @@ def student_has_trained_head(model: str) -> bool:
     return bool(architectures) and architectures[0].endswith(("ForSequenceClassification", "ForCausalLM"))
 
 
+NEW_HEAD_LEARNING_RATE = 1e-4
+TRAINED_HEAD_LEARNING_RATE = 1e-5
+
+
+def default_learning_rate(model: str) -> float:
+    """train.sh's LEARNING_RATE=auto: a student whose reranking head is new (a plain encoder) needs 10x the rate of
+    one that is a reranker already, whose trained head a high rate would throw away (measured, module README)."""
+    return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
+
+
 def load_student(model: str, max_length: int = 0, dtype: str | None = None, device: str | None = None):
     """The student CrossEncoder with one output logit, on `device` (training: the Trainer's device; left to
     sentence-transformers, a torchrun rank would pick cuda:<local rank> even for a --use_cpu run)."""

@@ -133,3 +133,11 @@ def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
     assert history[0]["epoch"] == pytest.approx(1 / (num_rows // 4))
     assert history[-1]["step"] == 2 and "train_runtime" in history[-1]
     assert result.stdout.count("saved the student to") == 1  # written by rank 0 only
+
+
+def test_default_learning_rate_follows_the_head(tiny_models, tmp_path):
+    # train.sh's LEARNING_RATE=auto: a plain encoder gets a new head and the higher rate, a reranker keeps its own
+    from ragdistill.cross_encoder_training import default_learning_rate
+
+    assert default_learning_rate(str(tiny_models["bert"])) == 1e-4
+    assert default_learning_rate(str(tiny_models["qwen3_reranker"])) == 1e-5
