@@ -65,3 +65,27 @@ def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "T
     ax.set_title(title)
     ax.legend()
     return save_figure(fig, path)
+
+
+def labelled_scatter(points: Sequence[tuple[float, float, str]], path: str | os.PathLike, xlabel: str, ylabel: str,
+                     title: str, hlines: dict[str, float] | None = None) -> Path:
+    """One labelled point per (x, y, label), e.g. quality against latency; `hlines` draws reference levels (a
+    teacher's quality) as dashed lines. A log x axis when x spans more than 20x."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for x, y, label in points:
+        ax.scatter([x], [y], s=60)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    for label, level in (hlines or {}).items():
+        ax.axhline(level, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(label, (min(x for x, _, _ in points), level), textcoords="offset points", xytext=(0, 4),
+                    fontsize=8, color="grey")
+    xs = [x for x, _, _ in points]
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.25, y=0.15)
+    return save_figure(fig, path)

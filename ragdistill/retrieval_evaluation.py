@@ -195,20 +195,21 @@ def table_rows(results: Sequence[ChainResult], reference: str | None = None) -> 
     return headers, rows
 
 
-def to_text(headers: list[str], rows: list[list[str]], title: str) -> str:
+def to_text(headers: list[str], rows: list[list[str]], title: str, text_columns: int = 4) -> str:
+    """A plain-text table: the first `text_columns` columns left-aligned, the numbers right-aligned."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    lines = [title, rule, "  ".join(h.ljust(w) if i < 4 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))),
-             rule]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    lines.append(rule)
-    return "\n".join(lines)
+
+    def line(cells) -> str:
+        return "  ".join(c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([title, rule, line(headers), rule, *(line(row) for row in rows), rule])
 
 
-def to_markdown(headers: list[str], rows: list[list[str]], title: str, notes: Sequence[str] = ()) -> str:
+def to_markdown(headers: list[str], rows: list[list[str]], title: str, notes: Sequence[str] = (),
+                text_columns: int = 4) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(headers))) + "|"]
+             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -217,27 +218,14 @@ def to_markdown(headers: list[str], rows: list[list[str]], title: str, notes: Se
 def plot_quality_latency(results: Sequence[ChainResult], path: str | os.PathLike,
                          title: str = "Retrieval chains: quality against latency") -> Path | None:
     """NDCG@10 against p95 query latency, one labelled point per chain (matplotlib, Agg backend)."""
+    from .plots import labelled_scatter
+
     points = [(r.latency.get("total_p95_ms"), r.metrics["ndcg@10"], r.name) for r in results]
     points = [p for p in points if p[0] is not None]
     if not points:
         return None
-    from .plots import pyplot, save_figure
-
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for latency, ndcg, name in points:
-        ax.scatter([latency], [ndcg], s=60)
-        ax.annotate(name, (latency, ndcg), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    latencies = [p[0] for p in points]
-    if min(latencies) > 0 and max(latencies) / min(latencies) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel("p95 latency per query (ms): embed + search + rerank")
-    ax.set_ylabel("NDCG@10")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.25, y=0.15)
-    return save_figure(fig, path)
+    return labelled_scatter(points, path, xlabel="p95 latency per query (ms): embed + search + rerank",
+                            ylabel="NDCG@10", title=title)
 
 
 def save_results(results: Sequence[ChainResult], output_dir: str | os.PathLike, title: str,

@@ -1,0 +1,100 @@
+"""Stage 4: serve the trained student: export it to ONNX and OpenVINO, quantise it to int8, measure every variant.
+
+    python export.py --model output/embedding/model --test_file data/scidocs-reranking/test.jsonl \
+        --calibration_files data/scidocs-reranking/validation.jsonl \
+        --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --teacher_cache_dir output/embedding/teacher_scores
+
+Variants (ragdistill.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+quantisation), OpenVINO int8 (static, calibrated on queries and passages of the training file). The exported files
+go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
+and NDCG@10 on the test file (RerankingEvaluator, as in evaluation.py), mean per-query Spearman correlation of its
+similarities with the teacher's (the cache stage 1 and evaluation fill; same teacher flags) and with the torch fp32
+student's, texts/s at batch 32 and p50 / p95 latency of one query. Prints the table next to the teacher's row;
+saves export_results.json / .md / .png (MAP against p95 latency) in --output_dir. A backend that is not installed
+or fails is left out, and the table says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ragdistill.cli import parse_args, run_main, split_paths
+from ragdistill.embedding_evaluation import metrics_from_similarities, teacher_similarities
+from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.errors import InputError
+from ragdistill.export import (
+    ExportArguments,
+    TeacherRow,
+    export_variants,
+    measure_variants,
+    read_calibration_samples,
+    save_report,
+)
+from ragdistill.mteb import read_samples
+from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
+from ragdistill.vllm_engine import VLLMArguments
+
+
+@dataclass
+class EmbeddingExportArguments:
+    model: str = field(default="output/embedding/model", metadata={"help": "The trained student (train.py)."})
+    test_file: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
+        "help": "MTEB reranking test file {query, positive, negative} (the in-domain one)."})
+    calibration_files: str = field(default="data/scidocs-reranking/validation.jsonl", metadata={
+        "help": "Training file(s), comma-separated: their queries and passages calibrate the OpenVINO int8 model."})
+    teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
+        "help": "Cache of teacher similarities (stage 1 and evaluation fill it; '' to leave the teacher out)."})
+    output_dir: str = field(default="output/embedding/export", metadata={"help": "Where the table and plot go."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # 1. arguments: the export, the measurement knobs, the teacher (same flags as stage 1: its cached scores)
+    args, knobs, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
+                                                        VLLMArguments, args=argv)
+
+    # 2. test data, and the teacher's similarities of it (from the cache, or computed once and cached)
+    samples = read_samples(args.test_file)[:knobs.max_queries or None]
+    teacher, teacher_per_query = None, None
+    if args.teacher_cache_dir:
+        lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
+        try:
+            rows, meta = cached_teacher_scores([args.test_file], lazy, args.teacher_cache_dir)[args.test_file]
+        finally:
+            lazy.close()
+        teacher_per_query = teacher_similarities(samples, rows, args.test_file)
+        teacher = TeacherRow(meta["teacher"], metrics_from_similarities(samples, teacher_per_query),
+                             meta["embedding"].get("texts_per_second"), f"stored similarities ({meta['backend']}, "
+                                                                        f"{meta['dtype']})")
+
+    # 3. export: ONNX graph, optimised and int8; OpenVINO int8 calibrated on training queries and passages
+    calibration = []
+    if "openvino-int8" in knobs.variant_list:
+        paths = split_paths(args.calibration_files)
+        if not paths:
+            raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
+        calibration = read_calibration_samples(paths, knobs.calibration_items)
+    problems = export_variants("embedder", args.model, knobs.variant_list, calibration, knobs.calibration_items)
+
+    # 4. quality, throughput and latency of every variant
+    results = measure_variants("embedder", args.model, knobs.variant_list, samples, teacher_per_query, problems,
+                               knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
+                               knobs.repeats)
+
+    # 5. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
+    notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {args.test_file}; "
+             "MAP / MRR@10 / NDCG@10 by RerankingEvaluator; Spearman: mean per-query rank correlation of the "
+             "similarities",
+             f"texts/s at batch {knobs.student_batch_size} over up to {knobs.speed_items} distinct test texts (median of "
+             f"{knobs.repeats}); latency: one query per call, {knobs.latency_items} calls; the variants take turns "
+             "on the same CPU"]
+    if teacher is not None:
+        notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its texts/s was measured during "
+                     "its scoring pass, at its own batch size and dtype")
+    save_report(results, teacher, args.output_dir, f"Embedding student as served: {args.model}", "texts/s",
+                knobs.student_batch_size, notes, extra={"model": args.model, "test_file": args.test_file})
+
+
+if __name__ == "__main__":
+    run_main(main)

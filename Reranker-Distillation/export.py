@@ -1,0 +1,96 @@
+"""Stage 5: serve the trained student: export it to ONNX and OpenVINO, quantise it to int8, measure every variant.
+
+    python export.py --model output/reranker/model --test_file data/test.jsonl \
+        --teacher_scores output/reranker/teacher_scores/test.scores.jsonl --calibration_files data/train.jsonl
+
+Variants (ragdistill.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+quantisation), OpenVINO int8 (static, calibrated on (query, passage) pairs of the training file). The exported files
+go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
+and NDCG@10 on the test file (CrossEncoderRerankingEvaluator, as in evaluation.py), mean per-query Spearman
+correlation with the teacher's stage-1 scores and with the torch fp32 student's, pairs/s at batch 32 and p50 / p95
+latency of one pair. Prints the table next to the teacher's row; saves export_results.json / .md / .png (MAP
+against p95 latency) in --output_dir. A backend that is not installed or fails is left out, and the table says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ragdistill.cli import parse_args, run_main, split_paths
+from ragdistill.errors import InputError
+from ragdistill.export import (
+    ExportArguments,
+    TeacherRow,
+    export_variants,
+    measure_variants,
+    read_calibration_samples,
+    save_report,
+)
+from ragdistill.reranker_evaluation import (
+    SPEED,
+    read_test_samples,
+    split_per_query,
+    teacher_metrics,
+    teacher_test_scores,
+)
+
+
+@dataclass
+class RerankerExportArguments:
+    model: str = field(default="output/reranker/model", metadata={"help": "The trained student (train.py)."})
+    test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
+        "help": "MTEB reranking test file {query, positive, negative}."})
+    teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
+        "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
+    calibration_files: str = field(default="data/stackoverflowdupquestions-reranking/train.jsonl", metadata={
+        "help": "Training file(s), comma-separated: their (query, passage) pairs calibrate the OpenVINO int8 model."})
+    output_dir: str = field(default="output/reranker/export", metadata={"help": "Where the table and plot go."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # 1. arguments
+    args, knobs = parse_args(RerankerExportArguments, ExportArguments, args=argv)
+
+    # 2. test data, and the teacher's stage-1 scores of it
+    samples = read_test_samples(args.test_file, knobs.max_queries)
+    teacher, teacher_per_query = None, None
+    if args.teacher_scores:
+        flat, meta = teacher_test_scores(args.teacher_scores, samples)
+        teacher_per_query = split_per_query(flat, samples)
+        teacher = TeacherRow(meta.get("teacher", "teacher"), teacher_metrics(flat, samples),
+                             meta.get("pairs_per_second"), f"stage-1 scores ({meta.get('backend')}, "
+                                                           f"{meta.get('dtype')}, {meta.get('device')})")
+
+    # 3. export: ONNX graph, optimised and int8; OpenVINO int8 calibrated on training pairs
+    calibration = []
+    if "openvino-int8" in knobs.variant_list:
+        paths = split_paths(args.calibration_files)
+        if not paths:
+            raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
+        calibration = read_calibration_samples(paths, knobs.calibration_items)
+    problems = export_variants("reranker", args.model, knobs.variant_list, calibration, knobs.calibration_items)
+
+    # 4. quality, throughput and latency of every variant
+    results = measure_variants("reranker", args.model, knobs.variant_list, samples, teacher_per_query, problems,
+                               knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
+                               knobs.repeats)
+
+    # 5. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
+    pairs = sum(len(s.candidates) for s in samples)
+    notes = [f"{len(samples)} queries, {pairs} pairs of {args.test_file}; MAP / MRR@10 / NDCG@10 over all candidates "
+             "(CrossEncoderRerankingEvaluator); Spearman: mean per-query rank correlation of the scores",
+             f"{SPEED} at batch {knobs.student_batch_size} over {min(knobs.speed_items, pairs)} test pairs (median of "
+             f"{knobs.repeats}); latency: one (query, passage) pair per call, {knobs.latency_items} calls; the "
+             "variants take turns on the same CPU"]
+    if teacher is not None:
+        notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its {SPEED} was measured in "
+                     "stage 1, at its own batch size and dtype")
+    save_report(results, teacher, args.output_dir, f"Reranker student as served: {args.model}", SPEED,
+                knobs.student_batch_size, notes, extra={"model": args.model, "test_file": args.test_file,
+                                                "teacher_scores": args.teacher_scores or None})
+
+
+if __name__ == "__main__":
+    run_main(main)
