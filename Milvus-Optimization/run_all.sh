@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Milvus-Optimization measurement: index the corpus once with the student embedder and once with the
 # teacher embedder (two collections), run four chains (student; student + student reranker; teacher; teacher +
-# teacher reranker), and compare them side by side: quality, p50/p95 latency per query, index size.
+# teacher reranker; with SERVING_BACKEND=onnx|openvino also the student chains from their int8 exports), and compare
+# them side by side: quality, p50/p95 latency per query end to end, index size.
 # Every variable can be set in the environment, e.g.
 #   STUDENT_EMBEDDER=output/embedding/model TEACHER_EMBEDDER=Qwen/Qwen3-Embedding-8B bash run_all.sh
 # An empty STUDENT_RERANKER or TEACHER_RERANKER leaves that reranked chain out; an empty TEACHER_EMBEDDER leaves
@@ -30,6 +31,9 @@ export TOP_K="${TOP_K:-100}"
 export RERANK_TOP_K="${RERANK_TOP_K:-50}"
 export DTYPE="${DTYPE:-auto}"                 # build: bf16 on GPUs / AMX CPUs; search: bf16 on GPUs, fp32 on CPUs
 REBUILD="${REBUILD:-0}"                       # 1: drop and rebuild the collections
+# onnx | openvino: also run the student chains as deployed, query encoder and reranker from their int8 exports
+# (Embedding-Distillation/export.sh, Reranker-Distillation/export.sh); empty: PyTorch only.
+SERVING_BACKEND="${SERVING_BACKEND:-}"
 
 build_args=()
 if [ "$REBUILD" = 1 ]; then build_args+=(--overwrite); fi
@@ -45,12 +49,19 @@ if [ -n "$TEACHER_EMBEDDER" ]; then
 fi
 
 echo "== 3/4 search"
-run_chain() {  # name collection reranker
-  COLLECTION="$2" CHAIN_NAME="$1" RERANKER="$3" bash "$HERE/search.sh"
+run_chain() {  # name collection reranker [backend]
+  COLLECTION="$2" CHAIN_NAME="$1" RERANKER="$3" ENCODER_BACKEND="${4:-torch}" RERANKER_BACKEND="${4:-${RERANKER_BACKEND:-transformers}}" \
+    bash "$HERE/search.sh"
   chains+=("$1=$OUTPUT_DIR/runs/$1.trec")
 }
 run_chain student student ""
 if [ -n "$STUDENT_RERANKER" ]; then run_chain student+student_reranker student "$STUDENT_RERANKER"; fi
+if [ -n "$SERVING_BACKEND" ]; then
+  run_chain "student@$SERVING_BACKEND" student "" "$SERVING_BACKEND"
+  if [ -n "$STUDENT_RERANKER" ]; then
+    run_chain "student+student_reranker@$SERVING_BACKEND" student "$STUDENT_RERANKER" "$SERVING_BACKEND"
+  fi
+fi
 if [ -n "$TEACHER_EMBEDDER" ]; then
   run_chain teacher teacher ""
   if [ -n "$TEACHER_RERANKER" ]; then run_chain teacher+teacher_reranker teacher "$TEACHER_RERANKER"; fi

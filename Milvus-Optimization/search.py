@@ -8,6 +8,12 @@ the per-query latency as JSON lines (embed / search / retrieve / rerank / total 
     python search.py --corpus data/wikiqa/test.jsonl.gz --milvus_uri output/milvus/milvus.db \
         --collection bge_m3 --top_k 100 --output_run output/milvus/runs/student.trec
     python search.py ... --reranker BAAI/bge-reranker-v2-m3 --rerank_top_k 50 --output_run .../student_rr.trec
+    python search.py ... --encoder_backend onnx --reranker output/reranker/model --reranker_backend onnx \
+        --reranker_file onnx/model_qint8_avx512_vnni.onnx --output_run .../student_rr_int8.trec
+
+The query encoder and a CrossEncoder reranker run on PyTorch, or as exported by the export stages (export.sh):
+--encoder_backend / --reranker_backend onnx | openvino with --encoder_file / --reranker_file (default: the int8 file
+the export wrote), so the latency lines measure the chain as deployed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ragdistill.retrieval_chain import (
     latency_path,
     read_latencies,
     run_queries,
+    serving_backend,
 )
 from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
 from ragdistill.retrieval_evaluation import latency_summary
@@ -58,16 +65,19 @@ def main() -> None:
     print(f"collection '{collection.name}': {collection.num_vectors:,} vectors of {collection.record.describe()}; "
           f"{collection.index_type}, {collection.metric}")
 
-    # 3. query encoder, checked against the collection's probe vectors
-    encoder = load_query_encoder(collection.record, chain_args.embedder, chain_args.dtype, collection.name)
+    # 3. query encoder (torch, or its ONNX / OpenVINO export), checked against the collection's probe vectors
+    encoder = load_query_encoder(collection.record, chain_args.embedder, chain_args.dtype, collection.name,
+                                 chain_args.encoder_backend, chain_args.encoder_file)
+    print(f"query encoder: {encoder.record.model} on {serving_backend(chain_args.encoder_backend, chain_args.encoder_file)}")
 
-    # 4. reranker (optional)
+    # 4. reranker (optional; torch, vLLM, or a CrossEncoder's ONNX / OpenVINO export)
     reranker = None
     if chain_args.reranker:
         reranker = Reranker(chain_args.reranker, chain_args.rerank_max_length, chain_args.rerank_batch_size,
-                            chain_args.dtype, chain_args.reranker_backend, chain_args.reranker_instruction)
-        print(f"reranker: {chain_args.reranker}, top {min(chain_args.rerank_top_k, chain_args.top_k)} of "
-              f"{chain_args.top_k}")
+                            chain_args.dtype, chain_args.reranker_backend, chain_args.reranker_instruction,
+                            chain_args.reranker_file)
+        print(f"reranker: {chain_args.reranker} on {serving_backend(chain_args.reranker_backend, chain_args.reranker_file)}"
+              f", top {min(chain_args.rerank_top_k, chain_args.top_k)} of {chain_args.top_k}")
 
     # 5. run every query through the chain, timed; write run, latency lines and metadata
     chain = RetrievalChain(client, collection, encoder, chain_args, reranker)

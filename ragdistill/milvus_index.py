@@ -265,18 +265,26 @@ def serving_dtype(dtype: str | None = None) -> str:
 
 
 def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: str | None = None,
-                       collection: str = "") -> Encoder:
+                       collection: str = "", backend: str = "torch", file: str | None = None) -> Encoder:
     """The encoder search uses: the recorded prompts, length, dimension and normalisation on sentence-transformers,
-    `model` (default: the recorded one) as the weights, in `dtype` (default: serving_dtype); refused if its probe
-    vectors do not match the collection's (see check_probe)."""
+    `model` (default: the recorded one) as the weights, in `dtype` (default: serving_dtype), or its export run by
+    `backend` 'onnx' / 'openvino' from `file` (default: the int8 one the export stage writes); refused if its probe
+    vectors do not match the collection's (see check_probe: an int8 export of the indexed model passes)."""
     from .embedding_teachers import load_teacher
     from .vllm_engine import require_model_dir
 
     model = model or record.model
     require_model_dir(model, "query embedding model")
+    exported = backend in ("onnx", "openvino")
     teacher_args = _teacher_arguments(model, "sentence-transformers", "none", record.max_length,
-                                      serving_dtype(dtype), batch_size=1)
+                                      "float32" if exported else serving_dtype(dtype), batch_size=1)
     backend_model = load_teacher(teacher_args)
+    if exported:
+        from .export import use_exported
+        from .retrieval_chain import exported_file
+
+        backend_model.model.to("cpu")
+        use_exported(backend_model.model, "embedder", Path(model) / exported_file(backend, file), backend)
     model_dim = int(np.asarray(backend_model.encode([PROBE_TEXTS[0]])).shape[1])
     if model_dim < record.dim:
         raise InputError(model, f"encoder mismatch: this model gives {model_dim}-dim vectors, the collection "

@@ -28,6 +28,16 @@ from .hardware import default_device, torch_dtype
 from .milvus_index import CollectionInfo, Encoder, Hit, parse_json_params, search, serving_dtype
 
 RUN_SUFFIXES = (".trec", ".run", ".txt", ".tsv")
+RERANKER_BACKENDS = ("transformers", "vllm", "onnx", "openvino")
+ENCODER_BACKENDS = ("torch", "onnx", "openvino")
+EXPORTED_BACKENDS = ("onnx", "openvino")
+
+
+def exported_file(backend: str, file: str | None) -> str:
+    """The exported model file a backend runs from: `file`, or the int8 variant the export stage writes."""
+    from .export import variant_file
+
+    return file or variant_file(f"{backend}-int8")
 
 
 @dataclass
@@ -42,8 +52,19 @@ class ChainArguments:
         "help": "yes/no LLM rerankers only: the task in their prompt (use the one the teacher scored with). Unset: "
                 "'Given a web search query, retrieve relevant passages that answer the query'."})
     reranker_backend: str = field(default="transformers", metadata={
-        "help": "yes/no LLM rerankers only: 'transformers' or 'vllm' (GPU fast path). CrossEncoders always run on "
-                "sentence-transformers.", "choices": ["transformers", "vllm"]})
+        "help": "'transformers' (PyTorch; CrossEncoders and yes/no LLM rerankers), 'vllm' (yes/no LLM rerankers, GPU "
+                "fast path), or 'onnx' / 'openvino': a CrossEncoder exported by the export stage (export.sh), run "
+                "from --reranker_file.", "choices": list(RERANKER_BACKENDS)})
+    reranker_file: str | None = field(default=None, metadata={
+        "help": "onnx / openvino reranker backends: the exported file inside the reranker's folder. Unset: the int8 "
+                "one the export stage writes (onnx/model_qint8_<cpu>.onnx, openvino/openvino_model_qint8_quantized"
+                ".xml); onnx/model_O2.onnx is the fp32 one."})
+    encoder_backend: str = field(default="torch", metadata={
+        "help": "Query encoder: 'torch', or 'onnx' / 'openvino' to run the encoder's export (export.sh) from "
+                "--encoder_file.", "choices": list(ENCODER_BACKENDS)})
+    encoder_file: str | None = field(default=None, metadata={
+        "help": "onnx / openvino query encoder: the exported file inside the encoder's folder (unset: the int8 one, "
+                "as for --reranker_file)."})
     rerank_top_k: int = field(default=50, metadata={"help": "Hits the reranker re-scores (the top of the top_k)."})
     rerank_batch_size: int = field(default=64, metadata={"help": "Pairs per reranker forward pass."})
     rerank_max_length: int = field(default=512, metadata={"help": "Tokens per (query, passage) pair for the reranker."})
@@ -65,6 +86,9 @@ class ChainArguments:
         if self.warmup < 0:
             raise InputError(None, "--warmup must be 0 or more")
         parse_json_params(self.search_params, "--search_params")
+        if self.reranker_backend not in RERANKER_BACKENDS or self.encoder_backend not in ENCODER_BACKENDS:
+            raise InputError(None, f"--reranker_backend must be one of {', '.join(RERANKER_BACKENDS)} and "
+                                   f"--encoder_backend one of {', '.join(ENCODER_BACKENDS)}")
 
 
 class Reranker:
@@ -76,10 +100,12 @@ class Reranker:
     - a yes/no LLM reranker (`*ForCausalLM`, e.g. Qwen3-Reranker-8B, the Reranker-Distillation teacher):
       logit(yes) - logit(no) after its model-card prompt, through ragdistill.reranker_teachers (transformers, or
       vLLM with `backend="vllm"`), so the chain scores exactly as the teacher did in distillation.
+    - a CrossEncoder as exported by the export stage (`backend="onnx"` or `"openvino"`, `file` inside its folder):
+      the same sentence-transformers model with its transformer run by ONNX Runtime or OpenVINO on the CPU.
     """
 
     def __init__(self, model: str, max_length: int = 512, batch_size: int = 64, dtype: str | None = None,
-                 backend: str = "transformers", instruction: str | None = None):
+                 backend: str = "transformers", instruction: str | None = None, file: str | None = None):
         from transformers import AutoConfig
 
         from .vllm_engine import require_model_dir
@@ -93,7 +119,11 @@ class Reranker:
         self.name = model
         self.batch_size = batch_size
         self.model = self.llm_reranker = None
+        self.backend = backend
         if any(name.endswith("ForCausalLM") for name in architectures):
+            if backend in EXPORTED_BACKENDS:
+                raise InputError(model, f"--reranker_backend {backend} runs exported CrossEncoders; this is a yes/no "
+                                        "LLM reranker: use transformers or vllm")
             from .reranker_teachers import TeacherOptions, load_teacher
 
             options = TeacherOptions(model=model, backend=backend, max_length=max_length, dtype=serving_dtype(dtype),
@@ -112,10 +142,17 @@ class Reranker:
             import torch
 
             torch.manual_seed(0)
-        self.model = CrossEncoder(model, max_length=max_length, device=default_device(),
-                                  model_kwargs={"dtype": torch_dtype(serving_dtype(dtype))}, **kwargs)
+        exported = backend in EXPORTED_BACKENDS
+        self.model = CrossEncoder(model, max_length=max_length, device="cpu" if exported else default_device(),
+                                  model_kwargs={"dtype": torch_dtype("float32" if exported else serving_dtype(dtype))},
+                                  **kwargs)
         if self.model.num_labels != 1:
             raise InputError(model, f"not a reranker: {self.model.num_labels} labels, a reranker gives one score")
+        if exported:
+            from .export import use_exported
+
+            self.file = exported_file(backend, file)
+            use_exported(self.model, "reranker", Path(model) / self.file, backend)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.llm_reranker is not None:
@@ -298,7 +335,16 @@ def chain_description(collection: CollectionInfo, args: ChainArguments, encoder:
         "embedder": record.model, "query_encoder": encoder.record.model, "dim": record.dim,
         "model_dim": record.model_dim, "normalize": record.normalize, "index_type": collection.index_type,
         "metric": collection.metric, "search_params": json.loads(args.search_params or "{}"), "top_k": args.top_k,
+        "query_encoder_backend": serving_backend(args.encoder_backend, args.encoder_file),
         "reranker": args.reranker, "rerank_top_k": min(args.rerank_top_k, args.top_k) if args.reranker else None,
+        "reranker_backend": serving_backend(args.reranker_backend, args.reranker_file) if args.reranker else None,
         "reranker_instruction": args.reranker_instruction if args.reranker else None,
         "corpus": collection.properties.get("ragdistill.corpus"),
     }
+
+
+def serving_backend(backend: str, file: str | None) -> str:
+    """How a model of the chain runs, for its record and table: 'torch', 'vllm', or 'onnx:<file>'."""
+    if backend in EXPORTED_BACKENDS:
+        return f"{backend}:{exported_file(backend, file)}"
+    return "torch" if backend == "transformers" else backend

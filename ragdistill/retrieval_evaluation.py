@@ -155,6 +155,15 @@ def _short_model(path: str | None) -> str:
     return parts[-1] if parts else path
 
 
+def _backend_label(backend: str | None) -> str:
+    """' [onnx int8]' for a model the chain ran from an export (its file named), '' for PyTorch."""
+    if not backend or ":" not in backend:
+        return ""
+    name, _, file = backend.partition(":")
+    precision = "int8" if "qint8" in Path(file).name else "fp32"
+    return f" [{name} {precision}]"
+
+
 def _num(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -181,7 +190,9 @@ def table_rows(results: Sequence[ChainResult], reference: str | None = None) -> 
         rerank = _short_model(chain.get("reranker")) if chain.get("reranker") else "-"
         if chain.get("reranker") and chain.get("rerank_top_k"):
             rerank += f" (top {chain['rerank_top_k']})"
-        row = [result.name, _short_model(chain.get("embedder")), str(chain.get("dim", "-")), rerank,
+        rerank += _backend_label(chain.get("reranker_backend")) if chain.get("reranker") else ""
+        embedder = _short_model(chain.get("embedder")) + _backend_label(chain.get("query_encoder_backend"))
+        row = [result.name, embedder, str(chain.get("dim", "-")), rerank,
                *(_num(result.metrics[name]) for name in METRIC_NAMES),
                _num(latency.get("total_p50_ms"), 1), _num(latency.get("total_p95_ms"), 1),
                f"{index['vectors']:,}" if index.get("vectors") is not None else "-",
