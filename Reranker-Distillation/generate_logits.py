@@ -51,6 +51,11 @@ class TeacherScoringArguments:
         "help": "transformers backend: fill each forward pass up to this many padded tokens instead of --batch_size "
                 "rows; 0 = 16384 on GPUs (fixed small batches leave a GPU idle), off on CPUs. Lower it on an "
                 "out-of-memory."})
+    share_prefixes: str = field(default="auto", metadata={
+        "help": "transformers backend, yes/no LLMs: compute each query's shared prompt prefix (system prompt, "
+                "instruction, query) once as a KV cache and run only the passages' own tokens, many queries a "
+                "batch; same scores. auto = on on CPUs (measured faster), off on GPUs (not measured there yet); "
+                "on, off."})
     bi_encoder_scale: float = field(default=20.0, metadata={
         "help": "bi-encoder backend: score = cosine x this. Cosines span a narrow range; x20 (as in "
                 "sentence-transformers' MarginMSE examples) gives logit-like margins."})
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     options = TeacherOptions(
         model=args.teacher_model, backend=args.backend, dtype=args.dtype, max_length=args.max_length,
         instruction=args.instruction, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
-        bi_encoder_scale=args.bi_encoder_scale,
+        share_prefixes=args.share_prefixes, bi_encoder_scale=args.bi_encoder_scale,
         device=args.device, vllm=engine,
     )
     settings = describe_teacher(options)

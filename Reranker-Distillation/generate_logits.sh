@@ -15,6 +15,7 @@ TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-0}"   # tokens per prompt, longer docu
 TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"      # auto | fp32 | bf16 | fp16
 TEACHER_BATCH_SIZE="${TEACHER_BATCH_SIZE:-16}"  # transformers / bi-encoder backends (vLLM batches by itself)
 TEACHER_MAX_BATCH_TOKENS="${TEACHER_MAX_BATCH_TOKENS:-0}"  # transformers backend: padded tokens per forward instead of rows; 0 = 16384 on GPU, off on CPU
+TEACHER_SHARE_PREFIXES="${TEACHER_SHARE_PREFIXES:-auto}"  # transformers backend: each query's prompt prefix computed once; auto = on on CPU, off on GPU | on | off
 TENSOR_PARALLEL_SIZE="${TENSOR_PARALLEL_SIZE:-1}"   # vLLM: GPUs per teacher (Qwen3-Reranker-8B: 16 GB of bf16 weights, one 40-80 GB GPU is enough)
 MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N queries of each file (smoke runs)
 
@@ -28,6 +29,7 @@ MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N queries of ea
   --dtype "$TEACHER_DTYPE" \
   --batch_size "$TEACHER_BATCH_SIZE" \
   --max_batch_tokens "$TEACHER_MAX_BATCH_TOKENS" \
+  --share_prefixes "$TEACHER_SHARE_PREFIXES" \
   --tensor_parallel_size "$TENSOR_PARALLEL_SIZE" \
   --max_queries "$MAX_QUERIES" \
   "$@"

@@ -114,6 +114,40 @@ def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> i
     return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if batch)
 
 
+# --- random models of a realistic shape ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def built_on(device: str, dtype: str):
+    """Modules created inside get their parameters on `device` in `dtype`. A random model of 8B parameters builds on
+    a GPU in bf16 in under a minute; on a CPU in fp32 it would take 28 GB and many minutes."""
+    import torch
+
+    from .hardware import torch_dtype
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype(dtype))
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_random_qwen3(path: str | os.PathLike, device: str, dtype: str, **build_args) -> str:
+    """ragdistill.testing.build_qwen3 into `path`, built on `device` in `dtype`; atomic: a half-built folder is
+    never used (it is built beside `path` and renamed into place)."""
+    from .testing import build_qwen3
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent))
+    with built_on(device, dtype):
+        build_qwen3(tmp, **build_args)
+    os.replace(tmp, path)
+    return str(path)
+
+
 # --- the machine ------------------------------------------------------------------------------------------------
 
 
@@ -545,12 +579,13 @@ def time_original_transformers(model: str, pairs: list[tuple[str, str]], dtype: 
 
 def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: str, max_length: int,
                              instruction: str, batch_size: int, repeats: int = 1, warmup: int = 8,
-                             device: str | None = None) -> TimedScoring:
+                             device: str | None = None, share_prefixes: str = "auto") -> TimedScoring:
     """This project's stage 1 on transformers (ragdistill.reranker_teachers: length-sorted batches)."""
     from .reranker_teachers import TeacherOptions, length_sorted_batches, load_teacher
 
     options = TeacherOptions(model=model, backend="transformers", dtype=dtype, max_length=max_length,
-                             instruction=instruction, batch_size=batch_size, device=device)
+                             instruction=instruction, batch_size=batch_size, device=device,
+                             share_prefixes=share_prefixes)
     start = time.perf_counter()
     teacher = load_teacher(options)
     load_seconds = time.perf_counter() - start
@@ -558,7 +593,7 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
     ceiling = ceiling_now(dtype)
     seconds, times, scored = best_of(repeats, lambda: teacher.score(pairs))
     budget = teacher.max_batch_tokens
-    label = "stage 1 transformers, " + ("shared prefixes once, " if teacher.share_prefixes else "") + (
+    label = "stage 1 transformers, " + ("shared prefixes once, queries mixed, " if teacher.share_prefixes else "") + (
         f"length-sorted batches of <= {budget} tokens" if budget else f"length-sorted batches of {batch_size}")
     # With shared prefixes (their tokens counted as cached) the padded batches hold only the rest: no padding share.
     batches = [] if teacher.share_prefixes else length_sorted_batches(scored.num_tokens, batch_size, budget)

