@@ -602,9 +602,10 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
 
 
 def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: Sequence[str], workdir: str,
-                          run_loop: bool = True) -> dict:
+                          run_loop: bool = True, repeats: int = 1) -> dict:
     """The original pair-by-pair loop (float32, as sentence-transformers loads by default) and this project's
-    stage 1 (ragdistill.soft_labels, triplet rows: the same Cartesian product) at each dtype, model loads apart."""
+    stage 1 (ragdistill.soft_labels, triplet rows: the same Cartesian product) at each dtype, model loads apart;
+    stage 1 the best of `repeats` runs (each from scratch), with texts/s and model FLOPs of the texts it embeds."""
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
@@ -636,16 +637,33 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
         start = time.perf_counter()
         teacher = SentenceTransformerTeacher(args)
         load_seconds = time.perf_counter() - start
-        # Warm up on a real batch (padded, of mixed lengths): a GPU picks kernels per shape and dtype on first use.
+        # Warm up on a real batch (padded, of mixed lengths): a GPU picks kernels per shape and dtype on first use
+        # (the float32 runs also follow the float32 loop, which used every shape; hence the repeats as well).
         teacher.encode([samples[0].query, *samples[0].candidates][:64])
-        output = Path(workdir) / f"embedding-labels-{dtype}.jsonl"
-        job = SoftLabelJob(files=[data_file], output=str(output), fmt="triplet", max_queries=max_queries,
-                           teacher=LazyTeacher(args, lambda teacher=teacher: teacher))
-        start = time.perf_counter()
-        meta = job.run()
-        seconds = time.perf_counter() - start
-        entry = {"seconds": seconds, "load_seconds": load_seconds, "texts_embedded": meta["embedding"][
-            "texts_embedded_this_run"], "dtype": meta["dtype"]}
+        lengths: list[int] = []
+        encode = teacher._encode
+
+        def counting(texts, encode=encode, teacher=teacher, lengths=lengths):
+            tokens = teacher.tokenizer(texts, truncation=True, max_length=teacher.max_length)["input_ids"]
+            lengths.extend(len(ids) for ids in tokens)
+            return encode(texts)
+
+        teacher._encode = counting
+        times = []
+        for repeat in range(max(1, repeats)):
+            lengths.clear()
+            output = Path(workdir) / f"embedding-labels-{dtype}-{repeat}.jsonl"
+            job = SoftLabelJob(files=[data_file], output=str(output), fmt="triplet", max_queries=max_queries,
+                               teacher=LazyTeacher(args, lambda teacher=teacher: teacher))
+            start = time.perf_counter()
+            meta = job.run()
+            times.append(time.perf_counter() - start)
+        seconds = min(times)
+        shape = TransformerShape.from_config(teacher.model[0].auto_model.config.to_dict())
+        entry = {"seconds": seconds, "repeat_seconds": times, "load_seconds": load_seconds,
+                 "texts_embedded": meta["embedding"]["texts_embedded_this_run"], "dtype": meta["dtype"],
+                 "texts_per_second": meta["embedding"]["texts_embedded_this_run"] / seconds,
+                 "model_flops": shape.forward_flops(lengths), "ceiling_flops": ceiling_now(dtype)}
         if loop_labels is not None:
             labels = np.array([row["label"] for row in read_jsonl(output)], dtype=np.float64)
             entry["max_abs_label_difference_vs_loop"] = float(np.abs(labels - np.array(loop_labels)).max())

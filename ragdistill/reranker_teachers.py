@@ -15,7 +15,11 @@ Backends (`--backend`):
   off. Prefix caching (on by default) reuses the system prompt + instruction + query across a query's passages.
   Each call gets a whole chunk (thousands of prompts); vLLM's continuous batching does the rest.
 - `transformers`: a sentence-transformers CrossEncoder, on CPU or GPU. A yes/no LLM loads as
-  [Transformer(text-generation), LogitScore(yes, no)]; we feed it our own left-padded ids. A cross-encoder uses
+  [Transformer(text-generation), LogitScore(yes, no)]; its decoder runs our own prompt ids, and the score is
+  (w_yes - w_no) . h in fp32 on the last hidden state h, as vLLM's converted classifier computes it (a bf16 logit
+  difference falls on bf16's coarse grid, and distinct pairs tie). With `share_prefixes` (on by default on CPUs)
+  each query's prompt prefix is computed once as a KV cache and only the passages' own tokens run, many queries a
+  forward pass; otherwise left-padded batches of whole prompts. A cross-encoder uses
   `predict(..., activation_fn=Identity())` for raw logits. Batches are length-sorted (padding waste is what
   makes unsorted batches about 2x slower), then put back in input order. On GPUs a batch is filled up to a token
   budget (`max_batch_tokens`) rather than a fixed row count: small fixed batches leave a GPU idle.

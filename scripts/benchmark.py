@@ -400,7 +400,7 @@ class Benchmark:
             # float32 (the loop's dtype), and stage 1's default where this run times it.
             dtypes = list(dict.fromkeys(["float32"] + [d for d in self.dtypes if d == self.default_dtype]))
             result = self.call(bench.time_embedding_labels, model, str(DEV_FILE), self.args.embedding_queries,
-                               dtypes, workdir)
+                               dtypes, workdir, repeats=self.args.repeats)
         result["teacher"] = name
         self.results["sections"]["embedding"] = result
         print(f"  loop {result['loop_seconds']:.1f} s; stage 1 " + ", ".join(
@@ -508,11 +508,16 @@ class Benchmark:
         if embedding:
             for dtype, entry in embedding["stage1"].items():
                 ratio = embedding["loop_seconds"] / entry["seconds"]
+                utilisation = "-"
+                if entry.get("model_flops"):
+                    ceiling = max(self.results["matmul_ceiling_flops"].get(dtype, 0.0), entry["ceiling_flops"])
+                    utilisation = (f"{entry['texts_per_second']:.0f} texts/s, MFU "
+                                   f"{mfu_text(entry['model_flops'] / entry['seconds'] / ceiling)}")
                 rows.append([f"embedding labels ({embedding['teacher']}), {embedding['queries']} queries, "
                              f"{embedding['triplets']} triplets", f"pair-by-pair loop, float32: "
                              f"{seconds_text(embedding['loop_seconds'])} ({embedding['loop_encodes']} encodes)",
                              f"stage 1, {dtype}: {seconds_text(entry['seconds'])} ({entry['texts_embedded']} texts)",
-                             ratio_text(ratio), "-"])
+                             ratio_text(ratio), utilisation])
                 startup.append([f"model load, embedding stage 1, {dtype}", seconds_text(entry["load_seconds"])])
                 if dtype == default:
                     target(f"embedding labels, stage 1 at the default dtype ({dtype}) >= 10x the pair-by-pair loop "

@@ -140,6 +140,10 @@ def test_embedding_loop_and_stage1_give_the_same_labels(tiny_models, tmp_path):
     stage1 = result["stage1"]["float32"]
     assert stage1["texts_embedded"] == result["unique_texts"] < result["loop_encodes"]
     assert stage1["max_abs_label_difference_vs_loop"] < 1e-5  # labels are rounded to 6 decimals
+    assert stage1["texts_per_second"] == pytest.approx(stage1["texts_embedded"] / stage1["seconds"])
+    config = json.loads((tiny_models["qwen3_embedder"] / "config.json").read_text())
+    parameters = bench.TransformerShape.from_config(config).non_embedding_parameters()
+    assert stage1["model_flops"] > 2 * parameters * 8 * stage1["texts_embedded"]  # 2 x parameters a token, >8 a text
 
 
 def test_synthetic_scores_are_a_finished_stage1_output(tmp_path):
