@@ -49,7 +49,8 @@ class EmbeddingExportArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ragdistill").setLevel(logging.INFO)  # this stage's steps; the converters' chatter stays out
     # 1. arguments: the export, the measurement knobs, the teacher (same flags as stage 1: its cached scores)
     args, knobs, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
                                                         VLLMArguments, args=argv)

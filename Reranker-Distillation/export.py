@@ -49,7 +49,8 @@ class RerankerExportArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ragdistill").setLevel(logging.INFO)  # this stage's steps; the converters' chatter stays out
     # 1. arguments
     args, knobs = parse_args(RerankerExportArguments, ExportArguments, args=argv)
 
