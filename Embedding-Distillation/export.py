@@ -19,16 +19,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main, split_paths
+from ragdistill.cli import parse_args, run_main
 from ragdistill.embedding_evaluation import metrics_from_similarities, teacher_similarities
 from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.errors import InputError
 from ragdistill.export import (
     ExportArguments,
     TeacherRow,
-    export_variants,
-    measure_variants,
-    read_calibration_samples,
+    export_and_measure,
     save_report,
 )
 from ragdistill.mteb import read_samples
@@ -69,21 +66,11 @@ def main(argv: list[str] | None = None) -> None:
                              meta["embedding"].get("texts_per_second"), f"stored similarities ({meta['backend']}, "
                                                                         f"{meta['dtype']})")
 
-    # 3. export: ONNX graph, optimised and int8; OpenVINO int8 calibrated on training queries and passages
-    calibration = []
-    if "openvino-int8" in knobs.variant_list:
-        paths = split_paths(args.calibration_files)
-        if not paths:
-            raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
-        calibration = read_calibration_samples(paths, knobs.calibration_items)
-    problems = export_variants("embedder", args.model, knobs.variant_list, calibration, knobs.calibration_items)
+    # 3. export every variant into the model folder (OpenVINO int8 calibrated on training queries and passages), then
+    #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
+    results = export_and_measure("embedder", args.model, samples, teacher_per_query, args.calibration_files, knobs)
 
-    # 4. quality, throughput and latency of every variant
-    results = measure_variants("embedder", args.model, knobs.variant_list, samples, teacher_per_query, problems,
-                               knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
-                               knobs.repeats)
-
-    # 5. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
+    # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {args.test_file}; "
              "MAP / MRR@10 / NDCG@10 by RerankingEvaluator; Spearman: mean per-query rank correlation of the "
              "similarities",

@@ -17,14 +17,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.errors import InputError
+from ragdistill.cli import parse_args, run_main
 from ragdistill.export import (
     ExportArguments,
     TeacherRow,
-    export_variants,
-    measure_variants,
-    read_calibration_samples,
+    export_and_measure,
     save_report,
 )
 from ragdistill.reranker_evaluation import (
@@ -64,21 +61,11 @@ def main(argv: list[str] | None = None) -> None:
                              meta.get("pairs_per_second"), f"stage-1 scores ({meta.get('backend')}, "
                                                            f"{meta.get('dtype')}, {meta.get('device')})")
 
-    # 3. export: ONNX graph, optimised and int8; OpenVINO int8 calibrated on training pairs
-    calibration = []
-    if "openvino-int8" in knobs.variant_list:
-        paths = split_paths(args.calibration_files)
-        if not paths:
-            raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
-        calibration = read_calibration_samples(paths, knobs.calibration_items)
-    problems = export_variants("reranker", args.model, knobs.variant_list, calibration, knobs.calibration_items)
+    # 3. export every variant into the model folder (OpenVINO int8 calibrated on training (query, passage) pairs), then
+    #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
+    results = export_and_measure("reranker", args.model, samples, teacher_per_query, args.calibration_files, knobs)
 
-    # 4. quality, throughput and latency of every variant
-    results = measure_variants("reranker", args.model, knobs.variant_list, samples, teacher_per_query, problems,
-                               knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
-                               knobs.repeats)
-
-    # 5. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
+    # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     pairs = sum(len(s.candidates) for s in samples)
     notes = [f"{len(samples)} queries, {pairs} pairs of {args.test_file}; MAP / MRR@10 / NDCG@10 over all candidates "
              "(CrossEncoderRerankingEvaluator); Spearman: mean per-query rank correlation of the scores",

@@ -574,6 +574,25 @@ def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str],
     return [results[v] for v in variants]
 
 
+def export_and_measure(kind: str, model_path: str | Path, samples: Sequence[RerankingSample],
+                       teacher_scores: Sequence[np.ndarray] | None, calibration_files: str, knobs: ExportArguments
+                       ) -> list[VariantResult]:
+    """An export stage's work: every chosen variant written into the model folder (the OpenVINO one calibrated on
+    the training files), then all of them measured on the test samples."""
+    from .cli import split_paths
+
+    calibration: list[RerankingSample] = []
+    if "openvino-int8" in knobs.variant_list:
+        paths = split_paths(calibration_files)
+        if not paths:
+            raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
+        calibration = read_calibration_samples(paths, knobs.calibration_items)
+    problems = export_variants(kind, model_path, knobs.variant_list, calibration, knobs.calibration_items)
+    return measure_variants(kind, model_path, knobs.variant_list, samples, teacher_scores, problems,
+                            knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
+                            knobs.repeats)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------------------------
