@@ -637,7 +637,7 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
                      _num(r.latency.get("p50_ms"), 2), _num(r.latency.get("p95_ms"), 2),
                      "-" if r.size_bytes is None else f"{r.size_bytes / 1e6:.1f}"])
     if teacher is not None:
-        rows.append([f"teacher ({teacher.name})", _num(teacher.metrics.get("map")), _num(teacher.metrics.get("mrr@10")),
+        rows.append([f"teacher ({Path(teacher.name).name})", _num(teacher.metrics.get("map")), _num(teacher.metrics.get("mrr@10")),
                      _num(teacher.metrics.get("ndcg@10")), "-", "1.0000", "-", _num(teacher.throughput, 1), "-", "-",
                      "-", "-"])
     return headers, rows
@@ -686,7 +686,7 @@ def save_report(results: Sequence[VariantResult], teacher: TeacherRow | None, ou
     with atomic_open(paths["markdown"]) as handle:
         handle.write(to_markdown(headers, rows, title, notes, text_columns=1))
     points = [(r.latency["p95_ms"], r.metrics["map"], r.variant) for r in results if r.metrics and r.latency]
-    lines = {f"teacher MAP ({teacher.name})": teacher.metrics["map"]} if teacher and "map" in teacher.metrics else {}
+    lines = {f"teacher MAP ({Path(teacher.name).name})": teacher.metrics["map"]} if teacher and "map" in teacher.metrics else {}
     if points:
         labelled_scatter(points, paths["png"], xlabel="p95 latency at batch 1 (ms)", ylabel="MAP", title=title,
                          hlines=lines)
