@@ -35,15 +35,20 @@ MAX_LENGTH = 384
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_models):
+def yes_no_engine(tiny_models, dtype: str):
+    """The tiny Qwen3 reranker on vLLM's pooling runner, shut down after use (the body of a module fixture)."""
     model = str(tiny_models["qwen3_reranker"])
     _, config = reranker_kind(model)
-    llm = start_yes_no_engine(model, config, VLLMArguments(enforce_eager=True, kv_cache_gb=1.0), "fp32", MAX_LENGTH)
+    llm = start_yes_no_engine(model, config, VLLMArguments(enforce_eager=True, kv_cache_gb=1.0), dtype, MAX_LENGTH)
     yield llm
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    yield from yes_no_engine(tiny_models, "fp32")
 
 
 @pytest.fixture(scope="module")
