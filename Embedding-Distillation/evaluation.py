@@ -28,13 +28,14 @@ from ragdistill.embedding_evaluation import (
     throughput_comparison,
 )
 from ragdistill.embedding_teachers import TeacherArguments, load_teacher
+from ragdistill.embedding_training import load_student
 from ragdistill.errors import InputError
 from ragdistill.hardware import default_device, resolve_dtype, torch_dtype
 from ragdistill.mteb import read_samples
 from ragdistill.plots import score_scatter
 from ragdistill.report import save_comparisons
 from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
-from ragdistill.vllm_engine import VLLMArguments, require_model_dir
+from ragdistill.vllm_engine import VLLMArguments
 
 
 @dataclass
@@ -51,18 +52,14 @@ class EvaluationArguments:
     teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Cache of teacher similarities per teacher settings and file content (shared with stage 1)."})
     student_batch_size: int = field(default=32, metadata={"help": "Student encode batch size."})
+    max_seq_length: int = field(default=512, metadata={
+        "help": "Tokens per text for both students, before and after (as in train.py): the same cut for both, so "
+                "the change measures the training only."})
     student_dtype: str = field(default="float32", metadata={
         "help": "Student dtype for evaluation: float32, bfloat16, float16 or auto."})
     max_queries: int = field(default=0, metadata={"help": "Evaluate the first N queries per file only; 0 = all."})
     speed_texts: int = field(default=256, metadata={
         "help": "Distinct texts of the first file used to time the students' encoding (texts/s, median of 3 passes)."})
-
-
-def load_student(path: str, dtype: str):
-    from sentence_transformers import SentenceTransformer
-
-    require_model_dir(path, "student model")
-    return SentenceTransformer(path, device=default_device(), model_kwargs={"dtype": torch_dtype(dtype)})
 
 
 def main():
@@ -90,8 +87,8 @@ def main():
         files.append(FileEvaluation(path, domain, samples, teacher_similarities(samples, rows, path)))
 
     # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
-    students = {"before": load_student(args.student_model, args.student_dtype),
-                "after": load_student(args.trained_model, args.student_dtype)}
+    students = {label: load_student(path, args.max_seq_length, default_device(), torch_dtype(args.student_dtype))
+                for label, path in (("before", args.student_model), ("after", args.trained_model))}
     for label, model in students.items():
         for evaluation in files:
             print(f"evaluating {label} training on {evaluation.name}", flush=True)
@@ -108,6 +105,7 @@ def main():
         f"{args.student_batch_size}, {len(speed_texts)} texts of {files[0].name}")))
     save_comparisons(comparisons, args.output_dir, name="results", extra={
         "student": args.student_model, "trained_model": args.trained_model, "teacher": teacher_meta["teacher"],
+        "student_max_seq_length": {label: model.max_seq_length for label, model in students.items()},
         "teacher_settings": {key: teacher_meta[key] for key in ("backend", "query_prompt", "max_length", "dtype")},
         "map_relative_change": {f"{e.domain}: {e.name}": relative_change(e.students["before"].metrics,
                                                                          e.students["after"].metrics) for e in files},

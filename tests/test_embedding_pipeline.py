@@ -32,7 +32,7 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
         "OUT_OF_DOMAIN_FILES": str(_subset("data/trecqa/test.jsonl.gz", tmp_path / "trecqa-test.jsonl", 6)),
         "OUTPUT_DIR": str(output), "NUM_NEGATIVES": "4", "BATCH_SIZE": "4", "EPOCHS": "2", "LEARNING_RATE": "1e-3",
-        "LOGGING_STEPS": "1", "BF16": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "LOGGING_STEPS": "1", "BF16": "false", "MAX_SEQ_LENGTH": "128", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     }
     run = subprocess.run(["bash", str(REPO / "Embedding-Distillation" / "run_all.sh")], env=env, capture_output=True,
                          text=True, timeout=600)
@@ -51,6 +51,8 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
 
     # stage 3: tables printed and saved, scatter plots, the out-of-domain change spelled out
     results = read_json(output / "evaluation" / "results.json")
+    # both students evaluated at the training length (the untrained tiny student's own is 512)
+    assert results["student_max_seq_length"] == {"before": 128, "after": 128}
     titles = [table["title"] for table in results["tables"]]
     assert len(titles) == 3 and titles[2] == "Encode throughput (texts/s)"
     assert titles[0].endswith("wikiqa-test (in-domain)") and titles[1].endswith("trecqa-test (out-of-domain)")
