@@ -51,7 +51,7 @@ class DistillationArguments:
         "help": "kl: the student's temperature, if different from --temperature."})
     teacher_temperature: float | None = field(default=None, metadata={
         "help": "kl: the teacher's temperature, if different from --temperature."})
-    label_weight: float = field(default=0.0, metadata={
+    label_weight: float = field(default=0.5, metadata={
         "help": "kl: weight of the data's own labels beside the teacher: the row's positive against its negatives "
                 "and the batch's other candidates (MultipleNegativesRankingLoss at the student temperature). "
                 "0: the teacher only."})
