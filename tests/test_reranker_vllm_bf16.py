@@ -16,9 +16,9 @@ from tests.test_reranker_vllm import MAX_LENGTH, yes_no_engine
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[1]
 
-# Measured here (2026-11-30): max |vLLM - transformers| = 0.097 on scores in [-1, 10.5], each backend within 0.09
-# of the fp32 scores: bf16 rounding inside the model, not the head (both compute it in fp32). 0.2 leaves room for
-# other CPUs' kernels.
+# Measured here (2026-11-30): max |vLLM - transformers| = 0.116 with shared prefixes, 0.097 with padded batches, on
+# scores in [-1, 10.5], each backend within 0.093 of the fp32 scores: bf16 rounding inside the model, not the head
+# (both compute it in fp32). 0.2 leaves room for other CPUs' kernels.
 TOLERANCE = 0.2
 
 
