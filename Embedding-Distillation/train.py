@@ -17,10 +17,12 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 
 from ragdistill.cli import parse_args, run_main
 from ragdistill.embedding_training import (
+    DEFAULT_LABEL_WEIGHT,
     DEFAULT_TEMPERATURE,
     LOSSES,
     build_loss,
     column_prompts,
+    default_label_weight,
     load_student,
     load_training_rows,
     parse_dims,
@@ -51,10 +53,10 @@ class DistillationArguments:
         "help": "kl: the student's temperature, if different from --temperature."})
     teacher_temperature: float | None = field(default=None, metadata={
         "help": "kl: the teacher's temperature, if different from --temperature."})
-    label_weight: float = field(default=0.5, metadata={
+    label_weight: float | None = field(default=None, metadata={
         "help": "kl: weight of the data's own labels beside the teacher: the row's positive against its negatives "
                 "and the batch's other candidates (MultipleNegativesRankingLoss at the student temperature). "
-                "0: the teacher only."})
+                f"0: the teacher only. Default: {DEFAULT_LABEL_WEIGHT} with --loss kl, 0 with the others."})
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
                 "embeddings work too. Empty: off."})
@@ -83,7 +85,7 @@ def main():
 
     # 4. loss on cosine similarities, matching the teacher's labels
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature,
-                      parse_dims(args.matryoshka_dims), args.label_weight)
+                      parse_dims(args.matryoshka_dims), default_label_weight(args.loss, args.label_weight))
 
     # 5. optional evaluator during training
     evaluator = reranking_evaluator(args.eval_file, batch_size=training_args.per_device_eval_batch_size)

@@ -13,7 +13,7 @@ DISTILLATION_DATA="${DISTILLATION_DATA:-$OUTPUT_DIR/distillation_data.jsonl}"  #
 MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # trained student + checkpoints
 LOSS="${LOSS:-kl}"                      # kl (DistillKLDivLoss), margin_mse or mse
 TEMPERATURE="${TEMPERATURE:-0.05}"      # kl: sharp, since cosines span a narrow range (1.0 = nearly uniform targets)
-LABEL_WEIGHT="${LABEL_WEIGHT:-0.5}"     # kl: weight of the data's own labels (in-batch negatives) beside the teacher; 0 = teacher only
+LABEL_WEIGHT="${LABEL_WEIGHT:-}"        # kl: weight of the data's own labels (in-batch negatives) beside the teacher; 0 = teacher only; empty = 0.5 with kl
 MATRYOSHKA_DIMS="${MATRYOSHKA_DIMS:-}"  # e.g. 1024,512,256 to also train truncated embeddings; empty = off
 EPOCHS="${EPOCHS:-1}"
 BATCH_SIZE="${BATCH_SIZE:-16}"          # rows per GPU per step (each row = query + 1 + NUM_NEGATIVES passages)
@@ -36,7 +36,7 @@ if [ "$NPROC" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
 "${launcher[@]}" "$HERE/train.py" \
   --student_model "$STUDENT_MODEL" --train_file "$DISTILLATION_DATA" --output_dir "$MODEL_DIR" \
-  --loss "$LOSS" --temperature "$TEMPERATURE" --label_weight "$LABEL_WEIGHT" --matryoshka_dims "$MATRYOSHKA_DIMS" --max_seq_length "$MAX_SEQ_LENGTH" \
+  --loss "$LOSS" --temperature "$TEMPERATURE" ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"} --matryoshka_dims "$MATRYOSHKA_DIMS" --max_seq_length "$MAX_SEQ_LENGTH" \
   --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" --warmup_steps "$WARMUP" --bf16 "$BF16" --seed "$SEED" \
   --logging_steps "$LOGGING_STEPS" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 \

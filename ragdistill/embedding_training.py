@@ -26,6 +26,7 @@ from .soft_labels import TRAINING_FORMATS
 
 LOSSES = ("kl", "margin_mse", "mse")
 DEFAULT_TEMPERATURE = 0.05
+DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
 STAGE1_COMMAND = "Embedding-Distillation/generate_distillation_data.py (bash generate_distillation_data.sh)"
 
 
@@ -113,6 +114,13 @@ class DistillationWithLabels(nn.Module):
     def get_config_dict(self) -> dict:
         return {**self.distillation.get_config_dict(), "label_weight": self.label_weight,
                 "labels_loss": "MultipleNegativesRankingLoss", "labels_scale": self.labels_loss.scale}
+
+
+def default_label_weight(loss: str, label_weight: float | None) -> float:
+    """--label_weight as given, else DEFAULT_LABEL_WEIGHT with kl (where it was measured) and 0 with other losses."""
+    if label_weight is not None:
+        return label_weight
+    return DEFAULT_LABEL_WEIGHT if loss == "kl" else 0.0
 
 
 def parse_dims(text: str | None) -> list[int]:

@@ -72,9 +72,12 @@ def test_training_saves_a_sentence_transformer_with_card_curve_and_history(monke
     output = tmp_path / "model"
     summary = _train(monkeypatch, tiny_models, rows_file, output, "--max_steps", "3", "--save_steps", "2")
     assert summary["global_step"] == 3 and summary["rows"] == 9
-    assert summary["loss"] == {"similarity_fct": "pairwise_cos_sim", "temperature": 0.05, "name": "kl"}
+    # the default: the teacher's KL plus half the data's labels (in-batch negatives at the same temperature)
+    assert summary["loss"] == {"similarity_fct": "pairwise_cos_sim", "temperature": 0.05, "name": "kl",
+                               "label_weight": 0.5, "labels_loss": "MultipleNegativesRankingLoss",
+                               "labels_scale": 20.0}
     card = (output / "README.md").read_text()
-    assert "bert distilled from qwen3-embedder" in card and "DistillKLDivLoss" in card
+    assert "bert distilled from qwen3-embedder" in card and "DistillationWithLabels" in card
     assert (output / "loss_curve.png").stat().st_size > 1000
     history = read_json(output / "log_history.json")
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3]
