@@ -30,9 +30,11 @@ class TrainingRowArguments:
         "help": "Stage-1 score files (finished ones), comma-separated; shards merged first (merge_shards.py)."})
     output_file: str = field(default="output/reranker/train_rows.jsonl", metadata={
         "help": "Where the rows go (.jsonl or .jsonl.gz)."})
-    format: str = field(default="ntuple", metadata={"help": "ntuple, triplet or listwise."})
+    format: str = field(default="listwise", metadata={"help": "listwise (for listnet / lambda), ntuple or triplet."})
     top_k: int = field(default=8, metadata={"help": "Passages per query used as positives (by teacher score)."})
-    num_negatives: int = field(default=4, metadata={"help": "Negatives per positive (listwise: extra passages)."})
+    num_negatives: int = field(default=0, metadata={
+        "help": "Listwise: passages after the top --top_k; ntuple / triplet: negatives per positive. "
+                "0 = 32 for listwise rows (every candidate of most reranking sets), 4 for the others."})
     negative_sampling: str = field(default="hard", metadata={
         "help": "hard: the next lower-scored passages; random: drawn from all lower-scored ones (--seed)."})
     seed: int = field(default=42, metadata={"help": "Seed of the random negative sampling."})
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     if not score_files:
         raise InputError(None, "give --score_files (stage-1 outputs, comma-separated)")
     # 2. rows, streamed query by query
-    settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=args.num_negatives,
+    num_negatives = args.num_negatives or (32 if args.format == "listwise" else 4)
+    settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=num_negatives,
                            negative_sampling=args.negative_sampling, seed=args.seed)
     stats = build_rows(score_files, args.output_file, settings, skip_invalid=args.skip_invalid)
     # 3. report

@@ -12,7 +12,7 @@ export STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"
 export TRAIN_FILE="${TRAIN_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/train.jsonl}"
 export TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
 export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
-export LOSS="${LOSS:-margin_mse}"           # margin_mse | listnet | lambda | mse (stage 2 picks the matching format)
+export LOSS="${LOSS:-listnet}"              # listnet | margin_mse | lambda | mse (stage 2 picks the matching format)
 
 echo "== 1/4 teacher scores ($TEACHER_MODEL)"
 bash "$HERE/generate_logits.sh"

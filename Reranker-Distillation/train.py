@@ -1,9 +1,9 @@
 """Stage 3: train the student CrossEncoder on the teacher's scores with sentence-transformers' CrossEncoderTrainer.
 
     python train.py --student_model BAAI/bge-reranker-v2-m3 --train_files output/reranker/train_rows.jsonl \
-        --output_dir output/reranker/model --loss margin_mse --bf16 --per_device_train_batch_size 16
+        --output_dir output/reranker/model --loss listnet --bf16 --per_device_train_batch_size 16
 
-Losses: margin_mse (default; ntuple or triplet rows), listnet and lambda (listwise rows), mse (pointwise on the
+Losses: listnet (default) and lambda (listwise rows), margin_mse (ntuple or triplet rows), mse (pointwise on the
 teacher scores; ntuple or listwise rows). Every CrossEncoderTrainingArguments / TrainingArguments option passes
 through (--bf16, --gradient_checkpointing, --gradient_accumulation_steps, --learning_rate, --warmup_steps,
 --save_steps, --eval_strategy, ...). Multi-GPU: `torchrun --nproc_per_node N train.py ...` (data parallel; the
@@ -45,7 +45,8 @@ class DistillationArguments:
         "help": "Student: a CrossEncoder, or a plain Hugging Face encoder (a one-logit head is added)."})
     train_files: str = field(default="output/reranker/train_rows.jsonl", metadata={
         "help": "Stage-2 rows (create_triplets.py), comma-separated."})
-    loss: str = field(default="margin_mse", metadata={"help": f"One of {', '.join(LOSSES)}."})
+    loss: str = field(default="listnet", metadata={
+        "help": f"One of {', '.join(LOSSES)}. listnet (default): softmax over each query's passages, teacher vs student."})
     teacher_model: str = field(default=None, metadata={
         "help": "Teacher name for the model card; default: what stage 2 recorded beside the rows."})
     max_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})

@@ -96,7 +96,7 @@ def test_student_path_must_exist(train_script, tiny_models, score_file, tmp_path
 
 
 def test_resume_from_checkpoint(train_script, tiny_models, score_file, tmp_path):
-    rows = rows_file(score_file, tmp_path, "ntuple")
+    rows = rows_file(score_file, tmp_path, "listwise")
     output = tmp_path / "model"
     first = train_args(tiny_models, rows, output, "--save_strategy", "steps", "--save_steps", "2")
     train_script(first)
@@ -118,7 +118,7 @@ def test_resume_from_checkpoint(train_script, tiny_models, score_file, tmp_path)
 
 
 def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
-    rows = rows_file(score_file, tmp_path, "ntuple")
+    rows = rows_file(score_file, tmp_path, "listwise")
     output = tmp_path / "model"
     # --use_cpu: data parallel over CPU processes (gloo); on GPUs torchrun alone gives one GPU per process.
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
