@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ragdistill.cli import parse_args, run_main, split_paths
 from ragdistill.errors import InputError
+from ragdistill.leakage import leaked_test_queries
 from ragdistill.pair_scoring import output_paths, score_file
 from ragdistill.qwen3_reranker import DEFAULT_INSTRUCTION
 from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
@@ -67,6 +68,9 @@ class TeacherScoringArguments:
     max_queries: int = field(default=0, metadata={"help": "Score only the first N queries of each file (smoke runs)."})
     skip_invalid: bool = field(default=False, metadata={
         "help": "Skip malformed input rows (counted and reported) instead of stopping at the first."})
+    test_files: str = field(default="", metadata={
+        "help": "Comma-separated test files (among --data_files or not): a warning says how many of their queries "
+                "also appear in the other --data_files, the training files."})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     if not inputs:
         raise InputError(None, "give --data_files (MTEB reranking files, comma-separated)")
     outputs = output_paths(inputs, args.output_dir, split_paths(args.output_files))
+    test_files = split_paths(args.test_files)
+    leaked_test_queries([path for path in inputs if path not in test_files], test_files)
 
     # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring
     options = TeacherOptions(

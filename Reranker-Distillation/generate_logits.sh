@@ -32,4 +32,5 @@ MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N queries of ea
   --share_prefixes "$TEACHER_SHARE_PREFIXES" \
   --tensor_parallel_size "$TENSOR_PARALLEL_SIZE" \
   --max_queries "$MAX_QUERIES" \
+  --test_files "$TEST_FILE" \
   "$@"
