@@ -129,7 +129,7 @@ def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_pa
     model = tmp_path / "model"
     stage_main("train")([
         "--student_model", str(tiny_models["bert"]), "--train_files", str(rows), "--output_dir", str(model),
-        "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+        "--loss", "margin_mse", "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "2", "--save_strategy", "no",
         "--report_to", "none", "--dataloader_pin_memory", "false"])
     results = tmp_path / "results"
     stage_main("evaluation")([
