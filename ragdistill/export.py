@@ -26,7 +26,6 @@ import contextlib
 import functools
 import importlib
 import logging
-import math
 import platform
 import shutil
 import statistics
@@ -40,6 +39,7 @@ import torch
 
 from .errors import InputError
 from .mteb import RerankingSample
+from .retrieval_evaluation import format_number
 
 logger = logging.getLogger(__name__)
 
@@ -613,12 +613,6 @@ def best_variant(results: Sequence[VariantResult], keep: float = 0.99) -> Varian
     return max(kept, key=lambda r: r.throughput, default=None)
 
 
-def _num(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
 def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: str, batch_size: int
           ) -> tuple[list[str], list[list[str]]]:
     headers = ["variant", "MAP", "MRR@10", "NDCG@10", "MAP vs fp32", "Spearman vs teacher", "Spearman vs fp32",
@@ -631,15 +625,16 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
             continue
         relative = (r.metrics["map"] / reference.metrics["map"] - 1) if reference else None
         speedup = r.throughput / reference.throughput if reference and reference.throughput and r.throughput else None
-        rows.append([r.variant, _num(r.metrics["map"]), _num(r.metrics["mrr@10"]), _num(r.metrics["ndcg@10"]),
-                     "-" if relative is None else f"{relative:+.2%}", _num(r.spearman_teacher),
-                     _num(r.spearman_fp32), _num(r.throughput, 1), "-" if speedup is None else f"{speedup:.2f}x",
-                     _num(r.latency.get("p50_ms"), 2), _num(r.latency.get("p95_ms"), 2),
+        rows.append([r.variant, *(format_number(r.metrics[name]) for name in ("map", "mrr@10", "ndcg@10")),
+                     "-" if relative is None else f"{relative:+.2%}", format_number(r.spearman_teacher),
+                     format_number(r.spearman_fp32), format_number(r.throughput, 1),
+                     "-" if speedup is None else f"{speedup:.2f}x", format_number(r.latency.get("p50_ms"), 2),
+                     format_number(r.latency.get("p95_ms"), 2),
                      "-" if r.size_bytes is None else f"{r.size_bytes / 1e6:.1f}"])
     if teacher is not None:
-        rows.append([f"teacher ({Path(teacher.name).name})", _num(teacher.metrics.get("map")), _num(teacher.metrics.get("mrr@10")),
-                     _num(teacher.metrics.get("ndcg@10")), "-", "1.0000", "-", _num(teacher.throughput, 1), "-", "-",
-                     "-", "-"])
+        rows.append([f"teacher ({Path(teacher.name).name})",
+                     *(format_number(teacher.metrics.get(name)) for name in ("map", "mrr@10", "ndcg@10")),
+                     "-", "1.0000", "-", format_number(teacher.throughput, 1), "-", "-", "-", "-"])
     return headers, rows
 
 

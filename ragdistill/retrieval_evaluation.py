@@ -164,7 +164,8 @@ def _backend_label(backend: str | None) -> str:
     return f" [{name} {precision}]"
 
 
-def _num(value, digits: int = 4) -> str:
+def format_number(value, digits: int = 4) -> str:
+    """A table cell: `digits` decimals, '-' for a missing or NaN value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
@@ -193,8 +194,8 @@ def table_rows(results: Sequence[ChainResult], reference: str | None = None) -> 
         rerank += _backend_label(chain.get("reranker_backend")) if chain.get("reranker") else ""
         embedder = _short_model(chain.get("embedder")) + _backend_label(chain.get("query_encoder_backend"))
         row = [result.name, embedder, str(chain.get("dim", "-")), rerank,
-               *(_num(result.metrics[name]) for name in METRIC_NAMES),
-               _num(latency.get("total_p50_ms"), 1), _num(latency.get("total_p95_ms"), 1),
+               *(format_number(result.metrics[name]) for name in METRIC_NAMES),
+               format_number(latency.get("total_p50_ms"), 1), format_number(latency.get("total_p95_ms"), 1),
                f"{index['vectors']:,}" if index.get("vectors") is not None else "-",
                _mb(index.get("vector_bytes")), _mb(index.get("disk_bytes"))]
         if ref:
