@@ -151,31 +151,21 @@ def short_error(error: BaseException) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 def load_torch_model(kind: str, path: str | Path, dtype: str = "float32", max_length: int = 0, device=None,
                      attn_implementation: str | None = None):
-    """The student on PyTorch: a SentenceTransformer (embedder) or a one-logit CrossEncoder (reranker)."""
+    """The student on PyTorch, loaded as its pipeline loads it: a SentenceTransformer (embedder) or a one-logit
+    CrossEncoder (reranker); `attn_implementation` switches its attention (the ONNX trace needs "eager")."""
     from .hardware import default_device, torch_dtype
-    from .vllm_engine import require_model_dir
 
-    require_model_dir(str(path), f"student {kind}")
-    model_kwargs = {"dtype": torch_dtype(dtype)}
-    if attn_implementation:
-        model_kwargs["attn_implementation"] = attn_implementation
     device = device or default_device()
     if kind == "embedder":
-        from sentence_transformers import SentenceTransformer
+        from .embedding_training import load_student
 
-        model = SentenceTransformer(str(path), device=device, model_kwargs=model_kwargs)
-        if max_length:
-            model.max_seq_length = max_length
-        return model
-    from sentence_transformers import CrossEncoder
+        model = load_student(str(path), max_length or None, device, torch_dtype(dtype))
+    else:
+        from .cross_encoder_training import load_student
 
-    try:
-        model = CrossEncoder(str(path), num_labels=1, max_length=max_length or None, device=device,
-                             model_kwargs=model_kwargs)
-    except OSError as exc:
-        raise InputError(path, f"cannot load the reranker: {exc}") from None
-    if model.num_labels != 1:
-        raise InputError(path, f"not a reranker: {model.num_labels} labels, a reranker gives one score")
+        model = load_student(str(path), max_length, torch_dtype(dtype), device)
+    if attn_implementation:
+        model[0].model.set_attn_implementation(attn_implementation)
     return model
 
 
