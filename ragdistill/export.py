@@ -594,9 +594,14 @@ class TeacherRow:
     setup: str = ""
 
 
+def torch_reference(results: Sequence[VariantResult]) -> VariantResult | None:
+    """The measured torch fp32 student, the row every variant is compared with (None if it was not measured)."""
+    return next((r for r in results if r.variant == "torch-fp32" and r.metrics), None)
+
+
 def best_variant(results: Sequence[VariantResult], keep: float = 0.99) -> VariantResult | None:
     """The fastest variant (throughput) whose MAP is at least `keep` x the torch fp32 student's."""
-    reference = next((r for r in results if r.variant == "torch-fp32" and r.metrics), None)
+    reference = torch_reference(results)
     if reference is None:
         return None
     kept = [r for r in results if r.metrics and r.throughput and r.metrics["map"] >= keep * reference.metrics["map"]]
@@ -607,7 +612,7 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
           ) -> tuple[list[str], list[list[str]]]:
     headers = ["variant", "MAP", "MRR@10", "NDCG@10", "MAP vs fp32", "Spearman vs teacher", "Spearman vs fp32",
                f"{unit} (batch {batch_size})", "speed-up vs fp32", "p50 ms (batch 1)", "p95 ms (batch 1)", "MB"]
-    reference = next((r for r in results if r.variant == "torch-fp32" and r.metrics), None)
+    reference = torch_reference(results)
     rows = []
     for r in results:
         if not r.metrics:
@@ -631,7 +636,7 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
 def summary_lines(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: str) -> list[str]:
     lines = []
     best = best_variant(results)
-    reference = next((r for r in results if r.variant == "torch-fp32" and r.metrics), None)
+    reference = torch_reference(results)
     if best is not None and reference is not None:
         line = (f"best variant (fastest that keeps >= 99% of the torch fp32 student's MAP): {best.variant}, "
                 f"{best.throughput:.1f} {unit}, {best.throughput / reference.throughput:.2f}x the torch fp32 "
