@@ -640,18 +640,18 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
         # Warm up on a real batch (padded, of mixed lengths): a GPU picks kernels per shape and dtype on first use
         # (the float32 runs also follow the float32 loop, which used every shape; hence the repeats as well).
         teacher.encode([samples[0].query, *samples[0].candidates][:64])
-        lengths: list[int] = []
+        # The texts stage 1 embeds, recorded as it runs and tokenised for the FLOP count after the timing.
+        embedded: list[str] = []
         encode = teacher._encode
 
-        def counting(texts, encode=encode, teacher=teacher, lengths=lengths):
-            tokens = teacher.tokenizer(texts, truncation=True, max_length=teacher.max_length)["input_ids"]
-            lengths.extend(len(ids) for ids in tokens)
+        def recording(texts, encode=encode, embedded=embedded):
+            embedded.extend(texts)
             return encode(texts)
 
-        teacher._encode = counting
+        teacher._encode = recording
         times = []
         for repeat in range(max(1, repeats)):
-            lengths.clear()
+            embedded.clear()
             output = Path(workdir) / f"embedding-labels-{dtype}-{repeat}.jsonl"
             job = SoftLabelJob(files=[data_file], output=str(output), fmt="triplet", max_queries=max_queries,
                                teacher=LazyTeacher(args, lambda teacher=teacher: teacher))
@@ -659,6 +659,8 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
             meta = job.run()
             times.append(time.perf_counter() - start)
         seconds = min(times)
+        lengths = [len(ids) for ids in teacher.tokenizer(embedded, truncation=True,
+                                                          max_length=teacher.max_length)["input_ids"]]
         shape = TransformerShape.from_config(teacher.model[0].auto_model.config.to_dict())
         entry = {"seconds": seconds, "repeat_seconds": times, "load_seconds": load_seconds,
                  "texts_embedded": meta["embedding"]["texts_embedded_this_run"], "dtype": meta["dtype"],
