@@ -2,7 +2,7 @@
 
 On every in-domain and out-of-domain MTEB reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
 trained student (sentence-transformers RerankingEvaluator) and of the teacher (from its similarities, cached per
-teacher and file so it is computed once: generate_distillation_data.py --score_files fills the same cache). Prints
+teacher and file so it is computed once: score.py --score_files fills the same cache). Prints
 one table per file (absolute and relative change, share of the teacher gap closed) plus encode throughput, saves
 them as results.json / results.md, and a teacher-vs-student similarity scatter per file. The out-of-domain change
 is the no-forgetting check.
@@ -16,8 +16,14 @@ is the no-forgetting check.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.embedding_evaluation import (
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.core.errors import InputError
+from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
+from ragdistill.core.mteb import read_samples
+from ragdistill.core.plots import score_scatter
+from ragdistill.core.report import save_comparisons
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.embedding.evaluation import (
     FileEvaluation,
     encode_throughputs,
     evaluate_student,
@@ -27,15 +33,9 @@ from ragdistill.embedding_evaluation import (
     teacher_similarities,
     throughput_comparison,
 )
-from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.embedding_training import load_student
-from ragdistill.errors import InputError
-from ragdistill.hardware import default_device, resolve_dtype, torch_dtype
-from ragdistill.mteb import read_samples
-from ragdistill.plots import score_scatter
-from ragdistill.report import save_comparisons
-from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
-from ragdistill.vllm_engine import VLLMArguments
+from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
+from ragdistill.embedding.teachers import TeacherArguments, load_teacher
+from ragdistill.embedding.training import load_student
 
 
 @dataclass

@@ -13,7 +13,7 @@ MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # the student after training
 EVAL_DIR="${EVAL_DIR:-$OUTPUT_DIR/evaluation}" # results.json, results.md, scatter PNGs
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
 OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
-# The teacher, with the same settings as in generate_distillation_data.sh so its cached scores are reused.
+# The teacher, with the same settings as in score.sh so its cached scores are reused.
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
 BACKEND="${BACKEND:-vllm}"
 INSTRUCTION="${INSTRUCTION:-}"

@@ -4,7 +4,7 @@
         --calibration_files data/scidocs-reranking/validation.jsonl \
         --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --teacher_cache_dir output/embedding/teacher_scores
 
-Variants (ragdistill.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on queries and passages of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
 and NDCG@10 on the test file (RerankingEvaluator, as in evaluation.py), mean per-query Spearman correlation of its
@@ -19,18 +19,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.embedding_evaluation import metrics_from_similarities, teacher_similarities
-from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.export import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.export import (
     ExportArguments,
     TeacherRow,
     export_and_measure,
     save_report,
 )
-from ragdistill.mteb import read_samples
-from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
-from ragdistill.vllm_engine import VLLMArguments
+from ragdistill.core.mteb import read_samples
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.embedding.evaluation import metrics_from_similarities, teacher_similarities
+from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
+from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
 
 @dataclass

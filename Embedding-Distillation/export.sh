@@ -13,7 +13,7 @@ MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # the trained student; the export
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
 TEST_FILE="${TEST_FILE:-${IN_DOMAIN_FILES%%,*}}"  # the first in-domain test file
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # calibration texts
-# The teacher, with the same settings as in generate_distillation_data.sh so its cached scores are reused.
+# The teacher, with the same settings as in score.sh so its cached scores are reused.
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
 BACKEND="${BACKEND:-vllm}"
 INSTRUCTION="${INSTRUCTION:-}"

@@ -14,6 +14,6 @@ export IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranki
 export OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
 export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
 
-bash "$HERE/generate_distillation_data.sh"
+bash "$HERE/score.sh"
 bash "$HERE/train.sh"
 bash "$HERE/evaluation.sh"

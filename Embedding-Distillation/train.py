@@ -1,6 +1,6 @@
 """Stage 2 of Embedding-Distillation: train the student SentenceTransformer on the teacher's soft labels.
 
-Reads the rows of generate_distillation_data.py (refusing an unfinished file) and trains with
+Reads the rows of score.py (refusing an unfinished file) and trains with
 sentence-transformers' SentenceTransformerTrainer: DistillKLDivLoss by default (MarginMSE or pointwise MSE on
 similarities on request), optionally wrapped in MatryoshkaLoss. Every SentenceTransformerTrainingArguments flag
 passes through (--bf16, --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate, --save_steps,
@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.embedding_training import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.jsonl import write_json
+from ragdistill.core.training import (
+    check_distributed,
+    describe_distillation,
+    resolve_resume_checkpoint,
+    save_training_history,
+)
+from ragdistill.embedding.training import (
     DEFAULT_LABEL_WEIGHT,
     DEFAULT_TEMPERATURE,
     LOSSES,
@@ -28,13 +35,6 @@ from ragdistill.embedding_training import (
     parse_dims,
     reranking_evaluator,
 )
-from ragdistill.jsonl import write_json
-from ragdistill.training_common import (
-    check_distributed,
-    describe_distillation,
-    resolve_resume_checkpoint,
-    save_training_history,
-)
 
 
 @dataclass
@@ -42,7 +42,7 @@ class DistillationArguments:
     student_model: str = field(default="BAAI/bge-m3", metadata={
         "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder."})
     train_file: str = field(default="output/embedding/distillation_data.jsonl", metadata={
-        "help": "Rows written by generate_distillation_data.py (its .meta.json must say complete)."})
+        "help": "Rows written by score.py (its .meta.json must say complete)."})
     loss: str = field(default="kl", metadata={
         "help": "kl: DistillKLDivLoss (softmax over each row's candidates). margin_mse: MarginMSELoss. "
                 "mse: pointwise MSE between student and teacher similarities.", "choices": list(LOSSES)})

@@ -17,9 +17,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.jsonl import write_json
-from ragdistill.milvus_index import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.jsonl import write_json
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.retrieval.chain import redact_uri
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.index import (
     EmbedderArguments,
     IndexArguments,
     MilvusArguments,
@@ -33,9 +36,6 @@ from ragdistill.milvus_index import (
     mark_incomplete,
     open_collection,
 )
-from ragdistill.retrieval_chain import redact_uri
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
-from ragdistill.vllm_engine import VLLMArguments
 
 
 @dataclass

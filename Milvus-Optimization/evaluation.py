@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.errors import InputError
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set, read_qrels_file
-from ragdistill.retrieval_evaluation import evaluate_chain, parse_chains, save_results
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set, read_qrels_file
+from ragdistill.retrieval.evaluation import evaluate_chain, parse_chains, save_results
 
 
 @dataclass

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.errors import InputError
-from ragdistill.milvus_index import MilvusArguments, connect, index_size, load_query_encoder, open_collection
-from ragdistill.retrieval_chain import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.chain import (
     ChainArguments,
     Reranker,
     RetrievalChain,
@@ -33,8 +32,9 @@ from ragdistill.retrieval_chain import (
     run_queries,
     serving_backend,
 )
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
-from ragdistill.retrieval_evaluation import latency_summary
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.evaluation import latency_summary
+from ragdistill.retrieval.index import MilvusArguments, connect, index_size, load_query_encoder, open_collection
 
 
 @dataclass

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.cross_encoder_training import load_student, student_has_trained_head
-from ragdistill.errors import InputError
-from ragdistill.hardware import resolve_dtype, torch_dtype
-from ragdistill.plots import score_scatter
-from ragdistill.report import Comparison, save_comparisons
-from ragdistill.reranker_evaluation import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.errors import InputError
+from ragdistill.core.hardware import resolve_dtype, torch_dtype
+from ragdistill.core.plots import score_scatter
+from ragdistill.core.report import Comparison, save_comparisons
+from ragdistill.reranker.evaluation import (
     METRICS,
     SPEED,
     evaluate_cross_encoder,
@@ -35,6 +34,7 @@ from ragdistill.reranker_evaluation import (
     teacher_test_scores,
     throughput,
 )
+from ragdistill.reranker.training import load_student, student_has_trained_head
 
 NAMES = {"map": "MAP", "mrr@10": "MRR@10", "ndcg@10": "NDCG@10"}
 

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
 STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"   # the student before training
-TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"  # as in generate_logits.sh
+TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"  # as in score.sh
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 TRAINED_MODEL="${TRAINED_MODEL:-$OUTPUT_DIR/model}"          # train.sh output
 TEST_SCORES="${TEST_SCORES:-$OUTPUT_DIR/teacher_scores/$(basename "${TEST_FILE%%.jsonl*}").scores.jsonl}"  # stage-1 output

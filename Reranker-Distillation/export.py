@@ -3,7 +3,7 @@
     python export.py --model output/reranker/model --test_file data/test.jsonl \
         --teacher_scores output/reranker/teacher_scores/test.scores.jsonl --calibration_files data/train.jsonl
 
-Variants (ragdistill.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on (query, passage) pairs of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
 and NDCG@10 on the test file (CrossEncoderRerankingEvaluator, as in evaluation.py), mean per-query Spearman
@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main
-from ragdistill.export import (
+from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.export import (
     ExportArguments,
     TeacherRow,
     export_and_measure,
     save_report,
 )
-from ragdistill.reranker_evaluation import (
+from ragdistill.reranker.evaluation import (
     SPEED,
     read_test_samples,
     split_per_query,

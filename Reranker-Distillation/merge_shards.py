@@ -1,6 +1,6 @@
 """Stage 1, sharded runs: join the shards of each stage-1 output into one file.
 
-After `generate_logits.py ... --num_shards N --shard_id I` ran for every I (on as many machines or GPUs), this
+After `score.py ... --num_shards N --shard_id I` ran for every I (on as many machines or GPUs), this
 checks that all N shards are there, finished, from the same run (inputs, teacher, settings) and disjoint, then
 writes the output an unsharded run would have written, with its metadata marked complete. Pass the same
 --data_files and --output_dir (or --output_files) as stage 1:
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.errors import InputError
-from ragdistill.pair_scoring import merge_shards, output_paths
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.core.errors import InputError
+from ragdistill.reranker.scoring import merge_shards, output_paths
 
 
 @dataclass

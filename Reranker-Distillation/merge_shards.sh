@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Stage 1, sharded runs: after `bash generate_logits.sh --num_shards N --shard_id I` ran for every I, check the
+# Stage 1, sharded runs: after `bash score.sh --num_shards N --shard_id I` ran for every I, check the
 # shards (all present, finished, one run, disjoint) and join them into the files stage 2 reads.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
-TRAIN_FILE="${TRAIN_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/train.jsonl}"  # as in generate_logits.sh
+TRAIN_FILE="${TRAIN_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/train.jsonl}"  # as in score.sh
 TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 

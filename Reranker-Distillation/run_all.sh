@@ -15,9 +15,9 @@ export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 export LOSS="${LOSS:-listnet}"              # listnet | margin_mse | lambda | mse (stage 2 picks the matching format)
 
 echo "== 1/4 teacher scores ($TEACHER_MODEL)"
-bash "$HERE/generate_logits.sh"
+bash "$HERE/score.sh"
 echo "== 2/4 training rows"
-bash "$HERE/create_triplets.sh"
+bash "$HERE/rows.sh"
 echo "== 3/4 training $STUDENT_MODEL ($LOSS)"
 bash "$HERE/train.sh"
 echo "== 4/4 evaluation"

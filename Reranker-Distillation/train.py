@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import set_seed
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.cross_encoder_training import (
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.core.errors import InputError
+from ragdistill.core.training import check_distributed, resolve_resume_checkpoint
+from ragdistill.reranker.evaluation import read_test_samples
+from ragdistill.reranker.training import (
     LAMBDA_LABELS,
     LOSSES,
     build_loss,
@@ -34,9 +37,6 @@ from ragdistill.cross_encoder_training import (
     save_training_record,
     student_has_trained_head,
 )
-from ragdistill.errors import InputError
-from ragdistill.reranker_evaluation import read_test_samples
-from ragdistill.training_common import check_distributed, resolve_resume_checkpoint
 
 
 @dataclass
@@ -44,7 +44,7 @@ class DistillationArguments:
     student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
         "help": "Student: a CrossEncoder, or a plain Hugging Face encoder (a one-logit head is added)."})
     train_files: str = field(default="output/reranker/train_rows.jsonl", metadata={
-        "help": "Stage-2 rows (create_triplets.py), comma-separated."})
+        "help": "Stage-2 rows (rows.py), comma-separated."})
     loss: str = field(default="listnet", metadata={
         "help": f"One of {', '.join(LOSSES)}. listnet (default): softmax over each query's passages, teacher vs student."})
     teacher_model: str = field(default=None, metadata={

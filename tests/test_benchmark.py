@@ -1,5 +1,5 @@
 """The benchmark's measuring tools (FLOP counts, peak memory, the original approaches re-implemented) and a smoke
-run of scripts/benchmark.py on tiny sizes (vLLM left out: its paths need an engine start per path)."""
+run of benchmarks/benchmark.py on tiny sizes (vLLM left out: its paths need an engine start per path)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill import benchmarking as bench
 from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark's tools live beside it, outside the package
+import benchmarking as bench  # noqa: E402
+
 PAIRS = [("what is the capital of france", "Paris is the capital and most populous city of France."),
          ("what is the capital of france", "The war ended in 1945 after six years of fighting."),
          ("why is the sky blue", "Sunlight is scattered by the molecules of the atmosphere, blue light the most.")]
@@ -57,10 +59,10 @@ def test_8b_shape_builds_where_it_runs_in_bf16():
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from ragdistill.errors import InputError
-    from ragdistill.hardware import has_cuda
+    from ragdistill.core.errors import InputError
+    from ragdistill.core.hardware import has_cuda
 
-    script = runpy.run_path(str(REPO / "scripts/benchmark.py"), run_name="benchmark_script")
+    script = runpy.run_path(str(REPO / "benchmarks/benchmark.py"), run_name="benchmark_script")
     shape = script["TEACHER_SHAPES"]["qwen3-8b"]
     config = Qwen3Config(vocab_size=16000, hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_layers"],
                          num_attention_heads=shape["num_heads"], num_key_value_heads=shape["num_kv_heads"],
@@ -103,7 +105,7 @@ def test_matmul_ceiling_is_the_fastest_kernels_rate():
 def test_original_vllm_prompt_closes_the_user_turn_twice_and_cuts_before_the_suffix(tiny_models):
     from transformers import AutoTokenizer
 
-    from ragdistill.qwen3_reranker import SUFFIX
+    from ragdistill.reranker.prompt import SUFFIX
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3_reranker"])
     suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
@@ -147,8 +149,8 @@ def test_embedding_loop_and_stage1_give_the_same_labels(tiny_models, tmp_path):
 
 
 def test_synthetic_scores_are_a_finished_stage1_output(tmp_path):
-    from ragdistill.jsonl import read_jsonl
-    from ragdistill.resumable import require_complete
+    from ragdistill.core.jsonl import read_jsonl
+    from ragdistill.core.resumable import require_complete
 
     path = tmp_path / "scores.jsonl"
     assert bench.write_synthetic_scores(path, num_queries=4, passages_per_query=3, texts=[f"t{i}" for i in range(9)]) == 12
@@ -161,7 +163,7 @@ def test_synthetic_scores_are_a_finished_stage1_output(tmp_path):
 @pytest.mark.slow
 def test_benchmark_smoke_run(tmp_path):
     output = tmp_path / "bench"
-    command = [sys.executable, str(REPO / "scripts/benchmark.py"), "--quick", "--no_isolate", "--skip", "reranker-vllm",
+    command = [sys.executable, str(REPO / "benchmarks/benchmark.py"), "--quick", "--no_isolate", "--skip", "reranker-vllm",
                "--pairs", "6", "--transformers_pairs", "6", "--embedding_teacher", "tiny", "--embedding_queries", "1",
                "--training_queries", "100", "--evaluation_queries", "2", "--student", "tiny", "--dtypes", "fp32",
                "--output_dir", str(output)]

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from ragdistill import hardware
+from ragdistill.core import hardware
 
 
 @pytest.mark.parametrize(("cuda", "native_bf16", "fast_cpu_bf16", "expected"), [
@@ -26,7 +26,7 @@ def test_auto_dtype(monkeypatch, caplog, cuda, native_bf16, fast_cpu_bf16, expec
     monkeypatch.setattr(hardware, "has_cuda", lambda: cuda)
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: fast_cpu_bf16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    with caplog.at_level(logging.WARNING, logger="ragdistill.hardware"):
+    with caplog.at_level(logging.WARNING, logger="ragdistill.core.hardware"):
         assert hardware.resolve_dtype("auto") == expected
     assert hardware.torch_dtype("auto") == getattr(torch, expected)
     assert calls == ([False, False] if cuda else [])

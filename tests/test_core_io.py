@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ragdistill.errors import InputError, SkipCounter
-from ragdistill.jsonl import atomic_open, iter_jsonl, read_jsonl, write_jsonl
-from ragdistill.mteb import read_samples
+from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.jsonl import atomic_open, iter_jsonl, read_jsonl, write_jsonl
+from ragdistill.core.mteb import read_samples
 
 GOOD = json.dumps({"query": "q", "positive": ["p"], "negative": ["n1", "n2"]})
 

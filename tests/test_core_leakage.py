@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 
-from ragdistill.leakage import leaked_test_queries
+from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.testing import repo_env
 from tests.conftest import REPO
 
@@ -23,7 +23,7 @@ def test_leaked_queries_are_counted_per_test_file(write_lines, caplog):
     leaky = write_lines("test.jsonl", [_sample("who  wrote hamlet?"), _sample("new question"),
                                        _sample("What is a quark"), "not json"])
     clean = write_lines("clean.jsonl", [_sample("another question")])
-    with caplog.at_level(logging.WARNING, logger="ragdistill.leakage"):
+    with caplog.at_level(logging.WARNING, logger="ragdistill.core.leakage"):
         counts = leaked_test_queries([str(train), str(other_train)],
                                      [str(leaky), str(clean), str(train), str(leaky.parent / "missing.jsonl")])
     assert counts == {str(leaky): (2, 3), str(clean): (0, 1)}  # a training file listed as a test file is skipped
@@ -37,7 +37,7 @@ def test_embedding_stage_1_warns(tmp_path, write_lines, tiny_models):
     train = write_lines("train.jsonl", [_sample("q1"), _sample("q2")])
     test = write_lines("test.jsonl", [_sample("q2"), _sample("q3")])
     run = subprocess.run(
-        [sys.executable, str(REPO / "Embedding-Distillation/generate_distillation_data.py"),
+        [sys.executable, str(REPO / "Embedding-Distillation/score.py"),
          "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "sentence-transformers",
          "--dtype", "float32", "--train_files", str(train), "--test_files", str(test), "--num_negatives", "1",
          "--output_file", str(tmp_path / "rows.jsonl"), "--teacher_cache_dir", str(tmp_path / "cache")],
@@ -50,7 +50,7 @@ def test_reranker_stage_1_warns(tmp_path, write_lines, tiny_models):
     train = write_lines("train.jsonl", [_sample("q1"), _sample("q2")])
     test = write_lines("test.jsonl", [_sample("q2"), _sample("q3")])
     run = subprocess.run(
-        [sys.executable, str(REPO / "Reranker-Distillation/generate_logits.py"),
+        [sys.executable, str(REPO / "Reranker-Distillation/score.py"),
          "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "bi-encoder", "--dtype", "fp32",
          "--data_files", f"{train},{test}", "--test_files", str(test), "--output_dir", str(tmp_path / "scores")],
         capture_output=True, text=True, timeout=300, cwd=REPO, env=repo_env(TRANSFORMERS_OFFLINE="1"))

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ragdistill.metrics import query_metrics, ranking_metrics
-from ragdistill.report import Comparison, save_comparisons
+from ragdistill.core.metrics import query_metrics, ranking_metrics
+from ragdistill.core.report import Comparison, save_comparisons
 
 
 def test_comparison_changes_and_gap_closed(tmp_path, capsys):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_jsonl
-from ragdistill.resumable import ChunkedJob, concatenate_text_chunks, fingerprint, is_complete, require_complete
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_jsonl
+from ragdistill.core.resumable import ChunkedJob, concatenate_text_chunks, fingerprint, is_complete, require_complete
 
 
 def _run(output, items, chunk_size, fail_at=None, job_fp="fp"):
@@ -29,7 +29,7 @@ def test_resume_after_crash_computes_only_missing_chunks_and_matches_clean_run(t
     with pytest.raises(RuntimeError):
         _run(tmp_path / "out.jsonl", items, 5, fail_at=3)
     with pytest.raises(InputError, match="stopped after 3 of 5 chunks. Re-run"):
-        require_complete(tmp_path / "out.jsonl", "generate_logits.py")
+        require_complete(tmp_path / "out.jsonl", "score.py")
     assert _run(tmp_path / "out.jsonl", items, 5) == [3, 4]
     _run(tmp_path / "clean.jsonl", items, 5)
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "clean.jsonl").read_bytes()

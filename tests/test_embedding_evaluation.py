@@ -1,4 +1,4 @@
-"""Stage 3 of Embedding-Distillation: the teacher's row, computed by ragdistill.metrics from its stored
+"""Stage 3 of Embedding-Distillation: the teacher's row, computed by ragdistill.core.metrics from its stored
 similarities, equals what sentence-transformers' RerankingEvaluator reports for the same model, so before / after /
 teacher compare like for like; the recorded similarities are the ones the evaluator ranked by."""
 
@@ -10,8 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from ragdistill import embedding_evaluation
-from ragdistill.embedding_evaluation import (
+from ragdistill.core.errors import InputError
+from ragdistill.core.metrics import ranking_metrics
+from ragdistill.core.mteb import RerankingSample, read_samples
+from ragdistill.embedding import evaluation as embedding_evaluation
+from ragdistill.embedding.evaluation import (
     RANK_AGREEMENT,
     FileEvaluation,
     StudentScores,
@@ -20,11 +23,8 @@ from ragdistill.embedding_evaluation import (
     rank_agreement,
     teacher_similarities,
 )
-from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.errors import InputError
-from ragdistill.metrics import ranking_metrics
-from ragdistill.mteb import RerankingSample, read_samples
-from ragdistill.soft_labels import LazyTeacher, cached_teacher_scores
+from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
+from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from tests.conftest import REPO
 
 
@@ -72,7 +72,7 @@ def test_tied_similarities_are_ranked_in_the_evaluators_order(monkeypatch, tiny_
     model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
     samples = [RerankingSample(f"query {i}", ["same passage"], ["same passage"] * n)
                for i, n in enumerate([3, 20, 40, 63])]
-    result = evaluate_student(model, samples)  # checks itself that ragdistill.metrics reproduces the evaluator
+    result = evaluate_student(model, samples)  # checks itself that ragdistill.core.metrics reproduces the evaluator
     assert all(np.ptp(sims) == 0 for sims in result.similarities)
     assert metrics_from_similarities(samples, result.similarities) == result.metrics
     # a stable sort would put the positive first (MRR 1); the evaluator's torch.argsort does not, on longer lists

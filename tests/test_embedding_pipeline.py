@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from ragdistill.jsonl import read_json
-from ragdistill.resumable import require_complete
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.resumable import require_complete
 from tests.conftest import REPO
 
 

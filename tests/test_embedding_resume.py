@@ -11,18 +11,18 @@ import sys
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.resumable import meta_path, parts_dir, require_complete
+from ragdistill.core.errors import InputError
+from ragdistill.core.resumable import meta_path, parts_dir, require_complete
 from ragdistill.testing import repo_env
 from tests.conftest import REPO
 
-SCRIPT = REPO / "Embedding-Distillation" / "generate_distillation_data.py"
+SCRIPT = REPO / "Embedding-Distillation" / "score.py"
 
 # Runs the stage-1 script with a hook that SIGKILLs its own process at one point of the work.
 KILL_DRIVER = r'''
 import os, runpy, signal, sys
-import ragdistill.resumable as resumable
-import ragdistill.soft_labels as soft_labels
+import ragdistill.core.resumable as resumable
+import ragdistill.embedding.scoring as soft_labels
 
 mode, k, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = [script, *sys.argv[4:]]

@@ -9,11 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from ragdistill.embedding_teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json, read_jsonl
-from ragdistill.resumable import is_complete, meta_path, parts_dir, require_complete
-from ragdistill.soft_labels import (
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json, read_jsonl
+from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
+from ragdistill.embedding.scoring import (
     LazyTeacher,
     SoftLabelJob,
     cached_teacher_scores,
@@ -21,6 +20,7 @@ from ragdistill.soft_labels import (
     shard_path,
     teacher_scores_path,
 )
+from ragdistill.embedding.teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts
 from tests.conftest import REPO
 
 MAX_LENGTH = 96
@@ -245,7 +245,7 @@ def test_complete_output_is_not_redone_and_incomplete_output_is_refused(tmp_path
     meta_path(output).unlink()  # as if the run died between renaming the rows and writing the metadata
     with pytest.raises(InputError, match="incomplete.*Re-run"):
         require_complete(output)
-    from ragdistill.embedding_training import load_training_rows
+    from ragdistill.embedding.training import load_training_rows
 
     with pytest.raises(InputError, match="incomplete"):
         load_training_rows(output)

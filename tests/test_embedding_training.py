@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.embedding_training import SimilarityMSELoss, build_loss, column_prompts, load_training_rows
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json
-from ragdistill.resumable import meta_path
-from ragdistill.soft_labels import LazyTeacher, SoftLabelJob
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.resumable import meta_path
+from ragdistill.core.training import check_distributed, resolve_resume_checkpoint
+from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
+from ragdistill.embedding.teachers import TeacherArguments, load_teacher
+from ragdistill.embedding.training import SimilarityMSELoss, build_loss, column_prompts, load_training_rows
 from ragdistill.testing import repo_env
-from ragdistill.training_common import check_distributed, resolve_resume_checkpoint
 from tests.conftest import REPO
 
 TRAIN_SCRIPT = REPO / "Embedding-Distillation" / "train.py"

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from ragdistill.embedding_teachers import TeacherArguments, load_teacher
-from ragdistill.jsonl import read_jsonl
-from ragdistill.soft_labels import LazyTeacher, SoftLabelJob
-from ragdistill.vllm_engine import VLLMArguments
+from ragdistill.core.jsonl import read_jsonl
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
+from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.vllm

@@ -1,4 +1,4 @@
-"""The export stage (ragdistill.export, both modules' export.py) on the tiny BERT: every exported variant reloads and
+"""The export stage (ragdistill.core.export, both modules' export.py) on the tiny BERT: every exported variant reloads and
 scores like the torch student (fp32 ONNX to 1e-4, int8 within a documented tolerance and rank agreement), and a
 backend that is not installed is left out with a clear message."""
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ragdistill import export
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json
-from ragdistill.mteb import read_samples
-from ragdistill.reranker_evaluation import flat_pairs
+from ragdistill.core import export
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.mteb import read_samples
+from ragdistill.reranker.evaluation import flat_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_FILE = REPO / "data" / "wikiqa" / "test.jsonl.gz"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.retrieval_corpus import (
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.corpus import (
     CorpusArguments,
     load_beir,
     load_mteb,

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.retrieval_evaluation import evaluate_run, latency_summary, parse_chains, query_metrics
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.evaluation import evaluate_run, latency_summary, parse_chains, query_metrics
 from tests.test_milvus_index import run_stage
 
 QRELS = {"q1": {"d1": 1, "d2": 2, "d7": 0}, "q2": {"d5": 1}, "q3": {"d9": 1}, "q4": {"d8": 0}}

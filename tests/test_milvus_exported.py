@@ -1,5 +1,5 @@
 """Milvus-Optimization's search stage serving exported students: the query encoder and the CrossEncoder reranker
-run from their ONNX Runtime int8 exports (ragdistill.export), recorded in the run's metadata and the table."""
+run from their ONNX Runtime int8 exports (ragdistill.core.export), recorded in the run's metadata and the table."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-from ragdistill import export
-from ragdistill.errors import InputError
-from ragdistill.retrieval_chain import ChainArguments, Reranker, read_trec_run
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
-from ragdistill.retrieval_evaluation import evaluate_chain, table_rows
+from ragdistill.core import export
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.chain import ChainArguments, Reranker, read_trec_run
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.evaluation import evaluate_chain, table_rows
 from tests.test_milvus_index import run_stage, wikiqa_small  # noqa: F401  (fixture)
 
 

@@ -13,8 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.milvus_index import (
+from ragdistill.core.errors import InputError
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.index import (
     EmbedderArguments,
     IndexArguments,
     MilvusArguments,
@@ -28,7 +29,6 @@ from ragdistill.milvus_index import (
     open_collection,
     search,
 )
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
 from tests.conftest import REPO
 
 NUM_QUERIES = 12
@@ -130,7 +130,7 @@ def test_query_encoder_mismatch_is_refused(tmp_path, tiny_models, wikiqa_small, 
     assert encoder.encode_queries(["who wrote the novel?"]).shape == (1, 64)
 
     # the search stage itself refuses the mismatched encoder: one-line error, exit status 2
-    from ragdistill.cli import run_main
+    from ragdistill.core.cli import run_main
 
     monkeypatch.setattr(sys, "argv", ["search.py", "--corpus", str(wikiqa_small), "--milvus_uri", uri,
                                       "--collection", "bert_docs", "--embedder", str(other),

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ragdistill.cli import run_main
+from ragdistill.core.cli import run_main
 from tests.conftest import REPO
 from tests.test_milvus_index import load_stage, wikiqa_small  # noqa: F401  (fixture)
 

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.milvus_index import MilvusArguments, connect, load_query_encoder, open_collection, search
-from ragdistill.resumable import is_complete, parts_dir
-from ragdistill.retrieval_chain import (
+from ragdistill.core.errors import InputError
+from ragdistill.core.resumable import is_complete, parts_dir
+from ragdistill.retrieval.chain import (
     ChainArguments,
     Reranker,
     RetrievalChain,
@@ -21,7 +20,8 @@ from ragdistill.retrieval_chain import (
     rerank,
     run_queries,
 )
-from ragdistill.retrieval_corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.index import MilvusArguments, connect, load_query_encoder, open_collection, search
 from tests.test_milvus_index import run_stage, wikiqa_small  # noqa: F401  (fixture)
 
 
@@ -140,7 +140,7 @@ def test_search_resumes_after_a_crash(tmp_path, wikiqa_small, built_index, monke
 
 
 def test_rerank_order_and_trec_run_errors(tmp_path):
-    from ragdistill.milvus_index import Hit
+    from ragdistill.retrieval.index import Hit
 
     hits = [Hit("a", 0.9), Hit("b", 0.8), Hit("c", 0.7), Hit("d", 0.6)]
     assert [(h.doc_id, h.score) for h in rerank(hits, [1.0, 3.0])] == [("b", 3.0), ("a", 1.0), ("c", 0.0),
@@ -168,7 +168,7 @@ def test_llm_reranker_scores_like_the_teacher(tiny_models):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragdistill.qwen3_reranker import format_prompt, yes_no_token_ids
+    from ragdistill.reranker.prompt import format_prompt, yes_no_token_ids
 
     path = str(tiny_models["qwen3_reranker"])
     reranker = Reranker(path, max_length=512)

@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py and ragdistill.datasets / ragdistill.bm25, on local files only (no network).
+"""scripts/prepare_data.py and ragdistill.data.datasets / ragdistill.data.bm25, on local files only (no network).
 
 The download step is replaced by local folders laid out like the hub repos (--from_dir), or by fakes of the hub
 clients' snapshot functions that copy the files matching the requested patterns out of such a folder; everything
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill import datasets
-from ragdistill.bm25 import BM25, tokenize
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json, read_jsonl
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json, read_jsonl
+from ragdistill.data import datasets
+from ragdistill.data.bm25 import BM25, tokenize
 from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]

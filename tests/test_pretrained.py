@@ -1,4 +1,4 @@
-"""ragdistill.pretrained: the demo models that ship inside PyPI packages.
+"""ragdistill.data.pretrained: the demo models that ship inside PyPI packages.
 
 The join/unzip tests run the reassembly code on a small fake split zip built here (not the real model); the last
 tests load the real all-MiniLM-L6-v2 and all-mpnet-base-v2 where their packages are installed.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill import pretrained
-from ragdistill.pretrained import PretrainedModelError, unpack_split_zip
+from ragdistill.data import pretrained
+from ragdistill.data.pretrained import PretrainedModelError, unpack_split_zip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_install_runs_pip_with_no_deps_for_the_missing_packages_only(monkeypatch
 # ----------------------------------------------------------------------------------------------------------------
 REAL_MISSING = pretrained.missing_packages()
 needs_real = pytest.mark.skipif(bool(REAL_MISSING), reason="demo model packages not installed: "
-                                + " ".join(REAL_MISSING) + " (python -m ragdistill.pretrained installs them)")
+                                + " ".join(REAL_MISSING) + " (python -m ragdistill.data.pretrained installs them)")
 
 
 @needs_real
@@ -156,11 +156,11 @@ def test_real_models_load_offline_and_rank_a_paraphrase_first(which, dimension):
 
 @needs_real
 def test_cli_prints_the_model_folders():
-    result = subprocess.run([sys.executable, "-m", "ragdistill.pretrained", "--no_install"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "ragdistill.data.pretrained", "--no_install"], cwd=REPO,
                             capture_output=True, text=True, timeout=120, check=True)
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
     assert Path(lines["all-MiniLM-L6-v2"]) == pretrained.minilm_path()
     assert Path(lines["all-mpnet-base-v2"]) == pretrained.mpnet_path()
-    single = subprocess.run([sys.executable, "-m", "ragdistill.pretrained", "--no_install", "--model", "mpnet"],
+    single = subprocess.run([sys.executable, "-m", "ragdistill.data.pretrained", "--no_install", "--model", "mpnet"],
                             cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     assert single.stdout.strip() == str(pretrained.mpnet_path())

@@ -1,4 +1,4 @@
-"""Stage 4 (evaluation): ragdistill.metrics reproduces sentence-transformers' CrossEncoderRerankingEvaluator on the
+"""Stage 4 (evaluation): ragdistill.core.metrics reproduces sentence-transformers' CrossEncoderRerankingEvaluator on the
 same scores (ties included), so the teacher row compares like for like; the stage writes its table, JSON, Markdown
 and scatter; a plain encoder's 'before' row is the head training starts from."""
 
@@ -11,20 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json
-from ragdistill.metrics import ranking_metrics
-from ragdistill.mteb import RerankingSample, read_samples
-from ragdistill.pair_scoring import score_file
-from ragdistill.reranker_evaluation import (
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.metrics import ranking_metrics
+from ragdistill.core.mteb import RerankingSample, read_samples
+from ragdistill.core.resumable import meta_path
+from ragdistill.reranker.evaluation import (
     evaluate_cross_encoder,
     flat_pairs,
     relevance,
     split_per_query,
     teacher_test_scores,
 )
-from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
-from ragdistill.resumable import meta_path
+from ragdistill.reranker.scoring import score_file
+from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO / "data/wikiqa/test.jsonl.gz"
@@ -73,7 +73,7 @@ def test_our_metrics_equal_the_evaluator_on_the_same_scores(student):
 
     raw = student.predict(flat_pairs(samples), activation_fn=torch.nn.Identity())
     np.testing.assert_allclose(scores, raw, rtol=1e-5)
-    # Tied scores exist, and ordering ties the other way changes MRR: why ragdistill.metrics takes `ties`.
+    # Tied scores exist, and ordering ties the other way changes MRR: why ragdistill.core.metrics takes `ties`.
     assert scores[0] == scores[1]
     stable = ranking_metrics(per_query, ties="stable")
     assert stable["map"] == pytest.approx(evaluated["map"]) and stable["ndcg@10"] == pytest.approx(evaluated["ndcg@10"])
@@ -118,8 +118,8 @@ def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
 
 def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_path):
     """Train with learning rate 0: the trained student must score exactly like the 'before' row's fresh head."""
-    from ragdistill.jsonl import write_json
-    from ragdistill.training_rows import RowSettings, build_rows
+    from ragdistill.core.jsonl import write_json
+    from ragdistill.reranker.rows import RowSettings, build_rows
 
     rows_in = tmp_path / "train.scores.jsonl"
     rows_in.write_text(teacher_scores.read_text())

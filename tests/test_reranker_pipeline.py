@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill.resumable import is_complete
+from ragdistill.core.resumable import is_complete
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "Reranker-Distillation"
@@ -53,7 +53,7 @@ def stage_main(name: str):
     return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
 
 
-@pytest.mark.parametrize("script", ["generate_logits", "merge_shards", "create_triplets", "train", "evaluation"])
+@pytest.mark.parametrize("script", ["score", "merge_shards", "rows", "train", "evaluation", "export"])
 def test_every_stage_has_help(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         stage_main(script)(["--help"])

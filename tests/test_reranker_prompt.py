@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.qwen3_reranker import (
+from ragdistill.core.errors import InputError
+from ragdistill.reranker.prompt import (
     DEFAULT_INSTRUCTION,
     SUFFIX,
     Qwen3RerankerPrompts,

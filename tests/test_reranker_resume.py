@@ -1,4 +1,4 @@
-"""Stage 1 survives kill -9: a real generate_logits.py process killed after k chunks reached the disk, re-run
+"""Stage 1 survives kill -9: a real score.py process killed after k chunks reached the disk, re-run
 with the same command, ends with the same bytes as an uninterrupted run. Crashes in the final join are covered by
 stopping the join at each of its steps."""
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill import resumable
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json
-from ragdistill.pair_scoring import score_file
-from ragdistill.reranker_teachers import TeacherOptions, describe_teacher, load_teacher
-from ragdistill.resumable import is_complete, meta_path, parts_dir
+from ragdistill.core import resumable
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.resumable import is_complete, meta_path, parts_dir
+from ragdistill.reranker.scoring import score_file
+from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
 from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ SMALL = 3  # queries for the in-process crash tests
 
 
 def _command(tiny_models, output_dir: Path) -> list[str]:
-    return [sys.executable, str(REPO / "Reranker-Distillation/generate_logits.py"),
+    return [sys.executable, str(REPO / "Reranker-Distillation/score.py"),
             "--teacher_model", str(tiny_models["qwen3_reranker"]), "--backend", "transformers", "--dtype", "fp32",
             "--max_length", "512", "--batch_size", str(BATCH_SIZE), "--data_files", str(DEV),
             "--output_dir", str(output_dir), "--max_queries", str(MAX_QUERIES), "--chunk_size", str(CHUNK_SIZE)]

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.jsonl import dumps, read_json, write_json
-from ragdistill.resumable import ChunkedJob, meta_path
-from ragdistill.training_rows import RowSettings, build_rows
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import dumps, read_json, write_json
+from ragdistill.core.resumable import ChunkedJob, meta_path
+from ragdistill.reranker.rows import RowSettings, build_rows
 
 SCORES = [3.5, -1.0, 7.25, 0.5, 2.0, -4.0, 6.0, 1.25, -2.5, 4.75]  # passage i of query A has SCORES[i]
 RANKED = sorted(range(10), key=lambda i: -SCORES[i])  # [2, 6, 9, 0, 4, 7, 3, 1, 8, 5]
 
 
 def finished_scores(path: Path, rows: list[dict], lines: list[str] | None = None) -> Path:
-    """A stage-1 output marked complete, as generate_logits.py leaves it."""
+    """A stage-1 output marked complete, as score.py leaves it."""
     path.write_text("".join(dumps(r) + "\n" for r in rows) if lines is None else "\n".join(lines) + "\n")
     write_json(meta_path(path), {"teacher": "tiny-teacher", "complete": True})
     return path
@@ -108,7 +108,7 @@ def test_ntuple_labels_are_what_margin_mse_expects(score_file, tmp_path, tiny_mo
     from sentence_transformers.cross_encoder.data_collator import CrossEncoderDataCollator
     from sentence_transformers.cross_encoder.losses import MarginMSELoss
 
-    from ragdistill.cross_encoder_training import load_training_rows
+    from ragdistill.reranker.training import load_training_rows
 
     out = tmp_path / "rows.jsonl"
     build_rows([score_file], out, RowSettings(top_k=3, num_negatives=2))
@@ -153,7 +153,7 @@ def test_unfinished_stage1_output_is_refused(tmp_path):
     output = tmp_path / "train.scores.jsonl"
     job = ChunkedJob(output, "fp", num_items=10, chunk_size=4)
     job.save_chunk(0, lambda handle: handle.write(dumps({"query": "A", "passage": "p", "score": 1.0}) + "\n"))
-    with pytest.raises(InputError, match=r"incomplete: stage 1 stopped after 1 of 3 chunks\. Re-run generate_logits"):
+    with pytest.raises(InputError, match=r"incomplete: stage 1 stopped after 1 of 3 chunks\. Re-run score"):
         build_rows([output], tmp_path / "rows.jsonl", RowSettings())
     output.write_text(dumps({"query": "A", "passage": "p", "score": 1.0}) + "\n")
     (output.parent / f"{output.name}.parts").rename(tmp_path / "elsewhere")

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.jsonl import read_json, read_jsonl
-from ragdistill.pair_scoring import merge_shards, read_pairs, score_file, shard_path
-from ragdistill.reranker_teachers import (
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json, read_jsonl
+from ragdistill.core.resumable import is_complete, meta_path, parts_dir
+from ragdistill.reranker.scoring import merge_shards, read_pairs, score_file, shard_path
+from ragdistill.reranker.teachers import (
     GPU_MAX_BATCH_TOKENS,
     MIN_SHARED_PREFIX,
     PAD_TO_MULTIPLE_OF,
@@ -27,7 +28,6 @@ from ragdistill.reranker_teachers import (
     resolve_max_batch_tokens,
     resolve_share_prefixes,
 )
-from ragdistill.resumable import is_complete, meta_path, parts_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"
@@ -96,7 +96,7 @@ def test_rows_metadata_and_duplicates(qwen_options, qwen_teacher, write_lines, t
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragdistill.qwen3_reranker import format_prompt
+    from ragdistill.reranker.prompt import format_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3_reranker"])
     lm = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3_reranker"], dtype=torch.float32)
@@ -147,12 +147,12 @@ def test_bad_rows_named_or_skipped(qwen_options, qwen_teacher, write_lines, tmp_
 
 
 def test_cli_error_is_one_line_exit_2(tmp_path, capsys):
-    from ragdistill.cli import run_main
+    from ragdistill.core.cli import run_main
 
     missing = tmp_path / "no-such-model"
     argv = ["--teacher_model", str(missing), "--data_files", str(DEV), "--output_dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: stage_main("generate_logits")(argv))
+        run_main(lambda: stage_main("score")(argv))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {missing}: teacher model path does not exist\n"
 
@@ -338,7 +338,7 @@ def test_bf16_scores_do_not_tie(tiny_models):
     sentence-transformers' LogitScore reads) ties."""
     import torch
 
-    from ragdistill.reranker_teachers import padded_width
+    from ragdistill.reranker.teachers import padded_width
 
     plan = read_pairs(DEV, max_queries=6)
     pairs = plan.pairs(range(len(plan)))
@@ -368,14 +368,14 @@ def test_bf16_scores_do_not_tie(tiny_models):
 
 
 def test_share_prefixes_flag(tiny_models, tmp_path, capsys):
-    from ragdistill.cli import run_main
+    from ragdistill.core.cli import run_main
 
     assert resolve_share_prefixes("auto", "cpu") and not resolve_share_prefixes("auto", "cuda:0")
     assert resolve_share_prefixes("on", "cuda") and not resolve_share_prefixes("off", "cpu")
     argv = ["--teacher_model", str(tiny_models["qwen3_reranker"]), "--data_files", str(DEV), "--output_dir",
             str(tmp_path), "--backend", "transformers", "--share_prefixes", "yes"]
     with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: stage_main("generate_logits")(argv))
+        run_main(lambda: stage_main("score")(argv))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: <input>: --share_prefixes yes: expected one of auto, on, off\n"
     options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32")
@@ -468,7 +468,7 @@ def test_merge_cli(qwen_options, qwen_teacher, tmp_path):
 
 
 def test_shard_plan_never_splits_a_query_and_covers_all(tmp_path):
-    from ragdistill.pair_scoring import ScoringPlan, shard_query_ranges
+    from ragdistill.reranker.scoring import ScoringPlan, shard_query_ranges
 
     plan = ScoringPlan(queries=list("abcde"), query_of=[0] * 10 + [1] + [2] * 3 + [3] * 3 + [4], passages=[""] * 18,
                        duplicate_pairs=0)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill.errors import InputError
-from ragdistill.jsonl import dumps, read_json, write_json
-from ragdistill.mteb import read_samples
-from ragdistill.resumable import meta_path
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import dumps, read_json, write_json
+from ragdistill.core.mteb import read_samples
+from ragdistill.core.resumable import meta_path
+from ragdistill.reranker.rows import RowSettings, build_rows
 from ragdistill.testing import repo_env
-from ragdistill.training_rows import RowSettings, build_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
 
 def test_default_learning_rate_follows_the_head(tiny_models, tmp_path):
     # train.sh's LEARNING_RATE=auto: a plain encoder gets a new head and the higher rate, a reranker keeps its own
-    from ragdistill.cross_encoder_training import default_learning_rate
+    from ragdistill.reranker.training import default_learning_rate
 
     assert default_learning_rate(str(tiny_models["bert"])) == 1e-4
     assert default_learning_rate(str(tiny_models["qwen3_reranker"])) == 1e-5

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.jsonl import read_json
-from ragdistill.pair_scoring import read_pairs, score_file
-from ragdistill.reranker_teachers import (
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.resumable import meta_path
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.reranker.scoring import read_pairs, score_file
+from ragdistill.reranker.teachers import (
     TeacherOptions,
     VLLMYesNoTeacher,
     describe_teacher,
@@ -20,8 +22,6 @@ from ragdistill.reranker_teachers import (
     reranker_kind,
     start_yes_no_engine,
 )
-from ragdistill.resumable import meta_path
-from ragdistill.vllm_engine import VLLMArguments
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[1]
@@ -105,9 +105,9 @@ def test_cpu_engine_settings_let_prefix_caching_hit(engine, tiny_models, pairs):
     the shared prompt prefix (system prompt + instruction + query) never fills a block, and nothing is reused."""
     from vllm import TokensPrompt
 
-    from ragdistill.hardware import has_cuda
-    from ragdistill.qwen3_reranker import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts
-    from ragdistill.vllm_engine import CPU_BLOCK_SIZE, CPU_MAX_NUM_BATCHED_TOKENS
+    from ragdistill.core.hardware import has_cuda
+    from ragdistill.core.vllm_engine import CPU_BLOCK_SIZE, CPU_MAX_NUM_BATCHED_TOKENS
+    from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts
 
     if has_cuda():
         pytest.skip("CPU engine defaults")

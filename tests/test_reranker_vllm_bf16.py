@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.pair_scoring import read_pairs
-from ragdistill.reranker_teachers import TeacherOptions, load_teacher
+from ragdistill.reranker.scoring import read_pairs
+from ragdistill.reranker.teachers import TeacherOptions, load_teacher
 from tests.test_reranker_vllm import MAX_LENGTH, yes_no_engine
 
 pytestmark = pytest.mark.vllm

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.pair_scoring import read_pairs
-from ragdistill.reranker_teachers import TeacherOptions, VLLMCrossEncoderTeacher, load_teacher
-from ragdistill.vllm_engine import VLLMArguments
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.reranker.scoring import read_pairs
+from ragdistill.reranker.teachers import TeacherOptions, VLLMCrossEncoderTeacher, load_teacher
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def cross_encoder(tiny_models, tmp_path_factory) -> Path:
 def vllm_teacher(cross_encoder):
     options = TeacherOptions(model=str(cross_encoder), backend="vllm", dtype="fp32",
                              vllm=VLLMArguments(enforce_eager=True, kv_cache_gb=1.0))
-    teacher = load_teacher(options)  # starts the engine the way generate_logits.py does
+    teacher = load_teacher(options)  # starts the engine the way score.py does
     yield teacher
     teacher.llm.llm_engine.engine_core.shutdown()
     del teacher

@@ -1,0 +1,110 @@
+"""Stage 1: a teacher reranker scores every (query, passage) pair of MTEB reranking files.
+
+For each input file it writes one line per distinct pair, {"query", "passage", "score"}, where the score is the
+teacher's raw logit (for Qwen3-Reranker: logit("yes") - logit("no") after its model-card prompt), and beside it
+<output>.meta.json with the teacher, backend, settings, counts, time, pairs/s, tokens/pair and truncations.
+
+    python score.py --teacher_model Qwen/Qwen3-Reranker-8B --backend vllm \
+        --data_files data/train.jsonl,data/test.jsonl --output_dir output/reranker/teacher_scores
+
+Backends: vllm (GPUs; --tensor_parallel_size for teachers larger than one GPU), transformers (CPU or GPU),
+bi-encoder (any SentenceTransformer; score = cosine x --bi_encoder_scale). A crash or kill loses at most the
+chunk in flight: run the same command again to resume. Shards: run with --num_shards N --shard_id I on N
+machines, then merge_shards.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ragdistill.core.cli import parse_args, run_main, split_paths
+from ragdistill.core.errors import InputError
+from ragdistill.core.leakage import leaked_test_queries
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
+from ragdistill.reranker.scoring import output_paths, score_file
+from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
+
+
+@dataclass
+class TeacherScoringArguments:
+    teacher_model: str = field(default="Qwen/Qwen3-Reranker-8B", metadata={
+        "help": "Teacher: a yes/no LLM reranker (Qwen3-Reranker-*), a cross-encoder (bge-reranker-*), or for "
+                "--backend bi-encoder any SentenceTransformer. Hub id or local folder."})
+    data_files: str = field(default=None, metadata={
+        "help": "MTEB reranking file(s) {query, positive, negative}, comma-separated (.jsonl or .jsonl.gz)."})
+    output_dir: str = field(default="output/reranker/teacher_scores", metadata={
+        "help": "Where <input name>.scores.jsonl files go (one per input)."})
+    output_files: str = field(default=None, metadata={
+        "help": "Explicit output paths instead, comma-separated, one per input."})
+    backend: str = field(default="auto", metadata={
+        "help": "vllm, transformers or bi-encoder; auto = vllm where a GPU and vLLM are present, else transformers."})
+    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={
+        "help": "The <Instruct> of yes/no LLM rerankers: describe your retrieval task."})
+    max_length: int = field(default=0, metadata={
+        "help": "Max tokens per prompt; longer documents are cut (and counted). 0 = 8192 for yes/no LLM rerankers "
+                "(lower it to save memory and time), the model's own limit otherwise."})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto (bf16 on GPUs and AMX CPUs, else fp32), fp32, bf16 or fp16."})
+    batch_size: int = field(default=16, metadata={
+        "help": "Pairs per forward pass (transformers and bi-encoder backends; vLLM batches by itself)."})
+    max_batch_tokens: int = field(default=0, metadata={
+        "help": "transformers backend: fill each forward pass up to this many padded tokens instead of --batch_size "
+                "rows; 0 = 16384 on GPUs (fixed small batches leave a GPU idle), off on CPUs. Lower it on an "
+                "out-of-memory."})
+    share_prefixes: str = field(default="auto", metadata={
+        "help": "transformers backend, yes/no LLMs: compute each query's shared prompt prefix (system prompt, "
+                "instruction, query) once as a KV cache and run only the passages' own tokens, many queries a "
+                "batch; same scores. auto = on on CPUs (measured faster), off on GPUs (not measured there yet); "
+                "on, off."})
+    bi_encoder_scale: float = field(default=20.0, metadata={
+        "help": "bi-encoder backend: score = cosine x this. Cosines span a narrow range; x20 (as in "
+                "sentence-transformers' MarginMSE examples) gives logit-like margins."})
+    device: str = field(default=None, metadata={"help": "transformers/bi-encoder device; default cuda if present."})
+    chunk_size: int = field(default=4096, metadata={
+        "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
+    num_shards: int = field(default=1, metadata={"help": "Split the queries into this many shards (machines/GPUs)."})
+    shard_id: int = field(default=0, metadata={"help": "Which shard this run scores (0-based)."})
+    max_queries: int = field(default=0, metadata={"help": "Score only the first N queries of each file (smoke runs)."})
+    skip_invalid: bool = field(default=False, metadata={
+        "help": "Skip malformed input rows (counted and reported) instead of stopping at the first."})
+    test_files: str = field(default="", metadata={
+        "help": "Comma-separated test files (among --data_files or not): a warning says how many of their queries "
+                "also appear in the other --data_files, the training files."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, engine = parse_args(TeacherScoringArguments, VLLMArguments, args=argv)
+
+    # 1. inputs and outputs
+    inputs = split_paths(args.data_files)
+    if not inputs:
+        raise InputError(None, "give --data_files (MTEB reranking files, comma-separated)")
+    outputs = output_paths(inputs, args.output_dir, split_paths(args.output_files))
+    test_files = split_paths(args.test_files)
+    leaked_test_queries([path for path in inputs if path not in test_files], test_files)
+
+    # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring
+    options = TeacherOptions(
+        model=args.teacher_model, backend=args.backend, dtype=args.dtype, max_length=args.max_length,
+        instruction=args.instruction, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
+        share_prefixes=args.share_prefixes, bi_encoder_scale=args.bi_encoder_scale,
+        device=args.device, vllm=engine,
+    )
+    settings = describe_teacher(options)
+    print(f"teacher {settings.model}: {settings.kind}, backend {settings.backend}, dtype {settings.dtype}", flush=True)
+    loaded = []
+
+    def teacher():
+        if not loaded:
+            loaded.append(load_teacher(options))
+        return loaded[0]
+
+    # 3. score each file, chunk by chunk (re-running resumes)
+    for input_path, output in zip(inputs, outputs):
+        score_file(input_path, output, settings, teacher, chunk_size=args.chunk_size, max_queries=args.max_queries,
+                   num_shards=args.num_shards, shard_id=args.shard_id, skip_invalid=args.skip_invalid)
+
+
+if __name__ == "__main__":
+    run_main(main)

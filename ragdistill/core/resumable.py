@@ -1,0 +1,154 @@
+"""Stage-1 outputs built in chunks, so a crash (kill -9 included) loses at most the chunk in flight.
+
+Layout, for an output `scores.jsonl`:
+  scores.jsonl.parts/progress.json   what is being built (fingerprint of inputs and settings, chunking)
+  scores.jsonl.parts/chunk-00000.*   finished chunks, each written under a temporary name and renamed
+  scores.jsonl                        the joined output, renamed into place only once every chunk is done
+  scores.jsonl.meta.json              metadata with "complete": true, written last
+
+Re-running the same command skips finished chunks. The joined output equals, row for row, what an
+uninterrupted run writes, since chunk boundaries depend only on the inputs and the chunk size.
+Later stages call `require_complete`, which refuses a partial output and says how to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import atomic_open, read_json, write_json
+
+PROGRESS_FILE = "progress.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable digest of JSON-serialisable parts (inputs, model, settings)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def meta_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".meta.json")
+
+
+def parts_dir(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".parts")
+
+
+class ChunkedJob:
+    """Splits `num_items` items into fixed chunks and tracks which chunks are finished on disk."""
+
+    def __init__(self, output: str | os.PathLike, job_fingerprint: str, num_items: int, chunk_size: int,
+                 chunk_suffix: str = ".jsonl"):
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.output = Path(output)
+        self.work_dir = parts_dir(self.output)
+        self.num_items = num_items
+        self.chunk_size = chunk_size
+        self.chunk_suffix = chunk_suffix
+        self.num_chunks = (num_items + chunk_size - 1) // chunk_size
+        progress = {"fingerprint": job_fingerprint, "num_items": num_items, "chunk_size": chunk_size}
+        progress_path = self.work_dir / PROGRESS_FILE
+        if progress_path.exists():
+            previous = read_json(progress_path)
+            if previous != progress:
+                raise InputError(
+                    self.work_dir,
+                    "a partial output from a different run is here (other inputs, model or settings, e.g. "
+                    f"--chunk_size): was {previous}, now {progress}. Re-run with the original settings to "
+                    "resume, or delete this folder to start over",
+                )
+        else:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            write_json(progress_path, progress)
+
+    def chunk_path(self, index: int) -> Path:
+        return self.work_dir / f"chunk-{index:05d}{self.chunk_suffix}"
+
+    def chunk_range(self, index: int) -> range:
+        return range(index * self.chunk_size, min((index + 1) * self.chunk_size, self.num_items))
+
+    def pending(self) -> list[int]:
+        return [i for i in range(self.num_chunks) if not self.chunk_path(i).exists()]
+
+    def done_count(self) -> int:
+        return self.num_chunks - len(self.pending())
+
+    def save_chunk(self, index: int, write: Callable[[Any], None], binary: bool = False) -> None:
+        """Write one chunk atomically: `write(handle)` fills it; it appears only once complete."""
+        with atomic_open(self.chunk_path(index), "wb" if binary else "w") as handle:
+            write(handle)
+
+    def chunk_paths(self) -> list[Path]:
+        missing = self.pending()
+        if missing:
+            raise RuntimeError(f"{len(missing)} chunk(s) not finished yet, first {missing[0]}")
+        return [self.chunk_path(i) for i in range(self.num_chunks)]
+
+    def finish(self, write_output: Callable[[Any], None], metadata: dict, binary: bool = False) -> None:
+        """Join the chunks into the output (atomic), then write the metadata marked complete, then clean up."""
+        with atomic_open(self.output, "wb" if binary else "w") as handle:
+            write_output(handle)
+        write_json(meta_path(self.output), {**metadata, "complete": True})
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def concatenate_text_chunks(paths: Iterable[Path]) -> Callable[[Any], None]:
+    """A `write_output` for ChunkedJob.finish that streams text chunks one after another."""
+
+    def write(handle) -> None:
+        for path in paths:
+            with open(path, encoding="utf-8") as chunk:
+                shutil.copyfileobj(chunk, handle, 1 << 20)
+
+    return write
+
+
+def is_complete(output: str | os.PathLike) -> bool:
+    output = Path(output)
+    meta = meta_path(output)
+    if not (output.exists() and meta.exists()):
+        return False
+    try:
+        return bool(read_json(meta).get("complete"))
+    except InputError:
+        return False
+
+
+def require_complete(output: str | os.PathLike, stage_command: str = "the stage-1 command") -> dict:
+    """Refuse an output that stage 1 has not finished; return its metadata."""
+    output = Path(output)
+    work = parts_dir(output)
+    if not is_complete(output):
+        if work.exists():
+            job = read_json(work / PROGRESS_FILE) if (work / PROGRESS_FILE).exists() else {}
+            done = len(list(work.glob("chunk-*")))
+            size = job.get("chunk_size") or 1
+            total = (job.get("num_items", 0) + size - 1) // size
+            raise InputError(output, f"incomplete: stage 1 stopped after {done} of {total or '?'} chunks. "
+                                     f"Re-run {stage_command} with the same arguments to resume it")
+        if output.exists():
+            raise InputError(output, f"incomplete: no '{meta_path(output).name}' marked complete beside it. "
+                                     f"Re-run {stage_command} to finish it")
+        raise InputError(output, "file does not exist")
+    return read_json(meta_path(output))

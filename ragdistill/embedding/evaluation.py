@@ -1,0 +1,211 @@
+"""Stage 3 of Embedding-Distillation: the pieces behind evaluation.py.
+
+The students (before and after training) are scored by sentence-transformers' RerankingEvaluator; the teacher's
+row comes from its stored similarities (ragdistill.embedding.scoring.cached_teacher_scores, full float32 precision) through
+ragdistill.core.metrics, which computes MAP / MRR@10 / NDCG@10 the same way, with the evaluator's own order among tied
+scores (`evaluator_order`), so the rows compare like for like. Every student evaluation checks that the same
+computation on the evaluator's own similarities reproduces its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.metrics import METRIC_NAMES, ranking_metrics
+from ragdistill.core.mteb import RerankingSample
+from ragdistill.core.report import Comparison
+from ragdistill.core.speed import items_per_second
+
+RANK_AGREEMENT = "spearman vs teacher"
+
+
+def reranking_evaluator_class():
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    class RecordingRerankingEvaluator(RerankingEvaluator):
+        """RerankingEvaluator that keeps the embeddings it ranked by, so its similarities can be plotted."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.recorded: dict[str | None, object] = {}
+
+        def embed_inputs(self, model, sentences, encode_fn_name=None, show_progress_bar=None, **kwargs):
+            embeddings = super().embed_inputs(model, sentences, encode_fn_name, show_progress_bar, **kwargs)
+            self.recorded[encode_fn_name] = embeddings
+            return embeddings
+
+        def similarities(self) -> list[np.ndarray]:
+            """Per sample, the similarity of its query to each candidate, as the evaluator computed them."""
+            queries, documents = self.recorded["query"], self.recorded["document"]
+            result, offset = [], 0
+            for index, sample in enumerate(self.samples):
+                count = len(sample["positive"]) + len(sample["negative"])
+                scores = self.similarity_fct(queries[index], documents[offset:offset + count])
+                result.append(scores.reshape(-1).float().cpu().numpy())
+                offset += count
+            return result
+
+    return RecordingRerankingEvaluator
+
+
+@dataclass
+class StudentScores:
+    metrics: dict[str, float]
+    similarities: list[np.ndarray]
+
+
+def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int = 32,
+                     show_progress_bar: bool = False) -> StudentScores:
+    """RerankingEvaluator's MAP / MRR@10 / NDCG@10, and the similarities it ranked by."""
+    evaluator = reranking_evaluator_class()([s.as_dict() for s in samples], batch_size=batch_size, write_csv=False,
+                                            show_progress_bar=show_progress_bar)
+    metrics = {key: float(value) for key, value in evaluator(model).items()}
+    similarities = evaluator.similarities()
+    # The teacher row is computed from stored similarities by metrics_from_similarities: on the evaluator's own
+    # similarities it must give the evaluator's numbers, or the rows would not compare like for like.
+    ours = metrics_from_similarities(samples, similarities, device=model.device)
+    for name in METRIC_NAMES:
+        if not math.isclose(ours[name], metrics[name], rel_tol=1e-9, abs_tol=1e-12):
+            raise RuntimeError(f"ragdistill.core.metrics gives {name}={ours[name]} on the evaluator's own similarities, "
+                               f"RerankingEvaluator {metrics[name]}: the teacher row would not compare like for like")
+    return StudentScores(metrics, similarities)
+
+
+def teacher_similarities(samples: Sequence[RerankingSample], score_rows: Sequence[dict], path: str
+                         ) -> list[np.ndarray]:
+    """The teacher's stored similarities, aligned with the samples (checked query by query)."""
+    if len(score_rows) < len(samples):
+        raise InputError(path, f"teacher scores cover {len(score_rows)} queries, the file has {len(samples)}")
+    result = []
+    for line, (sample, row) in enumerate(zip(samples, score_rows), start=1):
+        if row["query"] != sample.query or len(row["positive_scores"]) != len(sample.positive) \
+                or len(row["negative_scores"]) != len(sample.negative):
+            raise InputError(path, "teacher scores do not match the evaluation file (delete the cache file)", line)
+        result.append(np.asarray(row["positive_scores"] + row["negative_scores"], dtype=np.float64))
+    return result
+
+
+def evaluator_order(similarities: np.ndarray, device=None) -> np.ndarray:
+    """The candidates best first, tied similarities in the order RerankingEvaluator puts them: it ranks by
+    `torch.argsort(-scores)` on float32 scores, an unstable sort whose order among ties depends on the device
+    (on CPUs it does not favour the candidate listed first). MRR depends on that order where scores tie."""
+    import torch
+
+    scores = torch.as_tensor(np.asarray(similarities, dtype=np.float32), device=device)
+    return torch.argsort(-scores).cpu().numpy()
+
+
+def metrics_from_similarities(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray],
+                              device=None) -> dict:
+    """MAP / MRR@10 / NDCG@10 as RerankingEvaluator computes them from these similarities: each query's candidates
+    are put in the evaluator's order first, so the stable sort of ragdistill.core.metrics keeps the evaluator's tie order
+    (MAP and NDCG do not depend on the order)."""
+    queries = []
+    for sample, sims in zip(samples, similarities):
+        relevant = np.array([True] * len(sample.positive) + [False] * len(sample.negative))
+        order = evaluator_order(sims, device)
+        queries.append((relevant[order], np.asarray(sims, dtype=np.float32)[order].astype(np.float64)))
+    return ranking_metrics(queries, ties="stable")
+
+
+def rank_agreement(student: Sequence[np.ndarray], teacher: Sequence[np.ndarray]) -> float:
+    """Mean over queries of the Spearman correlation between student and teacher similarities of the query's
+    candidates: how closely the student ranks like the teacher (1.0 = the same order), which is what the
+    distillation loss trains; queries with a constant score list are skipped."""
+    from scipy.stats import spearmanr
+
+    values = []
+    for ours, theirs in zip(student, teacher):
+        if len(ours) > 1 and np.ptp(ours) > 0 and np.ptp(theirs) > 0:
+            values.append(spearmanr(ours, theirs).statistic)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def encode_throughputs(models: dict[str, object], texts: Sequence[str], batch_size: int = 32,
+                       repeats: int = 3) -> dict[str, float]:
+    """Texts per second of each model's encode on the same texts: the median of `repeats` timed passes, each after
+    a one-batch warm-up, the models taking turns so that a busy machine slows them alike."""
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            def run(items, model=model):
+                return model.encode(list(items), batch_size=batch_size, show_progress_bar=False)
+
+            rates[name].append(items_per_second(run, list(texts), warmup=batch_size))
+    return {name: float(np.median(values)) for name, values in rates.items()}
+
+
+@dataclass
+class FileEvaluation:
+    """Before / after / teacher on one evaluation file."""
+
+    path: str
+    domain: str  # "in-domain" or "out-of-domain"
+    samples: list[RerankingSample]
+    teacher: list[np.ndarray]
+    students: dict[str, StudentScores] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        path = Path(self.path)
+        stem = re.sub(r"\.jsonl(\.gz)?$", "", path.name)
+        return f"{path.parent.name}/{stem}" if path.parent.name else stem
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name.replace("/", "-"))
+
+    def comparison(self) -> Comparison:
+        before, after = dict(self.students["before"].metrics), dict(self.students["after"].metrics)
+        teacher = metrics_from_similarities(self.samples, self.teacher)
+        for label, metrics in (("before", before), ("after", after)):
+            metrics[RANK_AGREEMENT] = rank_agreement(self.students[label].similarities, self.teacher)
+        teacher[RANK_AGREEMENT] = 1.0
+        notes = [f"{len(self.samples)} queries, {sum(len(s.candidates) for s in self.samples)} candidates; "
+                 "students: sentence-transformers RerankingEvaluator; teacher: its stored similarities, same metrics",
+                 f"{RANK_AGREEMENT}: mean per-query Spearman correlation of student and teacher similarities"]
+        if self.domain == "out-of-domain":
+            notes.append(headline(self.name, before, after, prefix="no-forgetting check"))
+        return Comparison(title=f"{self.name} ({self.domain})", before=before, after=after, teacher=teacher,
+                          notes=notes)
+
+    def flat(self, similarities: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(s, dtype=np.float64) for s in similarities])
+
+
+def headline(name: str, before: dict, after: dict, metric: str = "map", prefix: str = "") -> str:
+    change = (after[metric] - before[metric]) / abs(before[metric]) if before[metric] else float("nan")
+    label = f"{prefix}, " if prefix else ""
+    return (f"{label}{name}: {metric.upper()} {before[metric]:.4f} -> {after[metric]:.4f} "
+            f"({change:+.1%} relative)")
+
+
+def relative_change(before: dict, after: dict, metric: str = "map") -> float | None:
+    return (after[metric] - before[metric]) / abs(before[metric]) if before.get(metric) else None
+
+
+def throughput_comparison(speed: dict[str, float], teacher_meta: dict, student_setup: str) -> Comparison:
+    """Encode texts/s of the students (before, after) next to the teacher's, as measured during its scoring pass."""
+    teacher_rate = teacher_meta["embedding"].get("texts_per_second")
+    notes = [f"students: {student_setup}",
+             f"teacher: {teacher_meta['teacher']} on {teacher_meta['backend']}, {teacher_meta['dtype']}, measured "
+             f"during its scoring pass over {teacher_meta['embedding']['texts_embedded_this_run']} texts"]
+    if teacher_rate:
+        notes.append(f"the trained student encodes {speed['after'] / teacher_rate:.1f}x as many texts/s as the "
+                     "teacher")
+    return Comparison(title="Encode throughput (texts/s)", before={"texts/s": speed["before"]},
+                      after={"texts/s": speed["after"]}, teacher={"texts/s": teacher_rate} if teacher_rate else {},
+                      notes=notes)
+
+
+def speed_sample(samples: Sequence[RerankingSample], limit: int) -> list[str]:
+    """Up to `limit` distinct texts (queries and passages in file order) for the throughput measurement."""
+    texts = list(dict.fromkeys(text for s in samples for text in [s.query, *s.candidates]))
+    return texts[:limit]

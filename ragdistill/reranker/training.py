@@ -1,0 +1,231 @@
+"""Stage 3 of Reranker-Distillation: what train.py needs around sentence-transformers' CrossEncoderTrainer.
+
+- the student: any CrossEncoder, or a plain Hugging Face encoder (CrossEncoder(path, num_labels=1) adds a freshly
+  initialised one-logit head), or a yes/no LLM reranker;
+- the rows of stage 2 as a `datasets.Dataset` with the columns in the order the loss reads them, checked against
+  the loss (`margin_mse`: ntuple or triplet rows; `listnet` / `lambda`: listwise rows; `mse`: ntuple or listwise
+  rows, turned into (query, passage, teacher score) pairs);
+- the loss, and the files saved beside the final model: the model card section naming teacher, data and loss,
+  the log history (JSON) and the loss curve (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.jsonl import read_json
+from ragdistill.core.resumable import meta_path
+
+LOSSES = ("margin_mse", "listnet", "lambda", "mse")
+LAMBDA_LABELS = ("sigmoid", "minmax", "raw")
+_LOSS_FORMATS = {"margin_mse": ("ntuple", "triplet"), "listnet": ("listwise",), "lambda": ("listwise",),
+                 "mse": ("ntuple", "listwise")}
+
+
+def student_has_trained_head(model: str) -> bool:
+    """False for a plain encoder (BertModel, XLMRobertaModel, ...): CrossEncoder gives it a fresh random head."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.exists():
+            raise InputError(path, "not a model: no config.json in this folder")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    else:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(model).to_dict()
+        except (OSError, ValueError) as exc:
+            raise InputError(model, f"cannot load the model's config: {exc}") from None
+    architectures = config.get("architectures") or []
+    return bool(architectures) and architectures[0].endswith(("ForSequenceClassification", "ForCausalLM"))
+
+
+NEW_HEAD_LEARNING_RATE = 1e-4
+TRAINED_HEAD_LEARNING_RATE = 1e-5
+
+
+def default_learning_rate(model: str) -> float:
+    """train.sh's LEARNING_RATE=auto: a student whose reranking head is new (a plain encoder) needs 10x the rate of
+    one that is a reranker already, whose trained head a high rate would throw away (measured, module README)."""
+    return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
+
+
+def load_student(model: str, max_length: int = 0, dtype: str | None = None, device: str | None = None):
+    """The student CrossEncoder with one output logit, on `device` (training: the Trainer's device; left to
+    sentence-transformers, a torchrun rank would pick cuda:<local rank> even for a --use_cpu run)."""
+    from sentence_transformers import CrossEncoder
+
+    from ragdistill.core.vllm_engine import require_model_dir
+
+    require_model_dir(model, "student model")
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
+    try:
+        student = CrossEncoder(model, num_labels=1, max_length=max_length or None, device=device, **kwargs)
+    except OSError as exc:
+        raise InputError(model, f"cannot load the student: {exc}") from None
+    if student.num_labels != 1:
+        raise InputError(model, f"the student has {student.num_labels} output labels; distillation needs one")
+    return student
+
+
+def row_format(path: str | Path) -> str:
+    """ntuple, triplet or listwise, from the keys of the first row of a stage-2 file."""
+    import gzip
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), None)
+    if first is None:
+        raise InputError(path, "file is empty (no training rows)")
+    try:
+        keys = set(json.loads(first))
+    except (json.JSONDecodeError, TypeError):
+        raise InputError(path, "malformed JSON", 1) from None
+    if {"query", "documents", "scores"} <= keys:
+        return "listwise"
+    if {"query", "positive", "negative_1", "label"} <= keys:
+        return "ntuple"
+    if {"query", "positive", "negative", "score"} <= keys:
+        return "triplet"
+    raise InputError(path, f"not stage-2 rows: keys {sorted(keys)}; expected ntuple, triplet or listwise rows "
+                           "from rows.py", 1)
+
+
+def _ordered_columns(fmt: str, column_names: Sequence[str]) -> list[str]:
+    if fmt == "listwise":
+        return ["query", "documents", "scores"]
+    if fmt == "triplet":
+        return ["query", "positive", "negative", "score"]
+    negatives = sorted((c for c in column_names if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
+    return ["query", "positive", *negatives, "label"]
+
+
+def _lambda_labels(scores: list[float], mode: str) -> list[float]:
+    """LambdaLoss reads labels as graded relevance (gain 2^label - 1, negatives clamped to 0)."""
+    if mode == "sigmoid":  # the teacher's probability of relevance, for log-odds scores (yes/no, cross-encoders)
+        return [1.0 / (1.0 + math.exp(-s)) if s > -700 else 0.0 for s in scores]
+    if mode == "minmax":  # per query, best -> 1, worst -> 0: scale-free, e.g. for bi-encoder teachers
+        low, high = min(scores), max(scores)
+        return [(s - low) / (high - low) if high > low else 0.0 for s in scores]
+    return list(scores)
+
+
+def _pointwise(rows: dict, fmt: str) -> dict:
+    """Batched map: ntuple / listwise rows -> distinct (query, passage, score) rows for MSELoss."""
+    out = {"query": [], "passage": [], "score": []}
+    for i, query in enumerate(rows["query"]):
+        if fmt == "listwise":
+            texts, scores = rows["documents"][i], rows["scores"][i]
+        else:
+            negatives = sorted((c for c in rows if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
+            texts = [rows["positive"][i]] + [rows[c][i] for c in negatives]
+            scores = rows["label"][i]
+        for text, score in zip(texts, scores):
+            out["query"].append(query)
+            out["passage"].append(text)
+            out["score"].append(score)
+    return out
+
+
+def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "sigmoid"):
+    """The stage-2 rows as a Dataset laid out for `loss`."""
+    import datasets
+
+    if loss not in LOSSES:
+        raise InputError(None, f"unknown --loss '{loss}', expected one of {', '.join(LOSSES)}")
+    formats = {str(p): row_format(p) for p in paths}
+    if len(set(formats.values())) != 1:
+        raise InputError(None, f"training files of different formats: {formats}")
+    fmt = next(iter(formats.values()))
+    if fmt not in _LOSS_FORMATS[loss]:
+        wanted = " or ".join(_LOSS_FORMATS[loss])
+        raise InputError(paths[0], f"--loss {loss} needs {wanted} rows, this file holds {fmt} rows: re-run stage 2 "
+                                   f"(rows.py) with --format {_LOSS_FORMATS[loss][0]}")
+    dataset = datasets.load_dataset("json", data_files=[str(p) for p in paths], split="train")
+    dataset = dataset.select_columns(_ordered_columns(fmt, dataset.column_names))
+    if loss == "mse":
+        dataset = dataset.map(_pointwise, batched=True, remove_columns=dataset.column_names, fn_kwargs={"fmt": fmt})
+        # A passage that is a negative for several positives is one pair, trained on once.
+        seen: set[tuple[str, str]] = set()
+        keep = []
+        for i, (query, passage) in enumerate(zip(dataset["query"], dataset["passage"])):
+            if (query, passage) not in seen:
+                seen.add((query, passage))
+                keep.append(i)
+        dataset = dataset.select(keep)
+    elif loss == "lambda":
+        dataset = dataset.map(lambda row: {"scores": _lambda_labels(row["scores"], lambda_labels)})
+    return dataset, fmt
+
+
+def build_loss(name: str, model, mini_batch_size: int | None = None):
+    from sentence_transformers.cross_encoder import losses
+
+    if name == "margin_mse":
+        return losses.MarginMSELoss(model)
+    if name == "listnet":
+        return losses.ListNetLoss(model, mini_batch_size=mini_batch_size)
+    if name == "lambda":
+        return losses.LambdaLoss(model, mini_batch_size=mini_batch_size)
+    return losses.MSELoss(model)
+
+
+def rows_provenance(paths: Sequence[str]) -> dict:
+    """What stage 2 recorded about the rows (teacher, score files, settings), if it is there."""
+    info: dict = {"teachers": [], "score_files": [], "settings": None}
+    for path in paths:
+        meta = meta_path(path)
+        if meta.exists():
+            data = read_json(meta)
+            info["teachers"] += [t for t in data.get("teachers", []) if t not in info["teachers"]]
+            info["score_files"] += data.get("score_files", [])
+            info["settings"] = info["settings"] or data.get("settings")
+    return info
+
+
+def distillation_card_section(student: str, teacher: str, train_files: Sequence[str], fmt: str, loss: str,
+                              num_rows: int, provenance: dict) -> str:
+    settings = provenance.get("settings") or {}
+    lines = [
+        "",
+        "## Distillation",
+        "",
+        f"- Student: `{student}`",
+        f"- Teacher: `{teacher}`",
+        f"- Training rows: {num_rows} {fmt} rows from {', '.join(f'`{p}`' for p in train_files)}",
+    ]
+    if provenance.get("score_files"):
+        lines.append(f"- Teacher scores: {', '.join(f'`{p}`' for p in provenance['score_files'])}")
+    if settings:
+        lines.append(f"- Rows: top {settings.get('top_k')} passages by teacher score as positives, "
+                     f"{settings.get('num_negatives')} {settings.get('negative_sampling')} negatives each")
+    lines.append(f"- Loss: {loss}")
+    return "\n".join(lines) + "\n"
+
+
+def save_training_record(output_dir: str | Path, log_history: list[dict], card_section: str) -> list[Path]:
+    """Log history JSON, loss curve PNG and the distillation section of the model card, beside the model."""
+    from ragdistill.core.training import save_training_history
+
+    output_dir = Path(output_dir)
+    history = save_training_history(log_history, output_dir, title="Student training loss")
+    if "loss_curve" not in history:
+        print("no loss was logged (fewer steps than --logging_steps): no loss curve drawn", flush=True)
+    readme = output_dir / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    # Near the top, where readers look: before the generated "Model Details" if there is one.
+    anchor = text.find("\n## Model Details")
+    if anchor >= 0:
+        text = text[:anchor] + "\n" + card_section.strip("\n") + "\n" + text[anchor:]
+    else:
+        text = text.rstrip("\n") + "\n" + card_section
+    readme.write_text(text, encoding="utf-8")
+    return [*(Path(p) for p in history.values()), readme]
