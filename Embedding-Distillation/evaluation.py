@@ -2,7 +2,7 @@
 
 On every in-domain and out-of-domain MTEB reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
 trained student (sentence-transformers RerankingEvaluator) and of the teacher (from its similarities, cached per
-teacher and file so it is computed once: score.py --score_files fills the same cache). Prints
+teacher and file so it is computed once: score.py --test_files fills the same cache). Prints
 one table per file (absolute and relative change, share of the teacher gap closed) plus encode throughput, saves
 them as results.json / results.md, and a teacher-vs-student similarity scatter per file. The out-of-domain change
 is the no-forgetting check.
@@ -13,6 +13,7 @@ is the no-forgetting check.
         --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --output_dir output/embedding/evaluation
 """
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import load_student
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class EvaluationArguments:
@@ -49,7 +52,7 @@ class EvaluationArguments:
         "help": "Comma-separated MTEB reranking test files from other domains (the no-forgetting check)."})
     output_dir: str = field(default="output/embedding/evaluation", metadata={
         "help": "Where results.json, results.md and the scatter PNGs go."})
-    teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
+    teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Cache of teacher similarities per teacher settings and file content (shared with stage 1)."})
     student_batch_size: int = field(default=32, metadata={"help": "Student encode batch size."})
     max_seq_length: int = field(default=512, metadata={
@@ -75,7 +78,7 @@ def main():
     # 2. teacher similarities: from the cache, or one teacher pass per file (then cached)
     teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
     try:
-        cached = cached_teacher_scores(list(domains), teacher, args.teacher_cache_dir)
+        cached = cached_teacher_scores(list(domains), teacher, args.teacher_scores_dir)
     finally:
         teacher.close()
     files = []
@@ -91,7 +94,7 @@ def main():
                 for label, path in (("before", args.student_model), ("after", args.trained_model))}
     for label, model in students.items():
         for evaluation in files:
-            print(f"evaluating {label} training on {evaluation.name}", flush=True)
+            logger.info(f"evaluating {label} training on {evaluation.name}")
             evaluation.students[label] = evaluate_student(model, evaluation.samples, args.student_batch_size,
                                                             show_progress_bar=True)
     speed_texts = speed_sample(files[0].samples, args.speed_texts)
@@ -117,7 +120,7 @@ def main():
                       {label: evaluation.flat(scores.similarities) for label, scores in evaluation.students.items()},
                       Path(args.output_dir) / f"scatter_{evaluation.slug}.png",
                       title=f"Teacher vs student cosine similarity, {evaluation.name}")
-    print(f"saved similarity scatter plots to {args.output_dir}")
+    logger.info(f"saved similarity scatter plots to {args.output_dir}")
     for evaluation in files:
         print(headline(evaluation.name, evaluation.students["before"].metrics, evaluation.students["after"].metrics,
                        prefix=evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain"

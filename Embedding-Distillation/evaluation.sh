@@ -17,7 +17,7 @@ OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowd
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
 BACKEND="${BACKEND:-vllm}"
 INSTRUCTION="${INSTRUCTION:-}"
-MAX_LENGTH="${MAX_LENGTH:-512}"
+TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"
 TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"
 TEACHER_ARGS="${TEACHER_ARGS:-}"
 STUDENT_DTYPE="${STUDENT_DTYPE:-float32}"    # student dtype while evaluating
@@ -26,9 +26,9 @@ EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-32}"
 
 args=(--student_model "$STUDENT_MODEL" --trained_model "$MODEL_DIR" --output_dir "$EVAL_DIR"
       --in_domain_files "$IN_DOMAIN_FILES" --out_of_domain_files "$OUT_OF_DOMAIN_FILES"
-      --teacher_cache_dir "$OUTPUT_DIR/teacher_scores" --student_dtype "$STUDENT_DTYPE"
+      --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --student_dtype "$STUDENT_DTYPE"
       --student_batch_size "$EVAL_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH"
-      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE")
+      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
 "$PYTHON" "$HERE/evaluation.py" "${args[@]}" $TEACHER_ARGS "$@"

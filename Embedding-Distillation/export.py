@@ -2,7 +2,7 @@
 
     python export.py --model output/embedding/model --test_file data/scidocs-reranking/test.jsonl \
         --calibration_files data/scidocs-reranking/validation.jsonl \
-        --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --teacher_cache_dir output/embedding/teacher_scores
+        --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --teacher_scores_dir output/embedding/teacher_scores
 
 Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on queries and passages of the training file). The exported files
@@ -16,7 +16,6 @@ or fails is left out, and the table says why.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
@@ -40,14 +39,12 @@ class EmbeddingExportArguments:
         "help": "MTEB reranking test file {query, positive, negative} (the in-domain one)."})
     calibration_files: str = field(default="data/scidocs-reranking/validation.jsonl", metadata={
         "help": "Training file(s), comma-separated: their queries and passages calibrate the OpenVINO int8 model."})
-    teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
+    teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Cache of teacher similarities (stage 1 and evaluation fill it; '' to leave the teacher out)."})
     output_dir: str = field(default="output/embedding/export", metadata={"help": "Where the table and plot go."})
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ragdistill").setLevel(logging.INFO)  # this stage's steps; the converters' chatter stays out
     # 1. arguments: the export, the measurement knobs, the teacher (same flags as stage 1: its cached scores)
     args, knobs, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
                                                         VLLMArguments, args=argv)
@@ -55,10 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     # 2. test data, and the teacher's similarities of it (from the cache, or computed once and cached)
     samples = read_samples(args.test_file)[:knobs.max_queries or None]
     teacher, teacher_per_query = None, None
-    if args.teacher_cache_dir:
+    if args.teacher_scores_dir:
         lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
         try:
-            rows, meta = cached_teacher_scores([args.test_file], lazy, args.teacher_cache_dir)[args.test_file]
+            rows, meta = cached_teacher_scores([args.test_file], lazy, args.teacher_scores_dir)[args.test_file]
         finally:
             lazy.close()
         teacher_per_query = teacher_similarities(samples, rows, args.test_file)

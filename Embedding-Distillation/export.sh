@@ -17,7 +17,7 @@ TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.j
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
 BACKEND="${BACKEND:-vllm}"
 INSTRUCTION="${INSTRUCTION:-}"
-MAX_LENGTH="${MAX_LENGTH:-512}"
+TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"
 TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"
 TEACHER_ARGS="${TEACHER_ARGS:-}"
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"      # student tokens per text, as in evaluation.sh
@@ -26,9 +26,9 @@ EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # one-query latency: no spinning OpenMP threads
 
 args=(--model "$MODEL_DIR" --test_file "$TEST_FILE" --calibration_files "$TRAIN_FILES"
-      --teacher_cache_dir "$OUTPUT_DIR/teacher_scores" --output_dir "$OUTPUT_DIR/export" --variants "$VARIANTS"
+      --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --output_dir "$OUTPUT_DIR/export" --variants "$VARIANTS"
       --student_batch_size "$EXPORT_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH"
-      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE")
+      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
 "$PYTHON" "$HERE/export.py" "${args[@]}" $TEACHER_ARGS "$@"

@@ -3,15 +3,16 @@
 The teacher (e.g. Qwen3-Embedding-8B) embeds every unique query and passage of the training files once; the cosine
 similarity of each query to its candidates becomes the `label` of rows that sentence-transformers'
 DistillKLDivLoss (or MarginMSELoss) trains on. Work is saved in chunks, so re-running the same command after a
-crash continues where it stopped. Optionally it also scores the evaluation files (--score_files), so evaluation.py
-does not load the teacher again.
+crash continues where it stopped. It also scores the test files (--test_files; off with --score_test_files false),
+so evaluation.py does not load the teacher again.
 
     python score.py --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm \
-        --train_files data/scidocs-reranking/validation.jsonl --output_file output/embedding/distillation_data.jsonl
+        --train_files data/scidocs-reranking/validation.jsonl --output_file output/embedding/training_rows.jsonl
 
 Several GPUs: run with --num_shards N --shard_id I (one process per GPU), then once more with --merge_shards.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
@@ -20,20 +21,22 @@ from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.scoring import FORMATS, LazyTeacher, SoftLabelJob, cached_teacher_scores, parse_num_negatives
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DataArguments:
     train_files: str = field(default="data/scidocs-reranking/validation.jsonl", metadata={
         "help": "Comma-separated MTEB reranking files ({'query', 'positive': [...], 'negative': [...]}, "
                 ".jsonl or .jsonl.gz) to build training rows from."})
-    output_file: str = field(default="output/embedding/distillation_data.jsonl", metadata={
+    output_file: str = field(default="output/embedding/training_rows.jsonl", metadata={
         "help": "Training rows (.jsonl or .jsonl.gz); metadata goes to <output_file>.meta.json."})
-    format: str = field(default="listwise", metadata={
-        "help": "listwise: one row per (query, positive) with the --num_negatives hardest negatives by teacher "
+    format: str = field(default="ntuple", metadata={
+        "help": "ntuple: one row per (query, positive) with the --num_negatives hardest negatives by teacher "
                 "similarity. triplet: one row per (positive, negative) pair (the Cartesian product). "
                 "scores: one row per query with every candidate's similarity.", "choices": list(FORMATS)})
     num_negatives: str = field(default="8", metadata={
-        "help": "Negatives per listwise row, the hardest by teacher similarity; 'all' (or 0) = as many as the "
+        "help": "Negatives per ntuple row, the hardest by teacher similarity; 'all' (or 0) = as many as the "
                 "query with the most negatives has (all rows need the same columns)."})
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
@@ -41,31 +44,30 @@ class DataArguments:
     max_queries: int = field(default=0, metadata={"help": "Use only the first N queries (smoke runs); 0 = all."})
     skip_invalid: bool = field(default=False, metadata={
         "help": "Skip and count bad input rows instead of stopping at the first one."})
-    score_files: str = field(default="", metadata={
-        "help": "Comma-separated evaluation files the teacher also scores now, cached in --teacher_cache_dir "
-                "for evaluation.py (saves loading the teacher again)."})
-    teacher_cache_dir: str = field(default="output/embedding/teacher_scores", metadata={
+    test_files: str = field(default="", metadata={
+        "help": "Comma-separated MTEB test files evaluation.py tests on: the teacher scores them now, cached in "
+                "--teacher_scores_dir (saves loading the teacher again), and a warning says how many of their "
+                "queries also appear in the training files."})
+    score_test_files: bool = field(default=True, metadata={
+        "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher."})
+    teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Where teacher scores of evaluation files are cached (keyed by teacher settings and file content)."})
     num_shards: int = field(default=1, metadata={
         "help": "Split the unique texts into N shards embedded by separate processes (e.g. one per GPU)."})
     shard_id: int = field(default=0, metadata={"help": "Which shard this process embeds (0 .. N-1)."})
     merge_shards: bool = field(default=False, metadata={
         "help": "Join the N finished shards (checked: complete, same job, no overlap) and write the rows."})
-    test_files: str = field(default="", metadata={
-        "help": "Comma-separated test files evaluated later (as --score_files are): a warning says how many of "
-                "their queries also appear in the training files."})
 
 
 def main():
     # 1. arguments: data, teacher, vLLM engine knobs
     data_args, teacher_args, engine_args = parse_args(DataArguments, TeacherArguments, VLLMArguments)
-    leaked_test_queries(split_paths(data_args.train_files),
-                        split_paths(data_args.test_files) + split_paths(data_args.score_files))
+    leaked_test_queries(split_paths(data_args.train_files), split_paths(data_args.test_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
     teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
-    print(f"teacher {teacher_args.teacher_model} on {teacher_args.backend}, dtype {teacher.identity['dtype']}, "
-          f"query prompt {teacher.identity['query_prompt']!r}, max {teacher_args.max_length} tokens", flush=True)
+    logger.info(f"teacher {teacher_args.teacher_model} on {teacher_args.backend}, dtype {teacher.identity['dtype']}, "
+          f"query prompt {teacher.identity['query_prompt']!r}, max {teacher_args.teacher_max_length} tokens")
     try:
         # 3. soft labels for the training files: resumable chunks, shards, merge
         SoftLabelJob(
@@ -78,8 +80,9 @@ def main():
         ).run()
 
         # 4. teacher scores of the evaluation files, cached for evaluation.py (not in shard runs)
-        if data_args.score_files and (data_args.num_shards == 1 or data_args.merge_shards):
-            cached_teacher_scores(split_paths(data_args.score_files), teacher, data_args.teacher_cache_dir)
+        scoring_all = data_args.num_shards == 1 or data_args.merge_shards
+        if data_args.test_files and data_args.score_test_files and scoring_all:
+            cached_teacher_scores(split_paths(data_args.test_files), teacher, data_args.teacher_scores_dir)
     finally:
         teacher.close()
 

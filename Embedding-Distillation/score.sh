@@ -9,9 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
 
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder: Hugging Face id or local folder
-BACKEND="${BACKEND:-vllm}"                # vllm (pooling runner, fast on GPUs) or sentence-transformers (anywhere)
+BACKEND="${BACKEND:-vllm}"                # vllm (pooling runner, fast on GPUs) or torch (sentence-transformers, anywhere)
 INSTRUCTION="${INSTRUCTION:-}"            # query task 'Instruct: {task}\nQuery:'; empty: the model's own query prompt; none: no prompt
-MAX_LENGTH="${MAX_LENGTH:-512}"           # teacher tokens per text; longer texts are truncated and counted
+TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"           # teacher tokens per text; longer texts are truncated and counted
 TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"    # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32
 TEACHER_ARGS="${TEACHER_ARGS:-}"          # more teacher flags, e.g. "--tensor_parallel_size 2 --chunk_size 8192 --enforce_eager"
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # comma-separated MTEB files
@@ -19,17 +19,17 @@ IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test
 OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
 SCORE_TEST_FILES="${SCORE_TEST_FILES:-true}"  # true: score the test files too (teacher loaded once), cached for stage 3
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
-DISTILLATION_DATA="${DISTILLATION_DATA:-$OUTPUT_DIR/distillation_data.jsonl}"  # the rows train.sh reads
-FORMAT="${FORMAT:-listwise}"              # listwise (1 positive + NUM_NEGATIVES hardest negatives) or triplet
-NUM_NEGATIVES="${NUM_NEGATIVES:-8}"       # negatives per listwise row, or all
+TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"  # the rows train.sh reads
+FORMAT="${FORMAT:-ntuple}"                # ntuple (1 positive + NUM_NEGATIVES hardest negatives) or triplet
+NUM_NEGATIVES="${NUM_NEGATIVES:-8}"       # negatives per ntuple row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-true}"    # true: queries with fewer negatives repeat theirs; false: left out
 MAX_QUERIES="${MAX_QUERIES:-0}"           # first N training queries only (smoke runs); 0 = all
 
-args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --max_length "$MAX_LENGTH" --dtype "$TEACHER_DTYPE"
-      --train_files "$TRAIN_FILES" --output_file "$DISTILLATION_DATA" --format "$FORMAT"
+args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE"
+      --train_files "$TRAIN_FILES" --output_file "$TRAINING_ROWS" --format "$FORMAT"
       --num_negatives "$NUM_NEGATIVES" --pad_negatives "$PAD_NEGATIVES" --max_queries "$MAX_QUERIES"
-      --teacher_cache_dir "$OUTPUT_DIR/teacher_scores" --test_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES")
+      --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --test_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES"
+      --score_test_files "$SCORE_TEST_FILES")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
-if [ "$SCORE_TEST_FILES" = true ]; then args+=(--score_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
 "$PYTHON" "$HERE/score.py" "${args[@]}" $TEACHER_ARGS "$@"

@@ -7,10 +7,11 @@ passes through (--bf16, --per_device_train_batch_size, --gradient_accumulation_s
 --eval_strategy, --resume_from_checkpoint last, ...). Multi-GPU: `torchrun --nproc_per_node 8 train.py ...` (data
 parallel; on CPUs add --use_cpu true).
 
-    python train.py --student_model BAAI/bge-m3 --train_file output/embedding/distillation_data.jsonl \
+    python train.py --student_model BAAI/bge-m3 --training_rows output/embedding/training_rows.jsonl \
         --output_dir output/embedding/model --num_train_epochs 1 --per_device_train_batch_size 16 --bf16
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -36,12 +37,14 @@ from ragdistill.embedding.training import (
     reranking_evaluator,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DistillationArguments:
     student_model: str = field(default="BAAI/bge-m3", metadata={
         "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder."})
-    train_file: str = field(default="output/embedding/distillation_data.jsonl", metadata={
+    training_rows: str = field(default="output/embedding/training_rows.jsonl", metadata={
         "help": "Rows written by score.py (its .meta.json must say complete)."})
     loss: str = field(default="kl", metadata={
         "help": "kl: DistillKLDivLoss (softmax over each row's candidates). margin_mse: MarginMSELoss. "
@@ -74,14 +77,14 @@ def main():
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
     # 2. data: the teacher-labelled rows (an unfinished stage-1 output is refused)
-    train_dataset, meta = load_training_rows(args.train_file, args.max_rows)
-    print(f"{len(train_dataset)} {meta['format']} rows from {args.train_file} (teacher {meta['teacher']})")
+    train_dataset, meta = load_training_rows(args.training_rows, args.max_rows)
+    logger.info(f"{len(train_dataset)} {meta['format']} rows from {args.training_rows} (teacher {meta['teacher']})")
 
     # 3. student, with its own query/document prompts on the matching columns
     model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
     if training_args.prompts is None:
         training_args.prompts = column_prompts(model, train_dataset.column_names)
-    describe_distillation(model, args.student_model, meta["teacher"], args.train_file)
+    describe_distillation(model, args.student_model, meta["teacher"], args.training_rows)
 
     # 4. loss on cosine similarities, matching the teacher's labels
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature,
@@ -101,12 +104,12 @@ def main():
         paths = save_training_history(trainer.state.log_history, training_args.output_dir,
                                       title=f"Distillation loss ({args.loss})")
         write_json(f"{training_args.output_dir}/training_summary.json", {
-            "student": args.student_model, "teacher": meta["teacher"], "train_file": args.train_file,
+            "student": args.student_model, "teacher": meta["teacher"], "train_file": args.training_rows,
             "rows": len(train_dataset), "format": meta["format"], "loss": loss.get_config_dict() | {"name": args.loss},
             "prompts": training_args.prompts, "resumed_from": resume, "global_step": trainer.state.global_step,
             "train_metrics": result.metrics, **paths,
         })
-        print(f"saved the student to {training_args.output_dir} (loss curve: {paths.get('loss_curve')})")
+        logger.info(f"saved the student to {training_args.output_dir} (loss curve: {paths.get('loss_curve')})")
 
 
 if __name__ == "__main__":

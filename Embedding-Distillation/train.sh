@@ -9,7 +9,7 @@ HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
 
 STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-m3}"  # student SentenceTransformer: Hugging Face id or local folder
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
-DISTILLATION_DATA="${DISTILLATION_DATA:-$OUTPUT_DIR/distillation_data.jsonl}"  # stage-1 rows
+TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"  # stage-1 rows
 MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # trained student + checkpoints
 LOSS="${LOSS:-kl}"                      # kl (DistillKLDivLoss), margin_mse or mse
 TEMPERATURE="${TEMPERATURE:-0.05}"      # kl: sharp, since cosines span a narrow range (1.0 = nearly uniform targets)
@@ -35,7 +35,7 @@ launcher=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
 "${launcher[@]}" "$HERE/train.py" \
-  --student_model "$STUDENT_MODEL" --train_file "$DISTILLATION_DATA" --output_dir "$MODEL_DIR" \
+  --student_model "$STUDENT_MODEL" --training_rows "$TRAINING_ROWS" --output_dir "$MODEL_DIR" \
   --loss "$LOSS" --temperature "$TEMPERATURE" ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"} --matryoshka_dims "$MATRYOSHKA_DIMS" --max_seq_length "$MAX_SEQ_LENGTH" \
   --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" --warmup_steps "$WARMUP" --bf16 "$BF16" --seed "$SEED" \

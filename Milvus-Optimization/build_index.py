@@ -13,6 +13,7 @@ can refuse a query encoder that does not match.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from ragdistill.retrieval.index import (
     open_collection,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class BuildArguments:
@@ -52,17 +55,17 @@ def main() -> None:
 
     # 1. corpus
     corpus = load_retrieval_set(corpus_args)
-    print(corpus.summary())
+    logger.info(corpus.summary())
 
     # 2. encoder: the model, its dimension (Matryoshka --dim), and the probe vectors the collection records
     encoder = load_document_encoder(embedder_args, vllm_args)
-    print(f"encoder: {encoder.record.describe()} ({embedder_args.backend}, {encoder.record.dtype})")
+    logger.info(f"encoder: {encoder.record.describe()} ({embedder_args.backend}, {encoder.record.dtype})")
 
     # 3. collection: created with schema, index and record, or resumed if it holds the same build
     client = connect(milvus_args)
     created = create_collection(client, name, encoder.record, index_args, corpus.fingerprint(),
                                 len(corpus.documents), uri)
-    print(f"{'created' if created else 'resuming'} collection '{name}' at {redact_uri(uri)} "
+    logger.info(f"{'created' if created else 'resuming'} collection '{name}' at {redact_uri(uri)} "
           f"({index_args.index_type}, {index_args.metric})")
     mark_incomplete(client, name)  # until every document is in, search refuses the collection
 
@@ -76,11 +79,11 @@ def main() -> None:
     seconds = time.perf_counter() - began
     info = open_collection(client, name, uri)
     size = index_size(info, uri)
-    print(f"collection '{name}': {rows:,} documents ({stats.inserted:,} inserted now, {stats.already_indexed:,} "
+    logger.info(f"collection '{name}': {rows:,} documents ({stats.inserted:,} inserted now, {stats.already_indexed:,} "
           f"already there) in {seconds:.1f} s: embedding {stats.embed_seconds:.1f} s, inserting "
           f"{stats.insert_seconds:.1f} s")
     disk = f", {size['disk_bytes'] / 1e6:.1f} MB on disk" if size["disk_bytes"] is not None else ""
-    print(f"index: {info.index_type}, {info.metric}; vectors {size['vectors']:,} x {size['dim']} x 4 bytes = "
+    logger.info(f"index: {info.index_type}, {info.metric}; vectors {size['vectors']:,} x {size['dim']} x 4 bytes = "
           f"{size['vector_bytes'] / 1e6:.1f} MB{disk}")
 
     # 6. save the summary
@@ -90,7 +93,7 @@ def main() -> None:
                           "corpus_fingerprint": corpus.fingerprint(), "encoder": asdict(encoder.record),
                           "index_type": info.index_type, "metric": info.metric, "index": size,
                           "stats": asdict(stats), "seconds": seconds})
-        print(f"saved {path}")
+        logger.info(f"saved {path}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
 EMBEDDER="${EMBEDDER:-$RAGDISTILL_ROOT/output/embedding/model}"  # SentenceTransformer: hub id or folder (default: the Embedding-Distillation student)
-BACKEND="${BACKEND:-sentence-transformers}"   # sentence-transformers | vllm (documents only; fast path on GPUs)
+BACKEND="${BACKEND:-torch}"   # torch | vllm (documents only; fast path on GPUs)
 DIM="${DIM:-0}"                               # Matryoshka: keep the first DIM components, re-normalised; 0 = full
 CORPUS="${CORPUS:-$RAGDISTILL_ROOT/data/wikiqa/test.jsonl.gz}"  # BEIR folder, or MTEB reranking files (comma-separated), pooled
 SPLIT="${SPLIT:-test}"                        # BEIR qrels split

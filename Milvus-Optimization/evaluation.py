@@ -11,12 +11,15 @@ latency file. Prints the table, saves it as JSON and Markdown, and a PNG of NDCG
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set, read_qrels_file
 from ragdistill.retrieval.evaluation import evaluate_chain, parse_chains, save_results
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +53,7 @@ def main() -> None:
     else:
         retrieval_set = load_retrieval_set(corpus_args, with_documents=False)
         qrels, source = retrieval_set.qrels, retrieval_set.source
-    print(f"qrels: {source} ({len(qrels):,} queries)")
+    logger.info(f"qrels: {source} ({len(qrels):,} queries)")
 
     # 3. metrics, latency and index size per chain
     results = [evaluate_chain(name, path, qrels, latency_files[i] if latency_files else None)

@@ -15,8 +15,8 @@ STUDENT_EMBEDDER="${STUDENT_EMBEDDER-$RAGDISTILL_ROOT/output/embedding/model}"  
 TEACHER_EMBEDDER="${TEACHER_EMBEDDER-Qwen/Qwen3-Embedding-8B}"
 STUDENT_RERANKER="${STUDENT_RERANKER-$RAGDISTILL_ROOT/output/reranker/model}"   # Reranker-Distillation's trained student
 TEACHER_RERANKER="${TEACHER_RERANKER-Qwen/Qwen3-Reranker-8B}"                   # yes/no LLM reranker or CrossEncoder
-STUDENT_BACKEND="${STUDENT_BACKEND:-sentence-transformers}"  # document embedding: sentence-transformers | vllm
-TEACHER_BACKEND="${TEACHER_BACKEND:-sentence-transformers}"  # vllm: the fast path for a large teacher on GPUs
+STUDENT_BACKEND="${STUDENT_BACKEND:-torch}"  # document embedding: torch | vllm
+TEACHER_BACKEND="${TEACHER_BACKEND:-torch}"  # vllm: the fast path for a large teacher on GPUs
 STUDENT_DIM="${STUDENT_DIM:-0}"               # Matryoshka truncation of the student's vectors; 0 = full
 TEACHER_DIM="${TEACHER_DIM:-0}"
 export CORPUS="${CORPUS:-$RAGDISTILL_ROOT/data/wikiqa/test.jsonl.gz}"  # BEIR folder or MTEB files (pooled)
@@ -50,7 +50,7 @@ fi
 
 echo "== 3/4 search"
 run_chain() {  # name collection reranker [backend]
-  COLLECTION="$2" CHAIN_NAME="$1" RERANKER="$3" ENCODER_BACKEND="${4:-torch}" RERANKER_BACKEND="${4:-${RERANKER_BACKEND:-transformers}}" \
+  COLLECTION="$2" CHAIN_NAME="$1" RERANKER="$3" ENCODER_BACKEND="${4:-torch}" RERANKER_BACKEND="${4:-${RERANKER_BACKEND:-torch}}" \
     bash "$HERE/search.sh"
   chains+=("$1=$OUTPUT_DIR/runs/$1.trec")
 }

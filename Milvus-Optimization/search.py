@@ -18,6 +18,7 @@ the export wrote), so the latency lines measure the chain as deployed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
@@ -35,6 +36,8 @@ from ragdistill.retrieval.chain import (
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
 from ragdistill.retrieval.evaluation import latency_summary
 from ragdistill.retrieval.index import MilvusArguments, connect, index_size, load_query_encoder, open_collection
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,13 +65,13 @@ def main() -> None:
     # 2. collection: finished builds only; its record says how queries must be embedded
     client = connect(milvus_args)
     collection = open_collection(client, milvus_args.collection, uri)
-    print(f"collection '{collection.name}': {collection.num_vectors:,} vectors of {collection.record.describe()}; "
+    logger.info(f"collection '{collection.name}': {collection.num_vectors:,} vectors of {collection.record.describe()}; "
           f"{collection.index_type}, {collection.metric}")
 
     # 3. query encoder (torch, or its ONNX / OpenVINO export), checked against the collection's probe vectors
     encoder = load_query_encoder(collection.record, chain_args.embedder, chain_args.dtype, collection.name,
                                  chain_args.encoder_backend, chain_args.encoder_file)
-    print(f"query encoder: {encoder.record.model} on {serving_backend(chain_args.encoder_backend, chain_args.encoder_file)}")
+    logger.info(f"query encoder: {encoder.record.model} on {serving_backend(chain_args.encoder_backend, chain_args.encoder_file)}")
 
     # 4. reranker (optional; torch, vLLM, or a CrossEncoder's ONNX / OpenVINO export)
     reranker = None
@@ -76,7 +79,7 @@ def main() -> None:
         reranker = Reranker(chain_args.reranker, chain_args.rerank_max_length, chain_args.rerank_batch_size,
                             chain_args.dtype, chain_args.reranker_backend, chain_args.reranker_instruction,
                             chain_args.reranker_file)
-        print(f"reranker: {chain_args.reranker} on {serving_backend(chain_args.reranker_backend, chain_args.reranker_file)}"
+        logger.info(f"reranker: {chain_args.reranker} on {serving_backend(chain_args.reranker_backend, chain_args.reranker_file)}"
               f", top {min(chain_args.rerank_top_k, chain_args.top_k)} of {chain_args.top_k}")
 
     # 5. run every query through the chain, timed; write run, latency lines and metadata
@@ -89,9 +92,9 @@ def main() -> None:
 
     # 6. a short latency summary (evaluation.py compares chains side by side)
     latency = latency_summary(read_latencies(latency_path(run_path)))
-    print(f"{len(queries)} queries: p50 {latency['total_p50_ms']:.1f} ms, p95 {latency['total_p95_ms']:.1f} ms "
+    logger.info(f"{len(queries)} queries: p50 {latency['total_p50_ms']:.1f} ms, p95 {latency['total_p95_ms']:.1f} ms "
           f"(retrieve p50 {latency['retrieve_p50_ms']:.1f} ms, rerank p50 {latency['rerank_p50_ms']:.1f} ms)")
-    print(f"saved {run_path} and {latency_path(run_path)}")
+    logger.info(f"saved {run_path} and {latency_path(run_path)}")
 
 
 if __name__ == "__main__":

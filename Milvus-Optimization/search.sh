@@ -13,7 +13,7 @@ export -n MILVUS_URI                          # passed as --milvus_uri: pymilvus
 export MILVUS_TOKEN="${MILVUS_TOKEN:-}"
 COLLECTION="${COLLECTION:-student}"           # built by build_index.sh
 RERANKER="${RERANKER:-}"                      # CrossEncoder or yes/no LLM reranker; empty = no reranking
-RERANKER_BACKEND="${RERANKER_BACKEND:-transformers}"  # transformers | vllm (LLM rerankers) | onnx | openvino (exported CrossEncoders)
+RERANKER_BACKEND="${RERANKER_BACKEND:-torch}"  # torch | vllm (LLM rerankers) | onnx | openvino (exported CrossEncoders)
 RERANKER_FILE="${RERANKER_FILE:-}"            # onnx/openvino: the exported file in the reranker's folder (empty = its int8 export)
 ENCODER_BACKEND="${ENCODER_BACKEND:-torch}"   # query encoder: torch | onnx | openvino (the export stage's files)
 ENCODER_FILE="${ENCODER_FILE:-}"              # onnx/openvino: the exported file in the encoder's folder (empty = its int8 export)

@@ -13,6 +13,7 @@ reranker_results.json, reranker_results.md and score_scatter.png (teacher vs stu
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from ragdistill.reranker.evaluation import (
 )
 from ragdistill.reranker.training import load_student, student_has_trained_head
 
+logger = logging.getLogger(__name__)
+
 NAMES = {"map": "MAP", "mrr@10": "MRR@10", "ndcg@10": "NDCG@10"}
 
 
@@ -50,9 +53,10 @@ class EvaluationArguments:
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
     output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})
     max_queries: int = field(default=0, metadata={"help": "Evaluate the first N test queries only (0 = all)."})
-    max_length: int = field(default=512, metadata={"help": "Student max tokens per pair (as in training)."})
+    max_seq_length: int = field(default=512, metadata={"help": "Student max tokens per pair (as in training)."})
     batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass."})
-    dtype: str = field(default="fp32", metadata={"help": "Student dtype: fp32 (reference numbers), bf16, fp16, auto."})
+    student_dtype: str = field(default="float32", metadata={
+        "help": "Student dtype: float32 (reference numbers), bfloat16, float16, auto."})
     speed_pairs: int = field(default=1000, metadata={"help": "Test pairs timed for the throughput rows."})
     seed: int = field(default=42, metadata={
         "help": "Seed before loading the student: a freshly added head starts as in train.py (same --seed)."})
@@ -60,8 +64,8 @@ class EvaluationArguments:
 
 def _evaluate(model_path: str, label: str, args, samples, pairs) -> tuple[dict, list[float]]:
     set_seed(args.seed)
-    model = load_student(model_path, args.max_length, torch_dtype(args.dtype))
-    print(f"evaluating {label}: {model_path}", flush=True)
+    model = load_student(model_path, args.max_seq_length, torch_dtype(args.student_dtype))
+    logger.info(f"evaluating {label}: {model_path}")
     metrics, scores = evaluate_cross_encoder(model, samples, args.batch_size)
     metrics[SPEED] = throughput(model, pairs[: args.speed_pairs], args.batch_size)
     device = str(model.device)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. test data: every candidate of every query
     samples = read_test_samples(args.test_file, args.max_queries)
     pairs = flat_pairs(samples)
-    print(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs", flush=True)
+    logger.info(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs")
 
     # 2. teacher row, from its stage-1 scores of this file
     teacher, teacher_scores, notes = {}, None, []
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     if not student_has_trained_head(args.student_model):
         notes.append(f"before: {args.student_model} has no trained reranking head; its 'before' row is a freshly "
                      f"initialised head (seed {args.seed}, as training started from)")
-    notes.append(f"students: {resolve_dtype(args.dtype)} on {after['device']}, batch {args.batch_size}, pairs/s over "
+    notes.append(f"students: {resolve_dtype(args.student_dtype)} on {after['device']}, batch {args.batch_size}, pairs/s over "
                  f"{min(args.speed_pairs, len(pairs))} test pairs; metrics over all {len(pairs)} candidates of "
                  f"{len(samples)} queries (CrossEncoderRerankingEvaluator)")
 
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     if teacher_scores is not None:
         plot = score_scatter(teacher_scores, {"before": before_scores, "after": after_scores},
                              output_dir / "score_scatter.png", title="Teacher vs student scores (test pairs)")
-        print(f"saved {plot}")
+        logger.info(f"saved {plot}")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 TRAINED_MODEL="${TRAINED_MODEL:-$OUTPUT_DIR/model}"          # train.sh output
 TEST_SCORES="${TEST_SCORES:-$OUTPUT_DIR/teacher_scores/$(basename "${TEST_FILE%%.jsonl*}").scores.jsonl}"  # stage-1 output
 MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N test queries (as scored in stage 1)
-MAX_LENGTH="${MAX_LENGTH:-512}"             # as in train.sh
+MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"             # as in train.sh
 EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}"
-EVAL_DTYPE="${EVAL_DTYPE:-fp32}"            # fp32 reference numbers; bf16/fp16 for deployment speed
+STUDENT_DTYPE="${STUDENT_DTYPE:-float32}"   # float32: reference numbers; bfloat16 / float16 for deployment speed
 SEED="${SEED:-42}"                          # as in train.sh (a plain encoder's fresh head starts the same)
 
 "$PYTHON" "$RAGDISTILL_ROOT/Reranker-Distillation/evaluation.py" \
@@ -23,8 +23,8 @@ SEED="${SEED:-42}"                          # as in train.sh (a plain encoder's 
   --teacher_scores "$TEST_SCORES" \
   --output_dir "$OUTPUT_DIR/results" \
   --max_queries "$MAX_QUERIES" \
-  --max_length "$MAX_LENGTH" \
+  --max_seq_length "$MAX_SEQ_LENGTH" \
   --batch_size "$EVAL_BATCH_SIZE" \
-  --dtype "$EVAL_DTYPE" \
+  --student_dtype "$STUDENT_DTYPE" \
   --seed "$SEED" \
   "$@"

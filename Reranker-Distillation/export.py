@@ -14,7 +14,6 @@ against p95 latency) in --output_dir. A backend that is not installed or fails i
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
@@ -46,8 +45,6 @@ class RerankerExportArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ragdistill").setLevel(logging.INFO)  # this stage's steps; the converters' chatter stays out
     # 1. arguments
     args, knobs = parse_args(RerankerExportArguments, ExportArguments, args=argv)
 

@@ -13,7 +13,7 @@ OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 TRAINED_MODEL="${TRAINED_MODEL:-$OUTPUT_DIR/model}"          # train.sh output; the exports go into it
 TEST_SCORES="${TEST_SCORES:-$OUTPUT_DIR/teacher_scores/$(basename "${TEST_FILE%%.jsonl*}").scores.jsonl}"  # stage-1 output
 MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N test queries (as scored in stage 1)
-MAX_LENGTH="${MAX_LENGTH:-512}"             # as in train.sh and evaluation.sh
+MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"             # as in train.sh and evaluation.sh
 VARIANTS="${VARIANTS:-torch-fp32,torch-bf16,onnx-fp32,onnx-int8,openvino-int8}"
 EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
 # One-request latency: OpenMP threads that spin while waiting slow single calls whenever another process holds a core.
@@ -27,6 +27,6 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
   --output_dir "$OUTPUT_DIR/export" \
   --variants "$VARIANTS" \
   --max_queries "$MAX_QUERIES" \
-  --max_seq_length "$MAX_LENGTH" \
+  --max_seq_length "$MAX_SEQ_LENGTH" \
   --student_batch_size "$EXPORT_BATCH_SIZE" \
   "$@"

@@ -9,6 +9,6 @@ TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-rerankin
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 
 "$PYTHON" "$RAGDISTILL_ROOT/Reranker-Distillation/merge_shards.py" \
-  --data_files "$TRAIN_FILE,$TEST_FILE" \
+  --train_files "$TRAIN_FILE" --test_files "$TEST_FILE" \
   --output_dir "$OUTPUT_DIR/teacher_scores" \
   "$@"

@@ -8,14 +8,15 @@ lower-scored passages (the next ones: hardest; or --negative_sampling random, se
 - triplet: query, positive, negative, score = s_pos - s_neg (one row per pair of passages);
 - listwise: query, documents, scores (ListNetLoss, LambdaLoss).
 
-    python rows.py --score_files output/reranker/teacher_scores/train.scores.jsonl \
-        --output_file output/reranker/train_rows.jsonl
+    python rows.py --teacher_scores output/reranker/teacher_scores/train.scores.jsonl \
+        --output_file output/reranker/training_rows.jsonl
 
 Streams query by query; same inputs and --seed give byte-identical output. Writes <output>.meta.json beside it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -23,12 +24,14 @@ from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.reranker.rows import RowSettings, build_rows
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainingRowArguments:
-    score_files: str = field(default=None, metadata={
+    teacher_scores: str = field(default=None, metadata={
         "help": "Stage-1 score files (finished ones), comma-separated; shards merged first (merge_shards.py)."})
-    output_file: str = field(default="output/reranker/train_rows.jsonl", metadata={
+    output_file: str = field(default="output/reranker/training_rows.jsonl", metadata={
         "help": "Where the rows go (.jsonl or .jsonl.gz)."})
     format: str = field(default="listwise", metadata={"help": "listwise (for listnet / lambda), ntuple or triplet."})
     top_k: int = field(default=8, metadata={"help": "Passages per query used as positives (by teacher score)."})
@@ -46,22 +49,22 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = parse_args(TrainingRowArguments, args=argv)
     start = time.perf_counter()
     # 1. inputs
-    score_files = split_paths(args.score_files)
-    if not score_files:
-        raise InputError(None, "give --score_files (stage-1 outputs, comma-separated)")
+    teacher_scores = split_paths(args.teacher_scores)
+    if not teacher_scores:
+        raise InputError(None, "give --teacher_scores (stage-1 outputs, comma-separated)")
     # 2. rows, streamed query by query
     num_negatives = args.num_negatives or (32 if args.format == "listwise" else 4)
     settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=num_negatives,
                            negative_sampling=args.negative_sampling, seed=args.seed)
-    stats = build_rows(score_files, args.output_file, settings, skip_invalid=args.skip_invalid)
+    stats = build_rows(teacher_scores, args.output_file, settings, skip_invalid=args.skip_invalid)
     # 3. report
-    print(f"{args.output_file}: {stats.rows} {settings.format} rows from {stats.scored_pairs} scored pairs of "
+    logger.info(f"{args.output_file}: {stats.rows} {settings.format} rows from {stats.scored_pairs} scored pairs of "
           f"{stats.queries} queries ({time.perf_counter() - start:.1f} s)")
     if stats.positives_without_full_negatives:
-        print(f"  {stats.positives_without_full_negatives} positive(s) had fewer than {settings.num_negatives} "
+        logger.info(f"  {stats.positives_without_full_negatives} positive(s) had fewer than {settings.num_negatives} "
               "lower-scored passages left and got no row")
     if stats.queries_too_small:
-        print(f"  {stats.queries_too_small} query(ies) with fewer than two passages skipped")
+        logger.info(f"  {stats.queries_too_small} query(ies) with fewer than two passages skipped")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ TOP_K="${TOP_K:-8}"                         # positives per query (by teacher sc
 NUM_NEGATIVES="${NUM_NEGATIVES:-0}"         # negatives per positive (listwise: passages after the top TOP_K); 0 = 32 listwise (every candidate of most reranking sets), else 4
 NEGATIVE_SAMPLING="${NEGATIVE_SAMPLING:-hard}"  # hard (next lower-scored) | random
 SEED="${SEED:-42}"
+TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"  # what train.sh reads
 
 "$PYTHON" "$RAGDISTILL_ROOT/Reranker-Distillation/rows.py" \
-  --score_files "$TRAIN_SCORES" \
-  --output_file "$OUTPUT_DIR/train_rows.jsonl" \
+  --teacher_scores "$TRAIN_SCORES" \
+  --output_file "$TRAINING_ROWS" \
   --format "$FORMAT" \
   --top_k "$TOP_K" \
   --num_negatives "$NUM_NEGATIVES" \

@@ -5,9 +5,9 @@ teacher's raw logit (for Qwen3-Reranker: logit("yes") - logit("no") after its mo
 <output>.meta.json with the teacher, backend, settings, counts, time, pairs/s, tokens/pair and truncations.
 
     python score.py --teacher_model Qwen/Qwen3-Reranker-8B --backend vllm \
-        --data_files data/train.jsonl,data/test.jsonl --output_dir output/reranker/teacher_scores
+        --train_files data/train.jsonl --test_files data/test.jsonl --output_dir output/reranker/teacher_scores
 
-Backends: vllm (GPUs; --tensor_parallel_size for teachers larger than one GPU), transformers (CPU or GPU),
+Backends: vllm (GPUs; --tensor_parallel_size for teachers larger than one GPU), torch (transformers, CPU or GPU),
 bi-encoder (any SentenceTransformer; score = cosine x --bi_encoder_scale). A crash or kill loses at most the
 chunk in flight: run the same command again to resume. Shards: run with --num_shards N --shard_id I on N
 machines, then merge_shards.py.
@@ -15,6 +15,7 @@ machines, then merge_shards.py.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
@@ -25,42 +26,50 @@ from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
 from ragdistill.reranker.scoring import output_paths, score_file
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TeacherScoringArguments:
     teacher_model: str = field(default="Qwen/Qwen3-Reranker-8B", metadata={
         "help": "Teacher: a yes/no LLM reranker (Qwen3-Reranker-*), a cross-encoder (bge-reranker-*), or for "
                 "--backend bi-encoder any SentenceTransformer. Hub id or local folder."})
-    data_files: str = field(default=None, metadata={
-        "help": "MTEB reranking file(s) {query, positive, negative}, comma-separated (.jsonl or .jsonl.gz)."})
+    train_files: str = field(default=None, metadata={
+        "help": "MTEB reranking file(s) {query, positive, negative} whose queries train the student, "
+                "comma-separated (.jsonl or .jsonl.gz)."})
+    test_files: str = field(default="", metadata={
+        "help": "MTEB reranking file(s) the student is tested on, comma-separated: scored too (the teacher's row "
+                "of the evaluation), and a warning says how many of their queries also appear in --train_files."})
     output_dir: str = field(default="output/reranker/teacher_scores", metadata={
         "help": "Where <input name>.scores.jsonl files go (one per input)."})
     output_files: str = field(default=None, metadata={
-        "help": "Explicit output paths instead, comma-separated, one per input."})
+        "help": "Explicit output paths instead, comma-separated, one per input (--train_files, then --test_files)."})
     backend: str = field(default="auto", metadata={
-        "help": "vllm, transformers or bi-encoder; auto = vllm where a GPU and vLLM are present, else transformers."})
+        "help": "vllm, torch or bi-encoder (an embedder as teacher); auto = vllm where a GPU and vLLM are present, "
+                "else torch."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={
         "help": "The <Instruct> of yes/no LLM rerankers: describe your retrieval task."})
-    max_length: int = field(default=0, metadata={
+    teacher_max_length: int = field(default=0, metadata={
         "help": "Max tokens per prompt; longer documents are cut (and counted). 0 = 8192 for yes/no LLM rerankers "
                 "(lower it to save memory and time), the model's own limit otherwise."})
-    dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPUs and AMX CPUs, else fp32), fp32, bf16 or fp16."})
+    teacher_dtype: str = field(default="auto", metadata={
+        "help": "auto (bfloat16 on GPUs and CPUs with AMX or AVX512-BF16, else float32), float32, bfloat16 or "
+                "float16."})
     batch_size: int = field(default=16, metadata={
-        "help": "Pairs per forward pass (transformers and bi-encoder backends; vLLM batches by itself)."})
+        "help": "Pairs per forward pass (torch and bi-encoder backends; vLLM batches by itself)."})
     max_batch_tokens: int = field(default=0, metadata={
-        "help": "transformers backend: fill each forward pass up to this many padded tokens instead of --batch_size "
+        "help": "torch backend: fill each forward pass up to this many padded tokens instead of --batch_size "
                 "rows; 0 = 16384 on GPUs (fixed small batches leave a GPU idle), off on CPUs. Lower it on an "
                 "out-of-memory."})
     share_prefixes: str = field(default="auto", metadata={
-        "help": "transformers backend, yes/no LLMs: compute each query's shared prompt prefix (system prompt, "
+        "help": "torch backend, yes/no LLMs: compute each query's shared prompt prefix (system prompt, "
                 "instruction, query) once as a KV cache and run only the passages' own tokens, many queries a "
                 "batch; same scores. auto = on on CPUs (measured faster), off on GPUs (not measured there yet); "
                 "on, off."})
     bi_encoder_scale: float = field(default=20.0, metadata={
         "help": "bi-encoder backend: score = cosine x this. Cosines span a narrow range; x20 (as in "
                 "sentence-transformers' MarginMSE examples) gives logit-like margins."})
-    device: str = field(default=None, metadata={"help": "transformers/bi-encoder device; default cuda if present."})
+    device: str = field(default=None, metadata={"help": "torch/bi-encoder device; default cuda if present."})
     chunk_size: int = field(default=4096, metadata={
         "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
     num_shards: int = field(default=1, metadata={"help": "Split the queries into this many shards (machines/GPUs)."})
@@ -68,31 +77,28 @@ class TeacherScoringArguments:
     max_queries: int = field(default=0, metadata={"help": "Score only the first N queries of each file (smoke runs)."})
     skip_invalid: bool = field(default=False, metadata={
         "help": "Skip malformed input rows (counted and reported) instead of stopping at the first."})
-    test_files: str = field(default="", metadata={
-        "help": "Comma-separated test files (among --data_files or not): a warning says how many of their queries "
-                "also appear in the other --data_files, the training files."})
 
 
 def main(argv: list[str] | None = None) -> None:
     args, engine = parse_args(TeacherScoringArguments, VLLMArguments, args=argv)
 
     # 1. inputs and outputs
-    inputs = split_paths(args.data_files)
-    if not inputs:
-        raise InputError(None, "give --data_files (MTEB reranking files, comma-separated)")
+    train_files, test_files = split_paths(args.train_files), split_paths(args.test_files)
+    if not train_files and not test_files:
+        raise InputError(None, "give --train_files (MTEB reranking files, comma-separated) and/or --test_files")
+    inputs = train_files + [path for path in test_files if path not in train_files]
     outputs = output_paths(inputs, args.output_dir, split_paths(args.output_files))
-    test_files = split_paths(args.test_files)
-    leaked_test_queries([path for path in inputs if path not in test_files], test_files)
+    leaked_test_queries(train_files, test_files)
 
     # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring
     options = TeacherOptions(
-        model=args.teacher_model, backend=args.backend, dtype=args.dtype, max_length=args.max_length,
+        model=args.teacher_model, backend=args.backend, dtype=args.teacher_dtype, max_length=args.teacher_max_length,
         instruction=args.instruction, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
         share_prefixes=args.share_prefixes, bi_encoder_scale=args.bi_encoder_scale,
         device=args.device, vllm=engine,
     )
     settings = describe_teacher(options)
-    print(f"teacher {settings.model}: {settings.kind}, backend {settings.backend}, dtype {settings.dtype}", flush=True)
+    logger.info(f"teacher {settings.model}: {settings.kind}, backend {settings.backend}, dtype {settings.dtype}")
     loaded = []
 
     def teacher():

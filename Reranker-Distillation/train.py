@@ -1,6 +1,6 @@
 """Stage 3: train the student CrossEncoder on the teacher's scores with sentence-transformers' CrossEncoderTrainer.
 
-    python train.py --student_model BAAI/bge-reranker-v2-m3 --train_files output/reranker/train_rows.jsonl \
+    python train.py --student_model BAAI/bge-reranker-v2-m3 --training_rows output/reranker/training_rows.jsonl \
         --output_dir output/reranker/model --loss listnet --bf16 --per_device_train_batch_size 16
 
 Losses: listnet (default) and lambda (listwise rows), margin_mse (ntuple or triplet rows), mse (pointwise on the
@@ -16,6 +16,7 @@ it), with a model card naming teacher, data and loss, log_history.json and loss_
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -38,18 +39,20 @@ from ragdistill.reranker.training import (
     student_has_trained_head,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DistillationArguments:
     student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
         "help": "Student: a CrossEncoder, or a plain Hugging Face encoder (a one-logit head is added)."})
-    train_files: str = field(default="output/reranker/train_rows.jsonl", metadata={
+    training_rows: str = field(default="output/reranker/training_rows.jsonl", metadata={
         "help": "Stage-2 rows (rows.py), comma-separated."})
     loss: str = field(default="listnet", metadata={
         "help": f"One of {', '.join(LOSSES)}. listnet (default): softmax over each query's passages, teacher vs student."})
     teacher_model: str = field(default=None, metadata={
         "help": "Teacher name for the model card; default: what stage 2 recorded beside the rows."})
-    max_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})
+    max_seq_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})
     lambda_labels: str = field(default="sigmoid", metadata={
         "help": f"lambda loss: teacher scores as graded relevance, one of {', '.join(LAMBDA_LABELS)}. sigmoid = the "
                 "teacher's probability of relevance (log-odds teachers); minmax = per query to [0, 1] (bi-encoder "
@@ -63,21 +66,21 @@ class DistillationArguments:
 
 def main(argv: list[str] | None = None) -> None:
     args, training_args = parse_args(DistillationArguments, CrossEncoderTrainingArguments, args=argv)
-    train_files = split_paths(args.train_files)
+    train_files = split_paths(args.training_rows)
     if not train_files:
-        raise InputError(None, "give --train_files (stage-2 rows)")
+        raise InputError(None, "give --training_rows (stage-2 rows)")
     check_distributed(training_args)  # torchrun on CPUs needs --use_cpu true, or N copies would train apart
 
     # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py)
     set_seed(training_args.seed)
-    model = load_student(args.student_model, args.max_length, device=str(training_args.device))
+    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
     if not student_has_trained_head(args.student_model):
-        print(f"{args.student_model} has no classification head: training a freshly initialised one", flush=True)
+        logger.info(f"{args.student_model} has no classification head: training a freshly initialised one")
 
     # 2. data: the stage-2 rows, laid out for the loss (read once, on the main process first under torchrun)
     with training_args.main_process_first(desc="loading training rows"):
         train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels)
-    print(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}", flush=True)
+    logger.info(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}")
 
     # 3. loss
     loss = build_loss(args.loss, model, args.mini_batch_size or None)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         section = distillation_card_section(args.student_model, teacher, train_files, row_format, args.loss,
                                             len(train_dataset), provenance)
         saved = save_training_record(training_args.output_dir, trainer.state.log_history, section)
-        print(f"saved the student to {training_args.output_dir} ({', '.join(p.name for p in saved)})", flush=True)
+        logger.info(f"saved the student to {training_args.output_dir} ({', '.join(p.name for p in saved)})")
 
 
 if __name__ == "__main__":

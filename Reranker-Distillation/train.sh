@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
 STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"   # a CrossEncoder, or a plain encoder (a head is added)
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
-TRAIN_ROWS="${TRAIN_ROWS:-$OUTPUT_DIR/train_rows.jsonl}"     # stage-2 output
+TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"     # stage-2 output
 LOSS="${LOSS:-listnet}"                     # listnet (every candidate of a query at once) | margin_mse | lambda | mse
 EPOCHS="${EPOCHS:-3}"                       # 3: measured on WikiQA (857 queries, 54 steps per epoch), module README
 MAX_STEPS="${MAX_STEPS:--1}"                # >0 overrides EPOCHS
@@ -15,7 +15,7 @@ BATCH_SIZE="${BATCH_SIZE:-16}"              # rows per GPU per step
 GRAD_ACCUM="${GRAD_ACCUM:-1}"
 LEARNING_RATE="${LEARNING_RATE:-auto}"      # auto: 1e-4 for a plain encoder (new head), 1e-5 for a trained reranker
 WARMUP="${WARMUP:-0.1}"                     # warmup: a fraction of the steps (<1) or a number of steps
-MAX_LENGTH="${MAX_LENGTH:-512}"             # student tokens per (query, passage)
+MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"             # student tokens per (query, passage)
 BF16="${BF16:-auto}"                        # true | false | auto (true when nvidia-smi finds a GPU; use false on V100/T4)
 SAVE_STEPS="${SAVE_STEPS:-500}"             # checkpoints in $OUTPUT_DIR/model/checkpoint-N
 LOGGING_STEPS="${LOGGING_STEPS:-10}"
@@ -34,7 +34,7 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
 
 "${LAUNCH[@]}" "$RAGDISTILL_ROOT/Reranker-Distillation/train.py" \
   --student_model "$STUDENT_MODEL" \
-  --train_files "$TRAIN_ROWS" \
+  --training_rows "$TRAINING_ROWS" \
   --output_dir "$OUTPUT_DIR/model" \
   --loss "$LOSS" \
   --num_train_epochs "$EPOCHS" \
@@ -43,7 +43,7 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
   --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" \
   --warmup_steps "$WARMUP" \
-  --max_length "$MAX_LENGTH" \
+  --max_seq_length "$MAX_SEQ_LENGTH" \
   --bf16 "$BF16" \
   --save_steps "$SAVE_STEPS" \
   --save_total_limit 2 \

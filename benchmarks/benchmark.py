@@ -418,7 +418,7 @@ class Benchmark:
                   f"{time.perf_counter() - start:.0f} s; building training rows", flush=True)
             env = repo_env()
             run = bench.run_measured([sys.executable, str(REPO / "Reranker-Distillation/rows.py"),
-                                      "--score_files", str(scores), "--output_file", str(Path(workdir) / "rows.jsonl")],
+                                      "--teacher_scores", str(scores), "--output_file", str(Path(workdir) / "rows.jsonl")],
                                      env=env, cwd=REPO)
             if run.returncode:
                 raise RuntimeError(f"rows.py exited with {run.returncode}:\n{run.output[-3000:]}")

@@ -583,7 +583,7 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
     """This project's stage 1 on transformers (ragdistill.reranker.teachers: length-sorted batches)."""
     from ragdistill.reranker.teachers import TeacherOptions, length_sorted_batches, load_teacher
 
-    options = TeacherOptions(model=model, backend="transformers", dtype=dtype, max_length=max_length,
+    options = TeacherOptions(model=model, backend="torch", dtype=dtype, max_length=max_length,
                              instruction=instruction, batch_size=batch_size, device=device,
                              share_prefixes=share_prefixes)
     start = time.perf_counter()
@@ -619,8 +619,8 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
                     "unique_texts": len({s.query for s in samples} | {p for s in samples for p in s.candidates})}
     loop_labels = None
     if run_loop:
-        query_prompt = describe_teacher(TeacherArguments(teacher_model=model, backend="sentence-transformers",
-                                                         dtype="float32"))["query_prompt"]
+        query_prompt = describe_teacher(TeacherArguments(teacher_model=model, backend="torch",
+                                                         teacher_dtype="float32"))["query_prompt"]
         start = time.perf_counter()
         loop_model = SentenceTransformer(model, device=default_device())
         loop_model.eval()
@@ -633,7 +633,7 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
         del loop_model
     result["stage1"] = {}
     for dtype in dtypes:
-        args = TeacherArguments(teacher_model=model, backend="sentence-transformers", dtype=dtype)
+        args = TeacherArguments(teacher_model=model, backend="torch", teacher_dtype=dtype)
         start = time.perf_counter()
         teacher = SentenceTransformerTeacher(args)
         load_seconds = time.perf_counter() - start

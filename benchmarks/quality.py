@@ -127,7 +127,7 @@ def pipeline_env(pipeline: str, base: Path, teacher: str, student: str, train_fi
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TEACHER_MODEL": teacher, "STUDENT_MODEL": student, "OUTPUT_DIR": str(base)}
     if pipeline == "embedding":
-        env.update(BACKEND="sentence-transformers", TRAIN_FILES=str(train_file),
+        env.update(BACKEND="torch", TRAIN_FILES=str(train_file),
                    IN_DOMAIN_FILES=",".join(map(str, IN_DOMAIN)), OUT_OF_DOMAIN_FILES=",".join(map(str, OUT_OF_DOMAIN)))
     else:
         env.update(BACKEND="bi-encoder", TRAIN_FILE=str(train_file), TEST_FILE=str(IN_DOMAIN[0]))

@@ -38,7 +38,7 @@ write_jsonl(target, itertools.islice(read_jsonl(source), count))
 PY
 
 echo "== Embedding-Distillation: all-mpnet-base-v2 -> all-MiniLM-L6-v2"
-TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=sentence-transformers \
+TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
 TRAIN_FILES="$TRAIN_FILE" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/embedding" SAVE_STEPS=100000 \
   bash "$ROOT/Embedding-Distillation/run_all.sh"
@@ -57,7 +57,7 @@ echo "== Serving the students: torch fp32 vs ONNX Runtime int8 vs OpenVINO int8 
 # Three variants on the first 100 test queries, to fit the demo's time; export.sh's defaults build and measure all
 # five (torch bf16 and the optimised fp32 ONNX graph too) on the whole test file.
 EXPORT_ARGS=(--max_queries 100 --speed_items 128 --latency_items 50 --repeats 2 --calibration_items 100)
-VARIANTS=torch-fp32,onnx-int8,openvino-int8 TEACHER_MODEL="$MPNET" BACKEND=sentence-transformers \
+VARIANTS=torch-fp32,onnx-int8,openvino-int8 TEACHER_MODEL="$MPNET" BACKEND=torch \
 MODEL_DIR="$RESULTS_DIR/embedding/model" OUTPUT_DIR="$RESULTS_DIR/embedding" TEST_FILE="$IN_DOMAIN_TEST" \
 TRAIN_FILES="$TRAIN_FILE" bash "$ROOT/Embedding-Distillation/export.sh" "${EXPORT_ARGS[@]}"
 VARIANTS=torch-fp32,onnx-int8,openvino-int8 TRAINED_MODEL="$RESULTS_DIR/reranker/model" \

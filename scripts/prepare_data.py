@@ -28,6 +28,7 @@ and their checksums, in <output_dir>/<name>/prepare_data.json and .md. Bad input
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Literal
@@ -43,6 +44,8 @@ from ragdistill.data.datasets import (
     repo_id,
     text_table,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,7 +106,7 @@ def main() -> None:
                 folder = local_dataset_folder(data_args.from_dir, name, single=len(names) == 1)
                 provenance = {"source": "local folder", "folder": str(folder)}
             else:
-                print(f"{name}: downloading {repo_id(name, data_args.source)} from {data_args.source}")
+                logger.info(f"{name}: downloading {repo_id(name, data_args.source)} from {data_args.source}")
                 try:
                     folder = download_snapshot(name, data_args.source, splits=splits, revision=data_args.revision,
                                                cache_dir=data_args.cache_dir,

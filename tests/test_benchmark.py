@@ -165,7 +165,7 @@ def test_benchmark_smoke_run(tmp_path):
     output = tmp_path / "bench"
     command = [sys.executable, str(REPO / "benchmarks/benchmark.py"), "--quick", "--no_isolate", "--skip", "reranker-vllm",
                "--pairs", "6", "--transformers_pairs", "6", "--embedding_teacher", "tiny", "--embedding_queries", "1",
-               "--training_queries", "100", "--evaluation_queries", "2", "--student", "tiny", "--dtypes", "fp32",
+               "--training_queries", "100", "--evaluation_queries", "2", "--student", "tiny", "--dtypes", "float32",
                "--output_dir", str(output)]
     env = repo_env()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ragdistill.core import hardware
+from ragdistill.core.errors import InputError
 
 
 @pytest.mark.parametrize(("cuda", "native_bf16", "fast_cpu_bf16", "expected"), [
@@ -31,11 +32,16 @@ def test_auto_dtype(monkeypatch, caplog, cuda, native_bf16, fast_cpu_bf16, expec
     assert hardware.torch_dtype("auto") == getattr(torch, expected)
     assert calls == ([False, False] if cuda else [])
     # the one case where fp16 would be faster says so, and how to ask for it
-    assert ("--dtype fp16" in caplog.text) == (cuda and not native_bf16)
+    assert ("ask for float16" in caplog.text) == (cuda and not native_bf16)
 
 
-@pytest.mark.parametrize(("name", "expected"), [("fp16", "float16"), ("bf16", "bfloat16"), ("fp32", "float32"),
-                                                ("float16", "float16")])
-def test_named_dtypes_pass_through(monkeypatch, name, expected):
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32"])
+def test_named_dtypes_pass_through(monkeypatch, name):
     monkeypatch.setattr(hardware, "has_cuda", lambda: pytest.fail("a named dtype must not look at the device"))
-    assert hardware.resolve_dtype(name) == expected
+    assert hardware.resolve_dtype(name) == name
+
+
+@pytest.mark.parametrize("name", ["fp32", "bf16", "half", ""])
+def test_other_dtype_names_are_refused(name):
+    with pytest.raises(InputError, match="expected one of auto, float32, bfloat16, float16"):
+        hardware.resolve_dtype(name)

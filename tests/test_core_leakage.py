@@ -38,9 +38,9 @@ def test_embedding_stage_1_warns(tmp_path, write_lines, tiny_models):
     test = write_lines("test.jsonl", [_sample("q2"), _sample("q3")])
     run = subprocess.run(
         [sys.executable, str(REPO / "Embedding-Distillation/score.py"),
-         "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "sentence-transformers",
-         "--dtype", "float32", "--train_files", str(train), "--test_files", str(test), "--num_negatives", "1",
-         "--output_file", str(tmp_path / "rows.jsonl"), "--teacher_cache_dir", str(tmp_path / "cache")],
+         "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "torch",
+         "--teacher_dtype", "float32", "--train_files", str(train), "--test_files", str(test), "--num_negatives", "1",
+         "--output_file", str(tmp_path / "rows.jsonl"), "--teacher_scores_dir", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=300, cwd=REPO, env=repo_env(TRANSFORMERS_OFFLINE="1"))
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"1 of the 2 queries of test file {test} also appear in the training files" in run.stderr
@@ -51,8 +51,8 @@ def test_reranker_stage_1_warns(tmp_path, write_lines, tiny_models):
     test = write_lines("test.jsonl", [_sample("q2"), _sample("q3")])
     run = subprocess.run(
         [sys.executable, str(REPO / "Reranker-Distillation/score.py"),
-         "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "bi-encoder", "--dtype", "fp32",
-         "--data_files", f"{train},{test}", "--test_files", str(test), "--output_dir", str(tmp_path / "scores")],
+         "--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "bi-encoder", "--teacher_dtype", "float32",
+         "--train_files", str(train), "--test_files", str(test), "--output_dir", str(tmp_path / "scores")],
         capture_output=True, text=True, timeout=300, cwd=REPO, env=repo_env(TRANSFORMERS_OFFLINE="1"))
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"1 of the 2 queries of test file {test} also appear in the training files" in run.stderr

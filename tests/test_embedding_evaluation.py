@@ -41,8 +41,8 @@ def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(
 
     # the teacher pass stores similarities; the same model through RerankingEvaluator must score the same
     model_path = str(tiny_models["qwen3_embedder"])
-    args = TeacherArguments(teacher_model=model_path, backend="sentence-transformers", dtype="float32",
-                            max_length=512)
+    args = TeacherArguments(teacher_model=model_path, backend="torch", teacher_dtype="float32",
+                            teacher_max_length=512)
     teacher = LazyTeacher(args, lambda: load_teacher(args))
     rows, _ = cached_teacher_scores([str(eval_file)], teacher, tmp_path / "cache")[str(eval_file)]
     teacher.close()

@@ -27,7 +27,7 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     env = {
         **os.environ,
         "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(tiny_models["bert"]),
-        "BACKEND": "sentence-transformers", "TEACHER_DTYPE": "float32", "MAX_LENGTH": "128",
+        "BACKEND": "torch", "TEACHER_DTYPE": "float32", "TEACHER_MAX_LENGTH": "128",
         "TRAIN_FILES": str(_subset("data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
         "OUT_OF_DOMAIN_FILES": str(_subset("data/trecqa/test.jsonl.gz", tmp_path / "trecqa-test.jsonl", 6)),
@@ -39,8 +39,8 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     # stage 1: complete rows; the test files were scored once, and stage 3 read them from the cache
-    meta = require_complete(output / "distillation_data.jsonl")
-    assert meta["format"] == "listwise" and meta["counts"]["queries"] == 16
+    meta = require_complete(output / "training_rows.jsonl")
+    assert meta["format"] == "ntuple" and meta["counts"]["queries"] == 16
     assert run.stdout.count("loading teacher") == 1
     assert "cached in" in run.stdout and run.stdout.count("teacher scores for") == 4
 

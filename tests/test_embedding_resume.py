@@ -63,8 +63,8 @@ runpy.run_path(script, run_name="__main__")
 
 
 def _command(tiny_models, train_file, output):
-    return ["--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "sentence-transformers",
-            "--dtype", "float32", "--max_length", "96", "--chunk_size", "20", "--batch_size", "8",
+    return ["--teacher_model", str(tiny_models["qwen3_embedder"]), "--backend", "torch",
+            "--teacher_dtype", "float32", "--teacher_max_length", "96", "--chunk_size", "20", "--batch_size", "8",
             "--train_files", str(train_file), "--output_file", str(output), "--num_negatives", "3"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -44,8 +45,8 @@ def data_files(tmp_path_factory):
 
 
 def _args(tiny_models, **overrides):
-    values = dict(teacher_model=str(tiny_models["qwen3_embedder"]), backend="sentence-transformers", dtype="float32",
-                  max_length=MAX_LENGTH, chunk_size=32, batch_size=16)
+    values = dict(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch", teacher_dtype="float32",
+                  teacher_max_length=MAX_LENGTH, chunk_size=32, batch_size=16)
     values.update(overrides)
     return TeacherArguments(**values)
 
@@ -76,7 +77,7 @@ def test_prompts_follow_the_model_unless_an_instruction_is_given(tiny_models):
     assert resolve_prompts("/no/such/Qwen3-Embedding-8B", None)[0] == f"Instruct: {DEFAULT_TASK}\nQuery:"
 
 
-def test_listwise_rows_hold_the_hardest_negatives_and_the_teachers_cosines(tmp_path, data_files, teacher,
+def test_ntuple_rows_hold_the_hardest_negatives_and_the_teachers_cosines(tmp_path, data_files, teacher,
                                                                           tiny_models):
     from sentence_transformers import SentenceTransformer
 
@@ -151,20 +152,21 @@ def test_triplet_and_all_negatives_formats(tmp_path, data_files, teacher):
         parse_num_negatives("lots")
 
 
-def test_truncation_is_counted_and_reported(tmp_path, write_lines, teacher, capsys):
+def test_truncation_is_counted_and_reported(tmp_path, write_lines, teacher, caplog):
     long_passage = "The city has a population of about two million people. " * 40
     lines = [json.dumps({"query": "How many people live in the city?", "positive": [long_passage, "Paris."],
                          "negative": ["The war ended in 1945.", long_passage.upper()]}),
              json.dumps({"query": "Why is the sky blue? " * 30, "positive": ["Sunlight is scattered."],
                          "negative": ["It reads the query and the passage together."]})]
     path = write_lines("long.jsonl", lines)
-    meta = SoftLabelJob(files=[str(path)], output=str(tmp_path / "rows.jsonl"), teacher=teacher,
-                        num_negatives=1).run()
+    with caplog.at_level(logging.INFO, logger="ragdistill"):
+        meta = SoftLabelJob(files=[str(path)], output=str(tmp_path / "rows.jsonl"), teacher=teacher,
+                            num_negatives=1).run()
     assert meta["truncated"]["queries"] == 1
     assert meta["truncated"]["passages"] == 2
     assert meta["truncated"]["longest_text_tokens"] > MAX_LENGTH
     assert read_json(meta_path(tmp_path / "rows.jsonl"))["truncated"]["passages"] == 2
-    assert f"truncated to {MAX_LENGTH} tokens: 1 queries, 2 passages" in capsys.readouterr().out
+    assert f"truncated to {MAX_LENGTH} tokens: 1 queries, 2 passages" in caplog.text
 
 
 def test_invalid_rows_fail_with_file_and_line_or_are_skipped_and_counted(tmp_path, write_lines, teacher):

@@ -36,13 +36,13 @@ def _load_script():
 
 @pytest.fixture(scope="module")
 def rows_file(tmp_path_factory, tiny_models):
-    """Stage-1 listwise rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 teacher."""
+    """Stage-1 ntuple rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 teacher."""
     folder = tmp_path_factory.mktemp("stage1")
     samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
     source = folder / "train.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in samples))
-    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="sentence-transformers",
-                            dtype="float32", max_length=96)
+    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch",
+                            teacher_dtype="float32", teacher_max_length=96)
     teacher = LazyTeacher(args, lambda: load_teacher(args))
     SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
     SoftLabelJob(files=[str(source)], output=str(folder / "scores.jsonl"), teacher=teacher, fmt="scores").run()
@@ -51,7 +51,7 @@ def rows_file(tmp_path_factory, tiny_models):
 
 
 def _train(monkeypatch, tiny_models, rows_file, output_dir, *extra):
-    argv = ["train.py", "--student_model", str(tiny_models["bert"]), "--train_file", str(rows_file),
+    argv = ["train.py", "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows_file),
             "--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
             "--logging_steps", "1", "--seed", "7", *extra]
     monkeypatch.setattr(sys, "argv", argv)
@@ -173,7 +173,7 @@ def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
         load_training_rows(copy)
     # the script turns it into a one-line error and exit status 2
     env = repo_env()
-    run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--train_file", str(copy), "--output_dir",
+    run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--training_rows", str(copy), "--output_dir",
                           str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
 
@@ -182,7 +182,7 @@ def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeyp
     output = tmp_path / "ddp"
     env = repo_env()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
-               "--student_model", str(tiny_models["bert"]), "--train_file", str(rows_file), "--output_dir",
+               "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows_file), "--output_dir",
                str(output), "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--logging_steps", "1",
                "--use_cpu", "true"]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

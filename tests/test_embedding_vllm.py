@@ -27,15 +27,15 @@ ATOL = 1e-5
 
 
 def _args(tiny_models, backend):
-    return TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend=backend, dtype="float32",
-                            max_length=MAX_LENGTH, chunk_size=64, batch_size=16)
+    return TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend=backend, teacher_dtype="float32",
+                            teacher_max_length=MAX_LENGTH, chunk_size=64, batch_size=16)
 
 
 @pytest.fixture(scope="module")
 def teachers(tiny_models):
     vllm_teacher = load_teacher(_args(tiny_models, "vllm"), VLLMArguments(enforce_eager=True, kv_cache_gb=1))
-    st_teacher = load_teacher(_args(tiny_models, "sentence-transformers"))
-    yield {"vllm": vllm_teacher, "sentence-transformers": st_teacher}
+    st_teacher = load_teacher(_args(tiny_models, "torch"))
+    yield {"vllm": vllm_teacher, "torch": st_teacher}
     vllm_teacher.close()
 
 
@@ -49,7 +49,7 @@ def train_file(tmp_path_factory):
 
 def test_both_backends_give_the_same_embeddings(teachers, train_file):
     _, rows = train_file
-    vllm_teacher, st_teacher = teachers["vllm"], teachers["sentence-transformers"]
+    vllm_teacher, st_teacher = teachers["vllm"], teachers["torch"]
     assert vllm_teacher.identity["query_prompt"] == st_teacher.identity["query_prompt"] != ""
     texts = [vllm_teacher.identity["query_prompt"] + r["query"] for r in rows]
     texts += [p for r in rows for p in r["positive"] + r["negative"]]
@@ -76,11 +76,11 @@ def test_stage1_rows_through_vllm_match_sentence_transformers(teachers, train_fi
         lazy = LazyTeacher(_args(tiny_models, backend), lambda teacher=teacher: teacher)
         metas[backend] = SoftLabelJob(files=[str(path)], output=str(tmp_path / f"{backend}.jsonl"), teacher=lazy,
                                       num_negatives=3).run()
-    assert metas["vllm"]["backend"] == "vllm" and metas["vllm"]["counts"] == metas["sentence-transformers"]["counts"]
-    assert metas["vllm"]["truncated"] == metas["sentence-transformers"]["truncated"]
+    assert metas["vllm"]["backend"] == "vllm" and metas["vllm"]["counts"] == metas["torch"]["counts"]
+    assert metas["vllm"]["truncated"] == metas["torch"]["truncated"]
     assert metas["vllm"]["truncated"]["passages"] > 0
     from_vllm = read_jsonl(tmp_path / "vllm.jsonl")
-    from_st = read_jsonl(tmp_path / "sentence-transformers.jsonl")
+    from_st = read_jsonl(tmp_path / "torch.jsonl")
     assert [{k: v for k, v in r.items() if k != "label"} for r in from_vllm] == \
            [{k: v for k, v in r.items() if k != "label"} for r in from_st]
     np.testing.assert_allclose([r["label"] for r in from_vllm], [r["label"] for r in from_st], atol=ATOL)

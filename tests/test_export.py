@@ -144,7 +144,7 @@ def test_embedding_stage_runs_the_chosen_variants(tiny_models, tmp_path, capsys)
     export.load_torch_model("embedder", tiny_models["bert"], device="cpu").save_pretrained(str(model))
     out = tmp_path / "export"
     stage("Embedding-Distillation")([
-        "--model", str(model), "--test_file", str(TEST_FILE), "--teacher_cache_dir", "", "--variants",
+        "--model", str(model), "--test_file", str(TEST_FILE), "--teacher_scores_dir", "", "--variants",
         "torch-fp32,onnx-int8", "--output_dir", str(out), "--max_queries", "6", "--speed_items", "32",
         "--latency_items", "5", "--repeats", "1"])
     result = read_json(out / "export_results.json")

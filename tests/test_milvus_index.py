@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from ragdistill.core.cli import setup_logging
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
 from ragdistill.retrieval.index import (
@@ -45,7 +46,9 @@ def load_stage(name: str):
 
 def run_stage(name: str, argv: list[str], monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, argv)])
-    load_stage(name).main()
+    stage = load_stage(name)
+    setup_logging(stage.__name__)  # as run_main does: progress to stdout, problems to stderr
+    stage.main()
 
 
 @pytest.fixture

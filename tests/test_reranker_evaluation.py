@@ -46,7 +46,7 @@ def student(tiny_models):
 
 @pytest.fixture(scope="module")
 def teacher_scores(tiny_models, tmp_path_factory) -> Path:
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32",
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
                              max_length=512)
     output = tmp_path_factory.mktemp("teacher") / "test.scores.jsonl"
     teacher = load_teacher(options)
@@ -128,7 +128,7 @@ def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_pa
     build_rows([rows_in], rows, RowSettings(top_k=2, num_negatives=2))
     model = tmp_path / "model"
     stage_main("train")([
-        "--student_model", str(tiny_models["bert"]), "--train_files", str(rows), "--output_dir", str(model),
+        "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows), "--output_dir", str(model),
         "--loss", "margin_mse", "--max_steps", "1", "--learning_rate", "0", "--per_device_train_batch_size", "2", "--save_strategy", "no",
         "--report_to", "none", "--dataloader_pin_memory", "false"])
     results = tmp_path / "results"

@@ -24,7 +24,7 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
         **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "TEACHER_MODEL": str(tiny_models["qwen3_reranker"]), "STUDENT_MODEL": str(tiny_models["bert"]),
         "TRAIN_FILE": str(REPO / "data/wikiqa/train.jsonl.gz"), "TEST_FILE": str(REPO / "data/wikiqa/test.jsonl.gz"),
-        "OUTPUT_DIR": str(output), "BACKEND": "transformers", "TEACHER_DTYPE": "fp32", "MAX_QUERIES": "4",
+        "OUTPUT_DIR": str(output), "BACKEND": "torch", "TEACHER_DTYPE": "float32", "MAX_QUERIES": "4",
         "BATCH_SIZE": "4", "MAX_STEPS": "2", "LOGGING_STEPS": "1", "LEARNING_RATE": "5e-5",
     }
     result = subprocess.run(["bash", str(MODULE / "run_all.sh")], env=env, cwd=tmp_path, capture_output=True,
@@ -33,7 +33,7 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
     # Stage outputs where the wrappers put them.
     assert is_complete(output / "teacher_scores/train.scores.jsonl")
     assert is_complete(output / "teacher_scores/test.scores.jsonl")
-    assert is_complete(output / "train_rows.jsonl")
+    assert is_complete(output / "training_rows.jsonl")
     assert (output / "model/model.safetensors").exists() and (output / "model/loss_curve.png").exists()
     # The printed table, and the same numbers saved.
     assert "metric" in result.stdout and "gap closed" in result.stdout and "NDCG@10" in result.stdout

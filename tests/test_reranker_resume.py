@@ -30,8 +30,8 @@ SMALL = 3  # queries for the in-process crash tests
 
 def _command(tiny_models, output_dir: Path) -> list[str]:
     return [sys.executable, str(REPO / "Reranker-Distillation/score.py"),
-            "--teacher_model", str(tiny_models["qwen3_reranker"]), "--backend", "transformers", "--dtype", "fp32",
-            "--max_length", "512", "--batch_size", str(BATCH_SIZE), "--data_files", str(DEV),
+            "--teacher_model", str(tiny_models["qwen3_reranker"]), "--backend", "torch", "--teacher_dtype", "float32",
+            "--teacher_max_length", "512", "--batch_size", str(BATCH_SIZE), "--train_files", str(DEV),
             "--output_dir", str(output_dir), "--max_queries", str(MAX_QUERIES), "--chunk_size", str(CHUNK_SIZE)]
 
 
@@ -62,7 +62,7 @@ def _run_and_kill(command: list[str], parts: Path, chunks_on_disk: int, timeout:
 
 @pytest.fixture(scope="module")
 def options(tiny_models) -> TeacherOptions:
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32",
+    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
                           max_length=512, batch_size=BATCH_SIZE)
 
 

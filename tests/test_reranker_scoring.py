@@ -35,7 +35,7 @@ DEV = REPO / "data/wikiqa/dev.jsonl.gz"
 
 @pytest.fixture(scope="module")
 def qwen_options(tiny_models):
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32",
+    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
                           max_length=512, batch_size=8)
 
 
@@ -87,7 +87,7 @@ def test_rows_metadata_and_duplicates(qwen_options, qwen_teacher, write_lines, t
     saved = read_json(meta_path(output))
     assert saved["complete"] is True and not parts_dir(output).exists()
     assert saved["duplicate_pairs_skipped"] == 2 and saved["num_pairs"] == 5 and saved["num_queries"] == 2
-    assert saved["teacher"] == str(tiny_models["qwen3_reranker"]) and saved["backend"] == "transformers"
+    assert saved["teacher"] == str(tiny_models["qwen3_reranker"]) and saved["backend"] == "torch"
     assert saved["instruction"].startswith("Given a web search query") and saved["max_length"] == 512
     assert saved["truncated_pairs"] == 0 and saved["tokens_per_pair"] > 50 and saved["pairs_per_second"] > 0
     assert saved["num_chunks"] == 3 and meta["dtype"] == "float32"
@@ -150,7 +150,7 @@ def test_cli_error_is_one_line_exit_2(tmp_path, capsys):
     from ragdistill.core.cli import run_main
 
     missing = tmp_path / "no-such-model"
-    argv = ["--teacher_model", str(missing), "--data_files", str(DEV), "--output_dir", str(tmp_path)]
+    argv = ["--teacher_model", str(missing), "--train_files", str(DEV), "--output_dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: stage_main("score")(argv))
     assert exit_info.value.code == 2
@@ -192,7 +192,7 @@ def test_non_finite_scores_are_never_written(tmp_path, tiny_models, qwen_options
 def test_bi_encoder_teacher(tmp_path, tiny_models):
     from sentence_transformers import SentenceTransformer
 
-    options = TeacherOptions(model=str(tiny_models["qwen3_embedder"]), backend="bi-encoder", dtype="fp32",
+    options = TeacherOptions(model=str(tiny_models["qwen3_embedder"]), backend="bi-encoder", dtype="float32",
                              bi_encoder_scale=20.0)
     output = tmp_path / "scores.jsonl"
     _score(DEV, output, options, load_teacher(options), max_queries=2)
@@ -210,7 +210,7 @@ def test_cross_encoder_teacher_gives_raw_logits(tmp_path, tiny_models):
 
     teacher_dir = tmp_path / "bert-cross-encoder"
     CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
-    options = TeacherOptions(model=str(teacher_dir), backend="transformers", dtype="fp32")
+    options = TeacherOptions(model=str(teacher_dir), backend="torch", dtype="float32")
     output = tmp_path / "scores.jsonl"
     _score(DEV, output, options, load_teacher(options), max_queries=2)
     rows = _rows(output)
@@ -342,10 +342,10 @@ def test_bf16_scores_do_not_tie(tiny_models):
 
     plan = read_pairs(DEV, max_queries=6)
     pairs = plan.pairs(range(len(plan)))
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="bf16",
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="bfloat16",
                              max_length=512, batch_size=16)
     teacher = load_teacher(options)
-    fp32 = load_teacher(TeacherOptions(**{**options.__dict__, "dtype": "fp32"})).score(pairs).scores
+    fp32 = load_teacher(TeacherOptions(**{**options.__dict__, "dtype": "float32"})).score(pairs).scores
     assert len(set(fp32)) == len(pairs)
     for share_prefixes in (True, False):
         teacher.share_prefixes = share_prefixes
@@ -372,13 +372,13 @@ def test_share_prefixes_flag(tiny_models, tmp_path, capsys):
 
     assert resolve_share_prefixes("auto", "cpu") and not resolve_share_prefixes("auto", "cuda:0")
     assert resolve_share_prefixes("on", "cuda") and not resolve_share_prefixes("off", "cpu")
-    argv = ["--teacher_model", str(tiny_models["qwen3_reranker"]), "--data_files", str(DEV), "--output_dir",
-            str(tmp_path), "--backend", "transformers", "--share_prefixes", "yes"]
+    argv = ["--teacher_model", str(tiny_models["qwen3_reranker"]), "--train_files", str(DEV), "--output_dir",
+            str(tmp_path), "--backend", "torch", "--share_prefixes", "yes"]
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: stage_main("score")(argv))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: <input>: --share_prefixes yes: expected one of auto, on, off\n"
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="transformers", dtype="fp32")
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32")
     assert load_teacher(TeacherOptions(**{**options.__dict__, "share_prefixes": "off"})).share_prefixes is False
 
 
@@ -392,7 +392,7 @@ def test_token_budget_batches_give_the_same_scores(kind, qwen_options, qwen_teac
     else:
         teacher_dir = tmp_path / "bert-cross-encoder"
         CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
-        options = TeacherOptions(model=str(teacher_dir), backend="transformers", dtype="fp32")
+        options = TeacherOptions(model=str(teacher_dir), backend="torch", dtype="float32")
         fixed = load_teacher(options)
     budgeted = load_teacher(TeacherOptions(**{**options.__dict__, "max_batch_tokens": 400}))
     # on CPU the fixed teacher runs batches of batch_size rows; on a GPU its own default budget
@@ -460,7 +460,7 @@ def test_merge_cli(qwen_options, qwen_teacher, tmp_path):
     for i in range(2):
         _score(DEV, output, qwen_options, qwen_teacher, max_queries=3, num_shards=2, shard_id=i)
     result = subprocess.run(
-        [sys.executable, str(REPO / "Reranker-Distillation/merge_shards.py"), "--data_files", str(DEV),
+        [sys.executable, str(REPO / "Reranker-Distillation/merge_shards.py"), "--train_files", str(DEV),
          "--output_dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr

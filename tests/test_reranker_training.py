@@ -52,9 +52,9 @@ def rows_file(score_file: Path, tmp_path: Path, fmt: str) -> Path:
 
 
 def train_args(tiny_models, rows: Path, output: Path, *extra: str) -> list[str]:
-    return ["--student_model", str(tiny_models["bert"]), "--train_files", str(rows), "--output_dir", str(output),
+    return ["--student_model", str(tiny_models["bert"]), "--training_rows", str(rows), "--output_dir", str(output),
             "--per_device_train_batch_size", "2", "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
-            "--report_to", "none", "--max_length", "128", "--dataloader_pin_memory", "false", *extra]
+            "--report_to", "none", "--max_seq_length", "128", "--dataloader_pin_memory", "false", *extra]
 
 
 @pytest.mark.parametrize("loss,fmt", [("margin_mse", "ntuple"), ("margin_mse", "triplet"), ("listnet", "listwise"),

@@ -48,7 +48,7 @@ def yes_no_engine(tiny_models, dtype: str):
 
 @pytest.fixture(scope="module")
 def engine(tiny_models):
-    yield from yes_no_engine(tiny_models, "fp32")
+    yield from yes_no_engine(tiny_models, "float32")
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +61,14 @@ def pairs():
 
 
 def _options(tiny_models, backend: str) -> TeacherOptions:
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend=backend, dtype="fp32",
+    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend=backend, dtype="float32",
                           max_length=MAX_LENGTH, batch_size=8)
 
 
 def test_vllm_and_transformers_agree(engine, tiny_models, pairs):
     vllm_teacher = load_teacher(_options(tiny_models, "vllm"), llm=engine)
     assert isinstance(vllm_teacher, VLLMYesNoTeacher)
-    hf_teacher = load_teacher(_options(tiny_models, "transformers"))
+    hf_teacher = load_teacher(_options(tiny_models, "torch"))
     from_vllm = vllm_teacher.score(pairs)
     from_hf = hf_teacher.score(pairs)
     # Same prompt ids on both sides, the long document cut to fit exactly MAX_LENGTH.

@@ -24,17 +24,17 @@ TOLERANCE = 0.2
 
 @pytest.fixture(scope="module")
 def engine(tiny_models):  # its own module: the fp32 engine of test_reranker_vllm is shut down by then
-    yield from yes_no_engine(tiny_models, "bf16")
+    yield from yes_no_engine(tiny_models, "bfloat16")
 
 
 def test_vllm_and_transformers_agree_in_bf16(engine, tiny_models):
     plan = read_pairs(REPO / "data/wikiqa/dev.jsonl.gz", max_queries=8)
     pairs = plan.pairs(range(len(plan)))
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="vllm", dtype="bf16",
+    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="vllm", dtype="bfloat16",
                              max_length=MAX_LENGTH, batch_size=8)
     from_vllm = np.array(load_teacher(options, llm=engine).score(pairs).scores)
-    hf_teacher = load_teacher(TeacherOptions(**{**options.__dict__, "backend": "transformers"}))
-    fp32 = np.array(load_teacher(TeacherOptions(**{**options.__dict__, "backend": "transformers", "dtype": "fp32"}))
+    hf_teacher = load_teacher(TeacherOptions(**{**options.__dict__, "backend": "torch"}))
+    fp32 = np.array(load_teacher(TeacherOptions(**{**options.__dict__, "backend": "torch", "dtype": "float32"}))
                     .score(pairs).scores)
     for share_prefixes in (True, False):
         hf_teacher.share_prefixes = share_prefixes

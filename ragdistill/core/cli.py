@@ -1,7 +1,9 @@
-"""What every stage script does around its main: argument dataclasses in, one-line errors out."""
+"""What every stage script does around its main: argument dataclasses in, readable log messages, one-line errors
+out."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -28,8 +30,44 @@ def parse_args(*dataclass_types: type, args: list[str] | None = None) -> tuple:
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+class _ReadableFormatter(logging.Formatter):
+    """Plain messages for progress, a level prefix only where it tells something (warnings, errors)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
+def main_process() -> bool:
+    """False on the other ranks of a torchrun launch (they train too, but the main process speaks)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def setup_logging(script: str = "__main__") -> None:
+    """Messages of this project and of the stage script (`script`: its module name) at INFO on the main process,
+    WARNING on other ranks; other libraries at WARNING. Progress goes to stdout, beside the tables; warnings and
+    errors to stderr."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_ragdistill", False)]:
+        root.removeHandler(handler)  # replaced, not doubled, when run_main runs again in one process
+    progress, problems = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems.setLevel(logging.WARNING)
+    for handler in (progress, problems):
+        handler.setFormatter(_ReadableFormatter())
+        handler._ragdistill = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    level = logging.INFO if main_process() else logging.WARNING
+    for name in ("ragdistill", script):
+        logging.getLogger(name).setLevel(level)
+
+
 def run_main(main: Callable[[], T]) -> T:
-    """Run a stage's main; bad input prints one line naming file, line and problem, and exits with status 2."""
+    """Run a stage's main with logging set up; bad input prints one line naming file, line and problem, and exits
+    with status 2."""
+    setup_logging(main.__module__)
     try:
         return main()
     except InputError as error:

@@ -682,5 +682,5 @@ def save_report(results: Sequence[VariantResult], teacher: TeacherRow | None, ou
                          hlines=lines)
     else:
         del paths["png"]
-    print(f"\nsaved {', '.join(str(p) for p in paths.values())}")
+    logger.info(f"saved {', '.join(str(p) for p in paths.values())}")
     return paths

@@ -5,7 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 
+from ragdistill.core.errors import InputError
+
 logger = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # PyTorch's names, in every flag
 
 
 @functools.cache
@@ -36,17 +40,19 @@ def resolve_dtype(dtype: str = "auto") -> str:
     far below the score gaps that rank passages. fp16 is never chosen automatically, not even on GPUs without bf16
     (V100, T4): its range ends at 65504, so an LLM's hidden states and logits can overflow to inf or NaN, and a
     user who asks for "auto" expects the scores fp32 gives. There "auto" is fp32, and a message says that
-    `--dtype fp16` is faster for those who accept the risk.
+    `float16` is faster for those who accept the risk.
     """
+    if dtype not in DTYPES:
+        raise InputError(None, f"unknown dtype '{dtype}': expected one of {', '.join(DTYPES)}")
     if dtype != "auto":
-        return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype)
+        return dtype
     if has_cuda():
         import torch
 
         if torch.cuda.is_bf16_supported(including_emulation=False):  # emulated bf16 (V100) is slow
             return "bfloat16"
         logger.warning("this GPU has no bf16: dtype auto runs in float32 (fp16 is faster but can overflow in "
-                       "LLM logits; ask for it with --dtype fp16 if you accept that)")
+                       "LLM logits; ask for float16 if you accept that)")
         return "float32"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragdistill.core.jsonl import atomic_open, write_json
+
+logger = logging.getLogger(__name__)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -94,5 +97,5 @@ def save_comparisons(comparisons: list[Comparison], output_dir: str | os.PathLik
     write_json(json_path, {"tables": [c.to_json() for c in comparisons], **(extra or {})})
     with atomic_open(md_path) as handle:
         handle.write("\n".join(c.to_markdown() for c in comparisons))
-    print(f"\nsaved {json_path} and {md_path}")
+    logger.info(f"saved {json_path} and {md_path}")
     return json_path, md_path

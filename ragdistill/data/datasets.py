@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -29,6 +30,8 @@ from tqdm.auto import tqdm
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import atomic_open, iter_jsonl, read_json, write_json, write_jsonl
 from ragdistill.core.mteb import RerankingSample, validate_sample
+
+logger = logging.getLogger(__name__)
 
 SOURCES = ("modelscope", "hf")
 SOURCE_LABELS = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}
@@ -335,7 +338,7 @@ def prepare_split(dataset: str, split: str, files: Sequence[Path], output_path: 
                          error.line) from None
     counts.skipped = skips.total
     if skips.total:
-        print(skips.summary())
+        logger.warning(skips.summary())
     return counts
 
 
@@ -602,7 +605,7 @@ def beir_split_samples(corpus_ids: Sequence[str], corpus_texts: Sequence[str], q
         "skipped_invalid": skips.total, f"retriever_recall@{candidates_per_query}": recall / len(wanted),
     })
     if skips.total:
-        print(skips.summary())
+        logger.warning(skips.summary())
     return samples
 
 
@@ -624,7 +627,7 @@ def prepare_beir(beir_dir: str | os.PathLike, output_dir: str | os.PathLike, ret
     name = name or beir_dir.resolve().name
     corpus_ids, corpus_texts = read_beir_corpus(beir_dir)
     queries = read_beir_queries(beir_dir)
-    print(f"{name}: {len(corpus_ids):,} documents, {len(queries):,} queries; indexing with {retriever}")
+    logger.info(f"{name}: {len(corpus_ids):,} documents, {len(queries):,} queries; indexing with {retriever}")
     first_stage = make_retriever(retriever, corpus_texts, batch_size=batch_size)
     target = Path(output_dir) / short_name(name)
     results = []

@@ -5,7 +5,7 @@
    each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`), optionally split into shards.
 3. Cosine similarities per query: one matrix-vector product over its candidates.
 4. Rows for sentence-transformers' distillation losses, with the teacher similarities as `label`:
-   - listwise (default): one row per (query, positive) with the n hardest negatives by teacher similarity
+   - ntuple (default): one row per (query, positive) with the n hardest negatives by teacher similarity
      (a query with fewer repeats its own to fill the row),
      {"query", "positive", "negative_1", ..., "negative_n", "label": [sim_pos, sim_neg_1, ..., sim_neg_n]}
    - triplet: every (positive, negative) pair of a query, {"query", "positive", "negative", "label": [p, n]}
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -38,8 +39,10 @@ from ragdistill.embedding.teachers import (
     normalize_rows,
 )
 
-FORMATS = ("listwise", "triplet", "scores")
-TRAINING_FORMATS = ("listwise", "triplet")
+logger = logging.getLogger(__name__)
+
+FORMATS = ("ntuple", "triplet", "scores")
+TRAINING_FORMATS = ("ntuple", "triplet")
 LABEL_PRECISION = "float32"  # part of every fingerprint: files written with rounded labels are not reused
 
 
@@ -135,8 +138,7 @@ class LazyTeacher:
 
     def get(self) -> EmbeddingTeacher:
         if self._teacher is None:
-            print(f"loading teacher {self.args.teacher_model} ({self.args.backend}, {self.identity['dtype']})",
-                  flush=True)
+            logger.info(f"loading teacher {self.args.teacher_model} ({self.args.backend}, {self.identity['dtype']})")
             self._teacher = self._loader()
         return self._teacher
 
@@ -174,7 +176,7 @@ def embed_in_chunks(teacher: LazyTeacher, texts: Sequence[str], work_output: Pat
     pending = job.pending()
     done_items = len(texts) - sum(len(job.chunk_range(i)) for i in pending)
     if pending and done_items:
-        print(f"resuming: {job.done_count()} of {job.num_chunks} chunks already on disk", flush=True)
+        logger.info(f"resuming: {job.done_count()} of {job.num_chunks} chunks already on disk")
     encoder = teacher.get() if pending else None  # loaded before the progress bar starts
     with tqdm(total=len(texts), initial=done_items, unit="text", desc=desc, disable=not pending) as bar:
         for index in pending:
@@ -240,7 +242,7 @@ def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.nda
     """
     rows: list[dict] = []
     stats = {"queries_padded": 0, "queries_too_few_negatives": 0}
-    if fmt == "listwise":
+    if fmt == "ntuple":
         width = num_negatives or max(len(sample.negative) for sample in samples)
         stats["negatives_per_row"] = width
     for sample, sims in zip(samples, similarities):
@@ -269,7 +271,7 @@ def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.nda
                 row["label"] = _labels(np.concatenate([[pos_sim], neg_sims[hardest]]))
                 rows.append(row)
     if not rows:
-        hint = " (every query has fewer negatives than --num_negatives; lower it)" if fmt == "listwise" else ""
+        hint = " (every query has fewer negatives than --num_negatives; lower it)" if fmt == "ntuple" else ""
         raise InputError(None, f"no rows to write{hint}")
     return rows, stats
 
@@ -316,7 +318,7 @@ class SoftLabelJob:
     files: list[str]
     output: str
     teacher: LazyTeacher
-    fmt: str = "listwise"
+    fmt: str = "ntuple"
     num_negatives: int = 8
     pad_negatives: bool = True
     max_queries: int = 0
@@ -366,15 +368,15 @@ class SoftLabelJob:
             key = "job_fingerprint" if self.sharded else "fingerprint"
             if meta.get(key) == (job_fingerprint if self.sharded else settings_fingerprint):
                 shutil.rmtree(parts_dir(target), ignore_errors=True)
-                print(f"{target} is already complete (same inputs and settings): nothing to do", flush=True)
+                logger.info(f"{target} is already complete (same inputs and settings): nothing to do")
                 return meta
             # Made from other inputs or settings: it stops counting as complete until the new one is written.
-            print(f"replacing {target} (made from other inputs or settings)", flush=True)
+            logger.info(f"replacing {target} (made from other inputs or settings)")
             meta_path(target).unlink()
         if data.skips.total:
-            print(data.skips.summary(), flush=True)
-        print(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
-              f"{len(texts.texts) - texts.num_queries} unique passages to embed", flush=True)
+            logger.warning(data.skips.summary())
+        logger.info(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
+              f"{len(texts.texts) - texts.num_queries} unique passages to embed")
 
         # 2. embeddings of this run's texts (a shard's span, or all), or the shards' embeddings when merging
         stats = EmbedStats()
@@ -430,7 +432,7 @@ class SoftLabelJob:
     def _run_shard(self, target: Path, texts: UniqueTexts, job_fingerprint: str, stats: EmbedStats,
                    started: float) -> dict:
         span = shard_span(len(texts.texts), self.shard_id, self.num_shards)
-        print(f"shard {self.shard_id} of {self.num_shards}: texts [{span.start}, {span.stop})", flush=True)
+        logger.info(f"shard {self.shard_id} of {self.num_shards}: texts [{span.start}, {span.stop})")
         job = embed_in_chunks(self.teacher, texts.texts[span.start:span.stop], target,
                               fingerprint(job_fingerprint, self.shard_id, self.num_shards),
                               self.teacher.args.chunk_size, stats, desc=f"shard {self.shard_id}")
@@ -440,8 +442,8 @@ class SoftLabelJob:
                 "embedding": stats.as_dict(), "seconds": round(time.perf_counter() - started, 3),
                 "job_fingerprint": job_fingerprint}
         job.finish(lambda handle: np.save(handle, embeddings), meta, binary=True)
-        print(f"wrote {target}; when every shard is done, run the same command with --merge_shards "
-              f"--num_shards {self.num_shards} to build the rows", flush=True)
+        logger.info(f"wrote {target}; when every shard is done, run the same command with --merge_shards "
+              f"--num_shards {self.num_shards} to build the rows")
         return {**meta, "complete": True}
 
     def _load_shards(self, texts: UniqueTexts, job_fingerprint: str) -> tuple[np.ndarray, list[dict]]:
@@ -493,7 +495,7 @@ def print_summary(output: Path, meta: dict) -> None:
     if counts.get("queries_too_few_negatives"):
         lines.append(f"  left out {counts['queries_too_few_negatives']} queries with fewer than "
                      f"{counts['negatives_per_row']} negatives")
-    print("\n".join(lines), flush=True)
+    logger.info("".join(lines))
 
 
 # teacher scores of evaluation files, cached ----------------------------------------------------------------------
@@ -522,9 +524,9 @@ def cached_teacher_scores(files: Sequence[str], teacher: LazyTeacher, cache_dir:
             raise InputError(file, "file does not exist")
         path = teacher_scores_path(cache_dir, file, teacher.identity)
         if is_complete(path):
-            print(f"teacher scores for {file}: cached in {path}", flush=True)
+            logger.info(f"teacher scores for {file}: cached in {path}")
         else:
-            print(f"teacher scores for {file}: computing into {path}", flush=True)
+            logger.info(f"teacher scores for {file}: computing into {path}")
             SoftLabelJob(files=[file], output=os.fspath(path), teacher=teacher, fmt="scores").run()
         result[os.fspath(file)] = (read_jsonl(path), read_json(meta_path(path)))
     return result

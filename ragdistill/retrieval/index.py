@@ -28,13 +28,15 @@ import numpy as np
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import primary_key
 
+logger = logging.getLogger(__name__)
+
 # Index types Milvus Lite 3.x builds (AUTOINDEX = HNSW through FAISS there; FLAT is exact search). A Milvus server
 # builds these and more; the ones below need a server.
 LITE_INDEX_TYPES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 SERVER_ONLY_INDEX_TYPES = ("IVF_PQ", "IVF_RABITQ", "HNSW_PQ", "HNSW_PRQ", "SCANN", "DISKANN", "GPU_CAGRA",
                            "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE")
 METRICS = ("COSINE", "IP", "L2")
-EMBEDDING_BACKENDS = ("sentence-transformers", "vllm")
+EMBEDDING_BACKENDS = ("torch", "vllm")
 
 PROPERTY_ENCODER = "ragdistill.encoder"
 PROPERTY_COMPLETE = "ragdistill.complete"
@@ -124,8 +126,8 @@ class EmbedderArguments:
 
     embedder: str = field(default="BAAI/bge-m3", metadata={
         "help": "Embedding model: a Hugging Face id or a local sentence-transformers folder."})
-    backend: str = field(default="sentence-transformers", metadata={
-        "help": "Document embedding backend: 'sentence-transformers' (anywhere) or 'vllm' (pooling runner; the "
+    backend: str = field(default="torch", metadata={
+        "help": "Document embedding backend: 'torch' (sentence-transformers, anywhere) or 'vllm' (pooling runner; the "
                 "fast path on GPUs). Queries are always embedded with sentence-transformers, one at a time, as a "
                 "serving chain does.", "choices": list(EMBEDDING_BACKENDS)})
     dim: int = field(default=0, metadata={
@@ -147,7 +149,7 @@ class EmbedderArguments:
         if self.dim < 0:
             raise InputError(None, f"--dim must be 0 (full) or a positive size, got {self.dim}")
         if self.backend == "vllm" and not self.normalize:
-            raise InputError(None, "--normalize false needs --backend sentence-transformers (vLLM's embeddings "
+            raise InputError(None, "--normalize false needs --backend torch (vLLM's embeddings "
                                    "are normalised)")
 
 
@@ -226,8 +228,8 @@ def _teacher_arguments(model: str, backend: str, instruction: str | None, max_le
                        batch_size: int):
     from ragdistill.embedding.teachers import TeacherArguments
 
-    return TeacherArguments(teacher_model=model, backend=backend, instruction=instruction, max_length=max_length,
-                            dtype=dtype, batch_size=batch_size)
+    return TeacherArguments(teacher_model=model, backend=backend, instruction=instruction,
+                            teacher_max_length=max_length, teacher_dtype=dtype, batch_size=batch_size)
 
 
 def load_document_encoder(args: EmbedderArguments, vllm_args=None) -> Encoder:
@@ -276,7 +278,7 @@ def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: s
     model = model or record.model
     require_model_dir(model, "query embedding model")
     exported = backend in ("onnx", "openvino")
-    teacher_args = _teacher_arguments(model, "sentence-transformers", "none", record.max_length,
+    teacher_args = _teacher_arguments(model, "torch", "none", record.max_length,
                                       "float32" if exported else serving_dtype(dtype), batch_size=1)
     backend_model = load_teacher(teacher_args)
     if exported:
@@ -290,7 +292,7 @@ def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: s
         raise InputError(model, f"encoder mismatch: this model gives {model_dim}-dim vectors, the collection "
                                 f"'{collection}' holds {record.dim}-dim vectors of {record.describe()}")
     query_record = EncoderRecord(**{**asdict(record), "model": model_identity(model), "model_dim": model_dim,
-                                    "backend": "sentence-transformers", "dtype": teacher_args.dtype})
+                                    "backend": "torch", "dtype": teacher_args.teacher_dtype})
     encoder = Encoder(backend_model, query_record)
     check_probe(record, encoder.probe(), query_record.model, collection)
     return encoder
@@ -320,7 +322,7 @@ def check_probe(record: EncoderRecord, probe: list[list[float]], model: str, col
                    f"queries would be compared with vectors from another model. Search with the model the index "
                    f"was built with (--embedder {record.model}), or build an index with this one")
     if not same_name:
-        print(f"note: query encoder {model} differs in name from the indexed {record.model}, but gives the same "
+        logger.info(f"query encoder {model} differs in name from the indexed {record.model}, but gives the same "
               f"vectors (probe cosine {similarity:.5f}): accepted as a copy of the same model")
     return similarity
 
