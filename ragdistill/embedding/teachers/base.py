@@ -1,4 +1,4 @@
-"""Teacher embedders: vLLM's pooling runner (fast path on GPUs) or torch (sentence-transformers, anywhere).
+"""What every teacher embedder shares: its arguments, its prompts, its description, the base class.
 
 Both backends see the same token ids for the same text: the query prompt is prepended as a string, the model's own
 tokenizer adds its special tokens (Qwen3-Embedding appends <|endoftext|>, the token its last-token pooling reads),
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
-from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
+from ragdistill.core.hardware import resolve_dtype
 
 BACKENDS = ("vllm", "torch")
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
@@ -141,73 +141,6 @@ class EmbeddingTeacher:
 
     def close(self) -> None:
         pass
-
-
-class SentenceTransformerTeacher(EmbeddingTeacher):
-    backend = "torch"
-
-    def __init__(self, args: TeacherArguments, device: str | None = None):
-        super().__init__(args)
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.manual_seed(args.seed)
-        self.model = SentenceTransformer(args.teacher_model, device=device or default_device(),
-                                         model_kwargs={"dtype": torch_dtype(self.dtype)})
-        self.model.eval()
-        config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
-        positions = getattr(config, "max_position_embeddings", None)
-        if positions and self.max_length > positions:
-            raise InputError(args.teacher_model, f"--teacher_max_length {self.max_length} exceeds the model's "
-                                                 f"{positions} positions")
-        self.model.max_seq_length = self.max_length
-        self.tokenizer = self.model.tokenizer
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        # Prompts are already in the texts: sentence-transformers prepends a prompt the same way (string concat).
-        embeddings = self.model.encode(texts, batch_size=self.args.batch_size, convert_to_tensor=True,
-                                       show_progress_bar=False)
-        return embeddings.float().cpu().numpy()
-
-
-class VLLMTeacher(EmbeddingTeacher):
-    backend = "vllm"
-
-    def __init__(self, args: TeacherArguments, engine):
-        super().__init__(args)
-        from ragdistill.core.vllm_engine import start_engine
-
-        self.tokenizer = load_tokenizer(args.teacher_model)
-        self.llm = start_engine(args.teacher_model, engine, dtype=self.dtype, max_model_len=self.max_length,
-                                seed=args.seed)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        from vllm.inputs import TokensPrompt
-
-        # Tokenise here (truncation as sentence-transformers does it), then submit the whole chunk at once.
-        ids = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length,
-                             verbose=False)["input_ids"]
-        outputs = self.llm.embed([TokensPrompt(prompt_token_ids=row) for row in ids], use_tqdm=False)
-        return np.asarray([output.outputs.embedding for output in outputs], dtype=np.float32)
-
-    def close(self) -> None:
-        import contextlib
-        import gc
-
-        with contextlib.suppress(Exception):
-            self.llm.llm_engine.engine_core.shutdown()
-        del self.llm
-        gc.collect()
-
-
-def load_teacher(args: TeacherArguments, engine=None) -> EmbeddingTeacher:
-    """Start the teacher on the chosen backend (`engine`: VLLMArguments for the vLLM backend)."""
-    from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir
-
-    require_model_dir(args.teacher_model, "teacher model")
-    if args.backend == "vllm":
-        return VLLMTeacher(args, engine or VLLMArguments())
-    return SentenceTransformerTeacher(args)
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:

