@@ -9,14 +9,18 @@ so evaluation.py does not load the teacher again.
     python score.py --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm \
         --train_files data/scidocs-reranking/validation.jsonl --output_file output/embedding/training_rows.jsonl
 
-Several GPUs: run with --num_shards N --shard_id I (one process per GPU), then once more with --merge_shards.
+Several GPUs or machines: `--engine ray --num_replicas N` embeds with N teacher replicas on Ray actors, on this
+machine or on the Ray cluster $RAY_ADDRESS names (docs/scaling.md); the output is the same file. Without Ray: run
+with --num_shards N --shard_id I (one process per GPU), then once more with --merge_shards.
 """
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.leakage import leaked_test_queries
+from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.scoring import FORMATS, LazyTeacher, SoftLabelJob, cached_teacher_scores, parse_num_negatives
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
@@ -60,12 +64,14 @@ class DataArguments:
 
 
 def main():
-    # 1. arguments: data, teacher, vLLM engine knobs
-    data_args, teacher_args, engine_args = parse_args(DataArguments, TeacherArguments, VLLMArguments)
+    # 1. arguments: data, teacher, vLLM engine knobs, where the replicas run (here or on Ray)
+    data_args, teacher_args, vllm_args, engine = parse_args(DataArguments, TeacherArguments, VLLMArguments,
+                                                            EngineArguments)
     leaked_test_queries(split_paths(data_args.train_files), split_paths(data_args.test_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
-    teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
+    teacher = LazyTeacher(teacher_args, functools.partial(load_teacher, teacher_args, vllm_args), engine,
+                          vllm_args.tensor_parallel_size)
     logger.info(f"teacher {teacher_args.teacher_model} on {teacher_args.backend}, dtype {teacher.identity['dtype']}, "
           f"query prompt {teacher.identity['query_prompt']!r}, max {teacher_args.teacher_max_length} tokens")
     try:

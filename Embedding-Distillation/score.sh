@@ -3,7 +3,8 @@
 # (teacher cosine similarities) for train.sh; it also scores the test files now, for evaluation.sh, and warns if
 # test queries also appear in the training files. Re-running the same command after a crash resumes it. Extra
 # arguments go to score.py (see its --help), e.g.
-#   bash score.sh --num_shards 4 --shard_id 0     (one process per GPU, then --merge_shards)
+#   ENGINE=ray NUM_REPLICAS=4 bash score.sh       (4 teacher replicas on Ray actors: docs/scaling.md)
+#   bash score.sh --num_shards 4 --shard_id 0     (without Ray: one process per GPU, then --merge_shards)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
@@ -24,12 +25,15 @@ FORMAT="${FORMAT:-ntuple}"                # ntuple (1 positive + NUM_NEGATIVES h
 NUM_NEGATIVES="${NUM_NEGATIVES:-8}"       # negatives per ntuple row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-true}"    # true: queries with fewer negatives repeat theirs; false: left out
 MAX_QUERIES="${MAX_QUERIES:-0}"           # first N training queries only (smoke runs); 0 = all
+ENGINE="${ENGINE:-direct}"                # direct (this process) | ray (teacher replicas on Ray actors: docs/scaling.md)
+NUM_REPLICAS="${NUM_REPLICAS:-1}"         # ENGINE=ray: teacher replicas, e.g. one per GPU
+RAY_ADDRESS="${RAY_ADDRESS:-}"            # ENGINE=ray: a running cluster ('auto' on one of its nodes, ray://head:10001); unset = Ray on this machine only
 
 args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE"
       --train_files "$TRAIN_FILES" --output_file "$TRAINING_ROWS" --format "$FORMAT"
       --num_negatives "$NUM_NEGATIVES" --pad_negatives "$PAD_NEGATIVES" --max_queries "$MAX_QUERIES"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --test_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES"
-      --score_test_files "$SCORE_TEST_FILES")
+      --score_test_files "$SCORE_TEST_FILES" --engine "$ENGINE" --num_replicas "$NUM_REPLICAS" --ray_address "$RAY_ADDRESS")
 if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
 # shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
 "$PYTHON" "$HERE/score.py" "${args[@]}" $TEACHER_ARGS "$@"

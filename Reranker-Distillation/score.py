@@ -9,21 +9,26 @@ teacher's raw logit (for Qwen3-Reranker: logit("yes") - logit("no") after its mo
 
 Backends: vllm (GPUs; --tensor_parallel_size for teachers larger than one GPU), torch (transformers, CPU or GPU),
 bi-encoder (any SentenceTransformer; score = cosine x --bi_encoder_scale). A crash or kill loses at most the
-chunk in flight: run the same command again to resume. Shards: run with --num_shards N --shard_id I on N
-machines, then merge_shards.py.
+chunk in flight: run the same command again to resume.
+
+Several GPUs or machines: `--engine ray --num_replicas N` runs N teacher replicas as Ray actors, on this machine
+or on the Ray cluster $RAY_ADDRESS names (docs/scaling.md); the output is the same file. Without Ray: run with
+--num_shards N --shard_id I on N machines, then merge_shards.py.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.leakage import leaked_test_queries
+from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
-from ragdistill.reranker.scoring import output_paths, score_file
+from ragdistill.reranker.scoring import output_paths, score_files
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
 
 logger = logging.getLogger(__name__)
@@ -80,7 +85,7 @@ class TeacherScoringArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, engine = parse_args(TeacherScoringArguments, VLLMArguments, args=argv)
+    args, vllm, engine = parse_args(TeacherScoringArguments, VLLMArguments, EngineArguments, args=argv)
 
     # 1. inputs and outputs
     train_files, test_files = split_paths(args.train_files), split_paths(args.test_files)
@@ -90,26 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     outputs = output_paths(inputs, args.output_dir, split_paths(args.output_files))
     leaked_test_queries(train_files, test_files)
 
-    # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring
+    # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring (on each replica, with Ray)
     options = TeacherOptions(
         model=args.teacher_model, backend=args.backend, dtype=args.teacher_dtype, max_length=args.teacher_max_length,
         instruction=args.instruction, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
         share_prefixes=args.share_prefixes, bi_encoder_scale=args.bi_encoder_scale,
-        device=args.device, vllm=engine,
+        device=args.device, vllm=vllm,
     )
     settings = describe_teacher(options)
     logger.info(f"teacher {settings.model}: {settings.kind}, backend {settings.backend}, dtype {settings.dtype}")
-    loaded = []
 
-    def teacher():
-        if not loaded:
-            loaded.append(load_teacher(options))
-        return loaded[0]
-
-    # 3. score each file, chunk by chunk (re-running resumes)
-    for input_path, output in zip(inputs, outputs):
-        score_file(input_path, output, settings, teacher, chunk_size=args.chunk_size, max_queries=args.max_queries,
-                   num_shards=args.num_shards, shard_id=args.shard_id, skip_invalid=args.skip_invalid)
+    # 3. score every file's pairs chunk by chunk, in this process or on Ray actors (re-running resumes)
+    score_files(inputs, outputs, settings, functools.partial(load_teacher, options), chunk_size=args.chunk_size,
+                max_queries=args.max_queries, num_shards=args.num_shards, shard_id=args.shard_id,
+                skip_invalid=args.skip_invalid, engine=engine, tensor_parallel_size=vllm.tensor_parallel_size)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 # Stage 1: the teacher scores every (query, passage) pair of the train and test files (raw logits, one line per
 # distinct pair, plus a .meta.json). Interrupted? Run the same command again: it resumes where it stopped.
 # Extra arguments go to score.py (see --help), e.g. --num_shards 4 --shard_id 0, --max_queries 50.
+# Several GPUs or a Ray cluster: ENGINE=ray NUM_REPLICAS=8 bash score.sh (docs/scaling.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
@@ -18,6 +19,9 @@ TEACHER_MAX_BATCH_TOKENS="${TEACHER_MAX_BATCH_TOKENS:-0}"  # torch backend: padd
 TEACHER_SHARE_PREFIXES="${TEACHER_SHARE_PREFIXES:-auto}"  # torch backend: each query's prompt prefix computed once; auto = on on CPU, off on GPU | on | off
 TENSOR_PARALLEL_SIZE="${TENSOR_PARALLEL_SIZE:-1}"   # vLLM: GPUs per teacher (Qwen3-Reranker-8B: 16 GB of bf16 weights, one 40-80 GB GPU is enough)
 MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N queries of each file (smoke runs)
+ENGINE="${ENGINE:-direct}"                  # direct (this process) | ray (teacher replicas on Ray actors: docs/scaling.md)
+NUM_REPLICAS="${NUM_REPLICAS:-1}"           # ENGINE=ray: teacher replicas, e.g. one per GPU (each takes TENSOR_PARALLEL_SIZE GPUs)
+RAY_ADDRESS="${RAY_ADDRESS:-}"              # ENGINE=ray: a running cluster ('auto' on one of its nodes, ray://head:10001); unset = Ray on this machine only
 
 "$PYTHON" "$RAGDISTILL_ROOT/Reranker-Distillation/score.py" \
   --teacher_model "$TEACHER_MODEL" \
@@ -32,5 +36,8 @@ MAX_QUERIES="${MAX_QUERIES:-0}"             # >0: only the first N queries of ea
   --share_prefixes "$TEACHER_SHARE_PREFIXES" \
   --tensor_parallel_size "$TENSOR_PARALLEL_SIZE" \
   --max_queries "$MAX_QUERIES" \
+  --engine "$ENGINE" \
+  --num_replicas "$NUM_REPLICAS" \
+  --ray_address "$RAY_ADDRESS" \
   --test_files "$TEST_FILE" \
   "$@"

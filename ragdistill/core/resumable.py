@@ -7,14 +7,18 @@ Layout, for an output `scores.jsonl`:
   scores.jsonl.meta.json              metadata with "complete": true, written last
 
 Re-running the same command skips finished chunks. The joined output equals, row for row, what an
-uninterrupted run writes, since chunk boundaries depend only on the inputs and the chunk size.
-Later stages call `require_complete`, which refuses a partial output and says how to resume.
+uninterrupted run writes, since chunk boundaries depend only on the inputs and the chunk size. Which engine computed
+a chunk does not matter (ragdistill.core.ray_engine.run_chunks: this process, or Ray actors): the process that runs
+the stage saves every chunk, so either engine resumes the other's run.
+Later stages call `require_complete`, which refuses a partial output and says how to resume; `reuse_complete` is the
+one rule for an output that is already there: kept if made by the same job, else no longer counted as complete.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
@@ -25,6 +29,8 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import atomic_open, read_json, write_json
 
 PROGRESS_FILE = "progress.json"
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -133,6 +139,24 @@ def is_complete(output: str | os.PathLike) -> bool:
         return bool(read_json(meta).get("complete"))
     except InputError:
         return False
+
+
+def reuse_complete(output: str | os.PathLike, job_fingerprint: str, key: str = "fingerprint") -> dict | None:
+    """The metadata of `output` if it is complete and was made by this job (`key` in its metadata equals
+    `job_fingerprint`): there is nothing to do. Otherwise None; a finished output of other inputs or settings first
+    stops counting as complete (its metadata goes), so a crash before the new one is written leaves nothing that
+    later stages would take for this job's output."""
+    output = Path(output)
+    if not is_complete(output):
+        return None
+    previous = read_json(meta_path(output))
+    if previous.get(key) == job_fingerprint:
+        shutil.rmtree(parts_dir(output), ignore_errors=True)  # left over if a run died while cleaning up
+        logger.info("%s: already complete (same inputs and settings), nothing to do", output)
+        return previous
+    logger.info("%s: replacing a finished output of a different run", output)
+    meta_path(output).unlink()
+    return None
 
 
 def require_complete(output: str | os.PathLike, stage_command: str = "the stage-1 command") -> dict:

@@ -15,11 +15,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +30,8 @@ import numpy as np
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import atomic_open, dumps, read_json, write_json
 from ragdistill.core.mteb import RerankingSample, iter_samples
-from ragdistill.core.resumable import ChunkedJob, file_digest, fingerprint, is_complete, meta_path, parts_dir
+from ragdistill.core.ray_engine import EngineArguments, run_chunks
+from ragdistill.core.resumable import ChunkedJob, file_digest, fingerprint, is_complete, meta_path, reuse_complete
 from ragdistill.embedding.teachers import (
     EmbeddingTeacher,
     TeacherArguments,
@@ -128,13 +129,23 @@ def count_truncated(tokenizer, texts: UniqueTexts, max_length: int, batch_size: 
 
 
 class LazyTeacher:
-    """Loads the teacher on first use only, so resumed or cached work never pays for a model start."""
+    """Loads the teacher on first use only, so resumed or cached work never pays for a model start. With the ray
+    `engine`, Ray actors load the replicas instead (then `loader` must pickle: a functools.partial of load_teacher)."""
 
-    def __init__(self, args: TeacherArguments, loader: Callable[[], EmbeddingTeacher]):
+    def __init__(self, args: TeacherArguments, loader: Callable[[], EmbeddingTeacher],
+                 engine: EngineArguments | None = None, tensor_parallel_size: int = 1):
         self.args = args
         self.identity = describe_teacher(args)
         self._loader = loader
         self._teacher: EmbeddingTeacher | None = None
+        self.engine = engine
+        self.tensor_parallel_size = tensor_parallel_size
+
+    def make_worker(self) -> Callable[[], TextEmbedder]:
+        """What builds a replica: in this process, this teacher (loaded once, kept); on a Ray actor, its own load."""
+        if self.engine is not None and self.engine.engine == "ray":
+            return functools.partial(TextEmbedder, self._loader)
+        return functools.partial(TextEmbedder, self.get)
 
     def get(self) -> EmbeddingTeacher:
         if self._teacher is None:
@@ -156,6 +167,17 @@ class LazyTeacher:
             self._teacher = None
 
 
+class TextEmbedder:
+    """One teacher replica embedding chunks of texts: what every engine runs, in this process or on a Ray actor."""
+
+    def __init__(self, load_teacher: Callable[[], EmbeddingTeacher]):
+        self.teacher = load_teacher()
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        return self.teacher.encode(texts), time.perf_counter() - start
+
+
 @dataclass
 class EmbedStats:
     embedded: int = 0
@@ -169,7 +191,8 @@ class EmbedStats:
 
 def embed_in_chunks(teacher: LazyTeacher, texts: Sequence[str], work_output: Path, job_fingerprint: str,
                     chunk_size: int, stats: EmbedStats, desc: str = "teacher embeddings") -> ChunkedJob:
-    """Embed `texts` into `<work_output>.parts/chunk-*.npy`, skipping chunks already on disk."""
+    """Embed `texts` into `<work_output>.parts/chunk-*.npy`, skipping chunks already on disk: the teacher's engine
+    (this process, or Ray actors) computes the missing ones, this process saves each as it comes."""
     from tqdm.auto import tqdm
 
     job = ChunkedJob(work_output, job_fingerprint, len(texts), chunk_size, chunk_suffix=".npy")
@@ -177,16 +200,18 @@ def embed_in_chunks(teacher: LazyTeacher, texts: Sequence[str], work_output: Pat
     done_items = len(texts) - sum(len(job.chunk_range(i)) for i in pending)
     if pending and done_items:
         logger.info(f"resuming: {job.done_count()} of {job.num_chunks} chunks already on disk")
-    encoder = teacher.get() if pending else None  # loaded before the progress bar starts
     with tqdm(total=len(texts), initial=done_items, unit="text", desc=desc, disable=not pending) as bar:
-        for index in pending:
-            span = job.chunk_range(index)
-            start = time.perf_counter()
-            embeddings = encoder.encode(texts[span.start:span.stop])
-            stats.seconds += time.perf_counter() - start
-            stats.embedded += len(span)
-            job.save_chunk(index, lambda handle, array=embeddings: np.save(handle, array), binary=True)
-            bar.update(len(span))
+
+        def save(index: int, result: tuple[np.ndarray, float]) -> None:
+            embeddings, seconds = result
+            stats.seconds += seconds
+            stats.embedded += len(embeddings)
+            job.save_chunk(index, lambda handle: np.save(handle, embeddings), binary=True)
+            bar.update(len(embeddings))
+
+        work = [(lambda span=job.chunk_range(index): list(texts[span.start:span.stop]), functools.partial(save, index))
+                for index in pending]
+        run_chunks(work, teacher.make_worker(), teacher.engine, teacher.tensor_parallel_size)
     return job
 
 
@@ -363,16 +388,10 @@ class SoftLabelJob:
         texts = unique_texts(data.samples, identity["query_prompt"], identity["document_prompt"])
         job_fingerprint = fingerprint(identity, texts.digest())
         settings_fingerprint = fingerprint(self.settings(data.files))
-        if is_complete(target):
-            meta = read_json(meta_path(target))
-            key = "job_fingerprint" if self.sharded else "fingerprint"
-            if meta.get(key) == (job_fingerprint if self.sharded else settings_fingerprint):
-                shutil.rmtree(parts_dir(target), ignore_errors=True)
-                logger.info(f"{target} is already complete (same inputs and settings): nothing to do")
-                return meta
-            # Made from other inputs or settings: it stops counting as complete until the new one is written.
-            logger.info(f"replacing {target} (made from other inputs or settings)")
-            meta_path(target).unlink()
+        previous = (reuse_complete(target, job_fingerprint, "job_fingerprint") if self.sharded
+                    else reuse_complete(target, settings_fingerprint))
+        if previous is not None:
+            return previous
         if data.skips.total:
             logger.warning(data.skips.summary())
         logger.info(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
@@ -410,6 +429,7 @@ class SoftLabelJob:
             "truncated": truncated, "teacher_similarity": similarity_summary(sims, data.samples),
             "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict(),
                           "shards": self.num_shards if self.merge_shards else 1},
+            "engine": (self.teacher.engine or EngineArguments()).describe(),
             "seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "fingerprint": settings_fingerprint, "job_fingerprint": job_fingerprint,
@@ -495,7 +515,7 @@ def print_summary(output: Path, meta: dict) -> None:
     if counts.get("queries_too_few_negatives"):
         lines.append(f"  left out {counts['queries_too_few_negatives']} queries with fewer than "
                      f"{counts['negatives_per_row']} negatives")
-    logger.info("".join(lines))
+    logger.info("\n".join(lines))
 
 
 # teacher scores of evaluation files, cached ----------------------------------------------------------------------

@@ -16,14 +16,14 @@ of one run, all present and disjoint, and joins them into what an unsharded run 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -31,15 +31,15 @@ from tqdm.auto import tqdm
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import atomic_open, dumps, iter_jsonl, read_json, write_json
 from ragdistill.core.mteb import iter_samples
+from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
     ChunkedJob,
     concatenate_text_chunks,
     file_digest,
     fingerprint,
-    is_complete,
     meta_path,
-    parts_dir,
     require_complete,
+    reuse_complete,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,57 +171,90 @@ def _stats_path(job: ChunkedJob, index: int) -> Path:
     return job.work_dir / f"stats-{index:05d}.json"
 
 
-def score_pairs(plan: ScoringPlan, output: Path, job_fingerprint: str, load_teacher: Callable, chunk_size: int,
-                metadata: dict, teacher_name: str) -> dict:
-    """Score `plan` into `output` chunk by chunk (resuming finished chunks); return the final metadata."""
-    job = ChunkedJob(output, job_fingerprint, len(plan), chunk_size)
-    pending = job.pending()
-    teacher = load_teacher() if pending else None
-    done_pairs = len(plan) - sum(len(job.chunk_range(i)) for i in pending)
-    if done_pairs:
-        logger.info(f"{output}: resuming, {job.done_count()} of {job.num_chunks} chunks already done")
-    with tqdm(total=len(plan), initial=done_pairs, unit="pair", desc=f"scoring {output.name}") as progress:
-        for index in pending:
-            items = job.chunk_range(index)
-            pairs = plan.pairs(items)
-            start = time.perf_counter()
-            scored = teacher.score(pairs)
-            seconds = time.perf_counter() - start
+class PairScorer:
+    """One teacher replica scoring chunks of pairs: what every engine runs, in this process or on a Ray actor."""
+
+    def __init__(self, load_teacher: Callable):
+        self.teacher = load_teacher()
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> tuple:
+        start = time.perf_counter()
+        scored = self.teacher.score(pairs)
+        loaded = {"device": self.teacher.device, "teacher_settings": self.teacher.settings.as_dict()}
+        return scored, time.perf_counter() - start, loaded
+
+
+@dataclass
+class FileScoring:
+    """One input file's stage-1 job: its pairs, its chunks on disk, and the metadata it will be finished with."""
+
+    plan: ScoringPlan
+    target: Path
+    job: ChunkedJob
+    metadata: dict
+    skips: SkipCounter
+    started: float
+    loaded: dict = field(default_factory=dict)  # the teacher as a replica loaded it (device, resolved settings)
+
+    def chunk_work(self, progress) -> list[tuple[Callable, Callable]]:
+        """(payload, save) for each pending chunk: its pairs, and how its scores reach the disk."""
+        teacher_name = self.metadata["teacher"]
+
+        def save(index: int, pairs: list[tuple[str, str]], result: tuple) -> None:
+            scored, seconds, loaded = result
             _check_finite(scored, pairs, teacher_name)
             lines = "".join(dumps({"query": q, "passage": p, "score": s}) + "\n"
                             for (q, p), s in zip(pairs, scored.scores))
             # Stats first, chunk second: a chunk on disk always has its stats.
-            write_json(_stats_path(job, index), {
+            write_json(_stats_path(self.job, index), {
                 "pairs": len(pairs), "seconds": seconds, "tokens": sum(scored.num_tokens),
                 "truncated": sum(scored.truncated), "query_truncated": sum(scored.query_truncated),
             })
-            job.save_chunk(index, lambda handle, text=lines: handle.write(text))
+            self.job.save_chunk(index, lambda handle: handle.write(lines))
+            self.loaded.update(loaded)
             progress.update(len(pairs))
-    stats = [read_json(_stats_path(job, i)) for i in range(job.num_chunks)]
-    seconds = sum(s["seconds"] for s in stats)
-    tokens = sum(s["tokens"] for s in stats)
-    metadata = {
-        **metadata,
-        "teacher_settings": teacher.settings.as_dict() if teacher else metadata.get("teacher_settings"),
-        "max_length": teacher.settings.max_length if teacher else metadata.get("max_length"),
-        "device": teacher.device if teacher else None,
-        "num_pairs": len(plan),
-        "seconds": round(seconds, 3),
-        "pairs_per_second": round(len(plan) / seconds, 3) if seconds > 0 else None,
-        "tokens_per_pair": round(tokens / len(plan), 2) if len(plan) else None,
-        "truncated_pairs": sum(s["truncated"] for s in stats),
-        "truncated_queries": sum(s["query_truncated"] for s in stats),
-        "chunk_size": chunk_size,
-        "num_chunks": job.num_chunks,
-    }
-    job.finish(concatenate_text_chunks(job.chunk_paths()), metadata)
-    return metadata
+
+        work = []
+        for index in self.job.pending():
+            pairs = self.plan.pairs(self.job.chunk_range(index))
+            work.append((lambda pairs=pairs: pairs, lambda result, index=index, pairs=pairs: save(index, pairs, result)))
+        return work
+
+    def finish(self) -> dict:
+        """Join the chunks, whichever run or engine scored them, and write the metadata marked complete."""
+        job, plan = self.job, self.plan
+        stats = [read_json(_stats_path(job, i)) for i in range(job.num_chunks)]
+        seconds = sum(s["seconds"] for s in stats)
+        tokens = sum(s["tokens"] for s in stats)
+        teacher_settings = self.loaded.get("teacher_settings") or self.metadata["teacher_settings"]
+        metadata = {
+            **self.metadata,
+            "teacher_settings": teacher_settings,
+            "max_length": teacher_settings["max_length"],
+            "device": self.loaded.get("device"),
+            "num_pairs": len(plan),
+            "seconds": round(seconds, 3),
+            "pairs_per_second": round(len(plan) / seconds, 3) if seconds > 0 else None,
+            "tokens_per_pair": round(tokens / len(plan), 2) if len(plan) else None,
+            "truncated_pairs": sum(s["truncated"] for s in stats),
+            "truncated_queries": sum(s["query_truncated"] for s in stats),
+            "chunk_size": job.chunk_size,
+            "num_chunks": job.num_chunks,
+        }
+        job.finish(concatenate_text_chunks(job.chunk_paths()), metadata)
+        logger.info("%s: %d pairs of %d queries, %s pairs/s, %s tokens/pair, %d truncated; %.1f s with reading and "
+                    "loading", self.target, metadata["num_pairs"], metadata["num_queries"],
+                    metadata["pairs_per_second"], metadata["tokens_per_pair"], metadata["truncated_pairs"],
+                    time.perf_counter() - self.started)
+        if self.skips.total:
+            logger.warning("%s: %s", self.target, self.skips.summary())
+        return metadata
 
 
-def score_file(input_path: str | Path, output: Path, settings, load_teacher: Callable, chunk_size: int = 4096,
-               max_queries: int = 0, num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False) -> dict:
-    """Stage 1 for one input file (or one shard of it). `settings` (TeacherSettings) identify the scores;
-    `load_teacher()` is called only if some chunk still needs scoring. Returns the metadata."""
+def plan_file(input_path: str | Path, output: Path, settings, chunk_size: int = 4096, max_queries: int = 0,
+              num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False) -> FileScoring | dict:
+    """Read one input file (or one shard of it) into its chunked job; the metadata of an output already complete
+    with these inputs and settings instead (nothing left to do)."""
     if not 0 <= shard_id < num_shards:
         raise InputError(None, f"--shard_id {shard_id} is outside 0..{num_shards - 1} (--num_shards {num_shards})")
     skips = SkipCounter(skip_invalid)
@@ -232,15 +265,9 @@ def score_file(input_path: str | Path, output: Path, settings, load_teacher: Cal
     target = shard_path(output, shard_id, num_shards)
     run = fingerprint(file_digest(input_path), max_queries, skip_invalid, settings.as_dict())
     job_fingerprint = fingerprint(run, num_shards, shard_id)
-    if is_complete(target):
-        previous = read_json(meta_path(target))
-        if previous.get("fingerprint") == job_fingerprint:
-            logger.info(f"{target}: already complete, skipping")
-            shutil.rmtree(parts_dir(target), ignore_errors=True)  # left over if a run died while cleaning up
-            return previous
-        # A finished output of other inputs or settings: it stops counting as complete before anything else.
-        logger.info(f"{target}: replacing a finished output of a different run")
-        meta_path(target).unlink()
+    previous = reuse_complete(target, job_fingerprint)
+    if previous is not None:
+        return previous
     if skips.total:
         logger.warning(skips.summary())
     metadata = {
@@ -265,13 +292,39 @@ def score_file(input_path: str | Path, output: Path, settings, load_teacher: Cal
         "run_fingerprint": run,
         "fingerprint": job_fingerprint,
     }
-    metadata = score_pairs(plan, target, job_fingerprint, load_teacher, chunk_size, metadata, settings.model)
-    logger.info(f"{target}: {metadata['num_pairs']} pairs of {metadata['num_queries']} queries, "
-          f"{metadata['pairs_per_second']} pairs/s, {metadata['tokens_per_pair']} tokens/pair, "
-          f"{metadata['truncated_pairs']} truncated; {time.perf_counter() - start:.1f} s with reading and loading")
-    if skips.total:
-        logger.warning(f"{target}: {skips.summary()}")
-    return metadata
+    job = ChunkedJob(target, job_fingerprint, len(plan), chunk_size)
+    if job.done_count() and job.pending():
+        logger.info("%s: resuming, %d of %d chunks already done", target, job.done_count(), job.num_chunks)
+    return FileScoring(plan, target, job, metadata, skips, start)
+
+
+def score_files(inputs: Sequence[str | Path], outputs: Sequence[Path], settings, load_teacher: Callable,
+                chunk_size: int = 4096, max_queries: int = 0, num_shards: int = 1, shard_id: int = 0,
+                skip_invalid: bool = False, engine: EngineArguments | None = None,
+                tensor_parallel_size: int = 1) -> list[dict]:
+    """Stage 1 for every input file (or one shard of each): the chunks still missing are scored by `engine`
+    (this process, or one Ray actor pool for all files), then each output is joined. `settings` (TeacherSettings)
+    identify the scores; `load_teacher()` runs once per replica, only if some chunk still needs scoring (with the
+    ray engine it must pickle, e.g. functools.partial(load_teacher, options)). Returns each file's metadata."""
+    jobs = [plan_file(path, output, settings, chunk_size, max_queries, num_shards, shard_id, skip_invalid)
+            for path, output in zip(inputs, outputs)]
+    pending = [job for job in jobs if isinstance(job, FileScoring)]
+    for job in pending:
+        job.metadata["engine"] = (engine or EngineArguments()).describe()
+    total = sum(len(job.plan) for job in pending)
+    done = sum(len(job.plan) - sum(len(job.job.chunk_range(i)) for i in job.job.pending()) for job in pending)
+    with tqdm(total=total, initial=done, unit="pair", desc="scoring pairs", disable=not pending) as progress:
+        work = [item for job in pending for item in job.chunk_work(progress)]
+        run_chunks(work, functools.partial(PairScorer, load_teacher), engine, tensor_parallel_size)
+    return [job.finish() if isinstance(job, FileScoring) else job for job in jobs]
+
+
+def score_file(input_path: str | Path, output: Path, settings, load_teacher: Callable, chunk_size: int = 4096,
+               max_queries: int = 0, num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False,
+               engine: EngineArguments | None = None) -> dict:
+    """Stage 1 for one input file (or one shard of it); see score_files."""
+    return score_files([input_path], [output], settings, load_teacher, chunk_size, max_queries, num_shards, shard_id,
+                       skip_invalid, engine)[0]
 
 
 # --- merging shards ---------------------------------------------------------------------------------------------
