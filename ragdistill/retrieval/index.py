@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -491,34 +492,101 @@ class InsertStats:
     lookup_seconds: float = 0.0
 
 
+def missing_batches(client, name: str, documents: dict[str, str], batch_size: int, stats: InsertStats
+                    ) -> Iterator[tuple[int, list[tuple[str, int]]]]:
+    """For each batch of documents, (its size, the (doc_id, key) pairs the collection does not hold yet); every
+    document is missing from a collection that does not exist yet."""
+    doc_ids = list(documents)
+    exists = client.has_collection(name)
+    for start in range(0, len(doc_ids), batch_size):
+        batch = doc_ids[start:start + batch_size]
+        keys = [primary_key(doc_id) for doc_id in batch]
+        began = time.perf_counter()
+        present = existing_keys(client, name, keys) if exists else set()
+        stats.lookup_seconds += time.perf_counter() - began
+        missing = [(doc_id, key) for doc_id, key in zip(batch, keys) if key not in present]
+        stats.already_indexed += len(batch) - len(missing)
+        yield len(batch), missing
+
+
+def insert_embedded(client, name: str, documents: dict[str, str], missing: list[tuple[str, int]], vectors,
+                    stats: InsertStats) -> None:
+    rows = [{"id": key, "doc_id": doc_id, "text": clip_text(documents[doc_id]), "vector": vector.tolist()}
+            for (doc_id, key), vector in zip(missing, vectors)]
+    began = time.perf_counter()
+    insert_rows(client, name, rows)
+    stats.insert_seconds += time.perf_counter() - began
+    stats.inserted += len(rows)
+
+
 def index_documents(client, name: str, documents: dict[str, str], encoder: Encoder, batch_size: int) -> InsertStats:
     """Embed and insert every document the collection does not hold yet, batch by batch, with a progress bar."""
     from tqdm.auto import tqdm
 
     stats = InsertStats(documents=len(documents))
-    doc_ids = list(documents)
-    with tqdm(total=len(doc_ids), desc=f"indexing into {name}", unit="doc") as progress:
-        for start in range(0, len(doc_ids), batch_size):
-            batch = doc_ids[start:start + batch_size]
-            keys = [primary_key(doc_id) for doc_id in batch]
-            began = time.perf_counter()
-            present = existing_keys(client, name, keys)
-            stats.lookup_seconds += time.perf_counter() - began
-            missing = [(doc_id, key) for doc_id, key in zip(batch, keys) if key not in present]
-            stats.already_indexed += len(batch) - len(missing)
+    with tqdm(total=len(documents), desc=f"indexing into {name}", unit="doc") as progress:
+        for size, missing in missing_batches(client, name, documents, batch_size, stats):
             if missing:
                 began = time.perf_counter()
                 vectors = encoder.encode_documents([documents[doc_id] for doc_id, _ in missing])
                 stats.embed_seconds += time.perf_counter() - began
-                rows = [{"id": key, "doc_id": doc_id, "text": clip_text(documents[doc_id]), "vector": vector.tolist()}
-                        for (doc_id, key), vector in zip(missing, vectors)]
-                began = time.perf_counter()
-                insert_rows(client, name, rows)
-                stats.insert_seconds += time.perf_counter() - began
-                stats.inserted += len(rows)
-            progress.update(len(batch))
+                insert_embedded(client, name, documents, missing, vectors, stats)
+            progress.update(size)
             progress.set_postfix(skipped=stats.already_indexed, inserted=stats.inserted)
     return stats
+
+
+class DocumentEmbedder:
+    """One replica of the document encoder (what `--engine ray` runs on each actor): a batch of texts -> their
+    vectors, the seconds it took, and the replica's encoder record (its probe vectors)."""
+
+    def __init__(self, args: EmbedderArguments, vllm_args=None):
+        self.encoder = load_document_encoder(args, vllm_args)
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, float, EncoderRecord]:
+        began = time.perf_counter()
+        return self.encoder.encode_documents(texts), time.perf_counter() - began, self.encoder.record
+
+
+def index_documents_on_ray(client, name: str, documents: dict[str, str], args: EmbedderArguments, vllm_args,
+                           index: IndexArguments, corpus_fingerprint: str, uri: str, engine
+                           ) -> tuple[InsertStats, EncoderRecord]:
+    """index_documents with the embedding on Ray actors (`engine`: core.ray_engine.EngineArguments).
+
+    The missing documents are looked up first and sent out in batches; no model loads on this process. The first
+    batch back brings a replica's encoder record, which creates the collection (or is checked against the one being
+    resumed, as create_collection does); every later batch's replica must embed the probe texts the same way.
+    Batches are inserted as they arrive. Nothing missing: one probe batch still checks the encoder."""
+    from tqdm.auto import tqdm
+
+    from ragdistill.core.ray_engine import run_chunks
+
+    stats = InsertStats(documents=len(documents))
+    if index.overwrite and client.has_collection(name):
+        client.drop_collection(name)
+    batches = [missing for _, missing in missing_batches(client, name, documents, index.insert_batch_size, stats)
+               if missing] or [[]]
+    collection: list[EncoderRecord] = []
+    with tqdm(total=len(documents) - stats.already_indexed, desc=f"indexing into {name}", unit="doc") as progress:
+
+        def save(missing: list[tuple[str, int]], result: tuple) -> None:
+            vectors, seconds, replica = result
+            if not collection:
+                create_collection(client, name, replica, index, corpus_fingerprint, len(documents), uri)
+                mark_incomplete(client, name)  # until every document is in, search refuses the collection
+                collection.append(read_record(client, name, uri))
+            elif probe_similarity(collection[0].probe, replica.probe) < PROBE_SAME_MODEL:
+                raise InputError(uri, f"a replica embeds the probe texts differently from the collection's "
+                                      f"{collection[0].describe()}: the replicas do not run the same model")
+            stats.embed_seconds += seconds
+            insert_embedded(client, name, documents, missing, vectors, stats)
+            progress.update(len(missing))
+
+        work = [(lambda m=missing: [documents[doc_id] for doc_id, _ in m] or list(PROBE_TEXTS),
+                 functools.partial(save, missing)) for missing in batches]
+        run_chunks(work, functools.partial(DocumentEmbedder, args, vllm_args), engine,
+                   getattr(vllm_args, "tensor_parallel_size", 1))
+    return stats, collection[0]
 
 
 def finish_collection(client, name: str, num_documents: int, uri: str) -> int:
