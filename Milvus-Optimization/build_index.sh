@@ -22,11 +22,15 @@ METRIC="${METRIC:-COSINE}"                    # COSINE | IP | L2
 INDEX_PARAMS="${INDEX_PARAMS:-{\}}"           # JSON build parameters, e.g. {"M": 16, "efConstruction": 200}
 DTYPE="${DTYPE:-auto}"                        # auto (bf16 on GPUs / AMX CPUs) | float32 | bfloat16 | float16
 BATCH_SIZE="${BATCH_SIZE:-64}"                # texts per forward pass (sentence-transformers)
-INSERT_BATCH_SIZE="${INSERT_BATCH_SIZE:-1024}"  # documents looked up, embedded and inserted together
+INSERT_BATCH_SIZE="${INSERT_BATCH_SIZE:-1024}"  # documents looked up, embedded and inserted together (one Ray task each with ENGINE=ray)
+ENGINE="${ENGINE:-direct}"                    # direct (this process) | ray (encoder replicas on Ray actors: docs/scaling.md)
+NUM_REPLICAS="${NUM_REPLICAS:-1}"             # ENGINE=ray: encoder replicas, e.g. one per GPU
+RAY_ADDRESS="${RAY_ADDRESS:-}"                # ENGINE=ray: a running cluster ('auto' on one of its nodes, ray://head:10001); unset = Ray on this machine only
 
 args=(--embedder "$EMBEDDER" --backend "$BACKEND" --dim "$DIM" --corpus "$CORPUS" --split "$SPLIT"
       --milvus_uri "$MILVUS_URI" --collection "$COLLECTION" --index_type "$INDEX_TYPE" --metric "$METRIC"
       --index_params "$INDEX_PARAMS" --dtype "$DTYPE" --batch_size "$BATCH_SIZE"
-      --insert_batch_size "$INSERT_BATCH_SIZE" --output_dir "$OUTPUT_DIR")
+      --insert_batch_size "$INSERT_BATCH_SIZE" --output_dir "$OUTPUT_DIR"
+      --engine "$ENGINE" --num_replicas "$NUM_REPLICAS" --ray_address "$RAY_ADDRESS")
 if [ -n "$DISTRACTOR_FILES" ]; then args+=(--distractor_files "$DISTRACTOR_FILES"); fi
 "$PYTHON" "$RAGDISTILL_ROOT/Milvus-Optimization/build_index.py" "${args[@]}" "$@"
