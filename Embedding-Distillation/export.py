@@ -25,7 +25,7 @@ from ragdistill.core.export import (
     export_and_measure,
     save_report,
 )
-from ragdistill.core.mteb import read_samples
+from ragdistill.core.mteb import first_queries, iter_samples
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.evaluation import metrics_from_similarities, teacher_similarities
 from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
@@ -34,51 +34,49 @@ from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
 @dataclass
 class EmbeddingExportArguments:
-    model: str = field(default="output/embedding/model", metadata={"help": "The trained student (train.py)."})
-    test_file: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
-        "help": "MTEB reranking test file {query, positive, negative} (the in-domain one)."})
-    calibration_files: str = field(default="data/scidocs-reranking/validation.jsonl", metadata={
-        "help": "Training file(s), comma-separated: their queries and passages calibrate the OpenVINO int8 model."})
     teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Cache of teacher similarities (stage 1 and evaluation fill it; '' to leave the teacher out)."})
-    output_dir: str = field(default="output/embedding/export", metadata={"help": "Where the table and plot go."})
+
+
+DEFAULTS = {"model": "output/embedding/model", "test_file": "data/scidocs-reranking/test.jsonl",
+            "calibration_files": "data/scidocs-reranking/validation.jsonl", "output_dir": "output/embedding/export"}
 
 
 def main(argv: list[str] | None = None) -> None:
-    # 1. arguments: the export, the measurement knobs, the teacher (same flags as stage 1: its cached scores)
-    args, knobs, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
-                                                        VLLMArguments, args=argv)
+    # 1. arguments: the export, the measurement export, the teacher (same flags as stage 1: its cached scores)
+    args, export, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
+                                                        VLLMArguments, args=argv, defaults=DEFAULTS)
 
     # 2. test data, and the teacher's similarities of it (from the cache, or computed once and cached)
-    samples = read_samples(args.test_file)[:knobs.max_queries or None]
+    samples = first_queries(iter_samples(export.test_file), export.max_queries)
     teacher, teacher_per_query = None, None
     if args.teacher_scores_dir:
         lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
         try:
-            rows, meta = cached_teacher_scores([args.test_file], lazy, args.teacher_scores_dir)[args.test_file]
+            rows, meta = cached_teacher_scores([export.test_file], lazy, args.teacher_scores_dir)[export.test_file]
         finally:
             lazy.close()
-        teacher_per_query = teacher_similarities(samples, rows, args.test_file)
+        teacher_per_query = teacher_similarities(samples, rows, export.test_file)
         teacher = TeacherRow(meta["teacher"], metrics_from_similarities(samples, teacher_per_query),
                              meta["embedding"].get("texts_per_second"), f"stored similarities ({meta['backend']}, "
                                                                         f"{meta['dtype']})")
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training queries and passages), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure("embedder", args.model, samples, teacher_per_query, args.calibration_files, knobs)
+    results = export_and_measure("embedder", export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
-    notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {args.test_file}; "
+    notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {export.test_file}; "
              "MAP / MRR@10 / NDCG@10 by RerankingEvaluator; Spearman: mean per-query rank correlation of the "
              "similarities",
-             f"texts/s at batch {knobs.student_batch_size} over up to {knobs.speed_items} distinct test texts (median of "
-             f"{knobs.repeats}); latency: one query per call, {knobs.latency_items} calls; the variants take turns "
+             f"texts/s at batch {export.student_batch_size} over up to {export.speed_items} distinct test texts (median of "
+             f"{export.repeats}); latency: one query per call, {export.latency_items} calls; the variants take turns "
              "on the same CPU"]
     if teacher is not None:
         notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its texts/s was measured during "
                      "its scoring pass, at its own batch size and dtype")
-    save_report(results, teacher, args.output_dir, f"Embedding student as served: {args.model}", "texts/s",
-                knobs.student_batch_size, notes, extra={"model": args.model, "test_file": args.test_file})
+    save_report(results, teacher, export.output_dir, f"Embedding student as served: {export.model}", "texts/s",
+                export.student_batch_size, notes, extra={"model": export.model, "test_file": export.test_file})
 
 
 if __name__ == "__main__":

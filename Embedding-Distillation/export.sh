@@ -13,13 +13,7 @@ MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # the trained student; the export
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
 TEST_FILE="${TEST_FILE:-${IN_DOMAIN_FILES%%,*}}"  # the first in-domain test file
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # calibration texts
-# The teacher, with the same settings as in score.sh so its cached scores are reused.
-TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
-BACKEND="${BACKEND:-vllm}"
-INSTRUCTION="${INSTRUCTION:-}"
-TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"
-TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"
-TEACHER_ARGS="${TEACHER_ARGS:-}"
+source "$HERE/teacher.sh"                    # the teacher, as in score.sh: its cached scores are reused
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"      # student tokens per text, as in evaluation.sh
 VARIANTS="${VARIANTS:-torch-fp32,torch-bf16,onnx-fp32,onnx-int8,openvino-int8}"
 EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
@@ -27,8 +21,5 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # one-query latency: no sp
 
 args=(--model "$MODEL_DIR" --test_file "$TEST_FILE" --calibration_files "$TRAIN_FILES"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --output_dir "$OUTPUT_DIR/export" --variants "$VARIANTS"
-      --student_batch_size "$EXPORT_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH"
-      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE")
-if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
-# shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
-"$PYTHON" "$HERE/export.py" "${args[@]}" $TEACHER_ARGS "$@"
+      --student_batch_size "$EXPORT_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH")
+"$PYTHON" "$HERE/export.py" "${args[@]}" "${TEACHER_FLAGS[@]}" "$@"

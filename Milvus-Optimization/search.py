@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.errors import InputError
+from ragdistill.core.mteb import first_queries
 from ragdistill.retrieval.chain import (
     ChainArguments,
     Reranker,
@@ -56,9 +57,7 @@ def main() -> None:
 
     # 1. queries (the corpus itself is not needed: it is in Milvus)
     retrieval_set = load_retrieval_set(corpus_args, with_documents=False)
-    queries = retrieval_set.queries
-    if output_args.max_queries:
-        queries = dict(list(queries.items())[:output_args.max_queries])
+    queries = dict(first_queries(retrieval_set.queries.items(), output_args.max_queries))
     if not queries:
         raise InputError(corpus_args.corpus, "no queries")
 

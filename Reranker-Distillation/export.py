@@ -34,22 +34,21 @@ from ragdistill.reranker.evaluation import (
 
 @dataclass
 class RerankerExportArguments:
-    model: str = field(default="output/reranker/model", metadata={"help": "The trained student (train.py)."})
-    test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
-        "help": "MTEB reranking test file {query, positive, negative}."})
     teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
-    calibration_files: str = field(default="data/stackoverflowdupquestions-reranking/train.jsonl", metadata={
-        "help": "Training file(s), comma-separated: their (query, passage) pairs calibrate the OpenVINO int8 model."})
-    output_dir: str = field(default="output/reranker/export", metadata={"help": "Where the table and plot go."})
+
+
+DEFAULTS = {"model": "output/reranker/model", "test_file": "data/stackoverflowdupquestions-reranking/test.jsonl",
+            "calibration_files": "data/stackoverflowdupquestions-reranking/train.jsonl",
+            "output_dir": "output/reranker/export"}
 
 
 def main(argv: list[str] | None = None) -> None:
     # 1. arguments
-    args, knobs = parse_args(RerankerExportArguments, ExportArguments, args=argv)
+    args, export = parse_args(RerankerExportArguments, ExportArguments, args=argv, defaults=DEFAULTS)
 
     # 2. test data, and the teacher's stage-1 scores of it
-    samples = read_test_samples(args.test_file, knobs.max_queries)
+    samples = read_test_samples(export.test_file, export.max_queries)
     teacher, teacher_per_query = None, None
     if args.teacher_scores:
         flat, meta = teacher_test_scores(args.teacher_scores, samples)
@@ -60,21 +59,21 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training (query, passage) pairs), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure("reranker", args.model, samples, teacher_per_query, args.calibration_files, knobs)
+    results = export_and_measure("reranker", export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     pairs = sum(len(s.candidates) for s in samples)
-    notes = [f"{len(samples)} queries, {pairs} pairs of {args.test_file}; MAP / MRR@10 / NDCG@10 over all candidates "
+    notes = [f"{len(samples)} queries, {pairs} pairs of {export.test_file}; MAP / MRR@10 / NDCG@10 over all candidates "
              "(CrossEncoderRerankingEvaluator); Spearman: mean per-query rank correlation of the scores",
-             f"{SPEED} at batch {knobs.student_batch_size} over {min(knobs.speed_items, pairs)} test pairs (median of "
-             f"{knobs.repeats}); latency: one (query, passage) pair per call, {knobs.latency_items} calls; the "
+             f"{SPEED} at batch {export.student_batch_size} over {min(export.speed_items, pairs)} test pairs (median of "
+             f"{export.repeats}); latency: one (query, passage) pair per call, {export.latency_items} calls; the "
              "variants take turns on the same CPU"]
     if teacher is not None:
         notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its {SPEED} was measured in "
                      "stage 1, at its own batch size and dtype")
-    save_report(results, teacher, args.output_dir, f"Reranker student as served: {args.model}", SPEED,
-                knobs.student_batch_size, notes, extra={"model": args.model, "test_file": args.test_file,
-                                                "teacher_scores": args.teacher_scores or None})
+    save_report(results, teacher, export.output_dir, f"Reranker student as served: {export.model}", SPEED,
+                export.student_batch_size, notes, extra={"model": export.model, "test_file": export.test_file,
+                                                         "teacher_scores": args.teacher_scores or None})
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ import benchmarking as bench
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import atomic_open, write_json
+from ragdistill.core.report import to_markdown, to_text
+from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.testing import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +65,9 @@ GPU_ONLY_SHAPES = ("qwen3-8b",)
 MAX_LENGTH = 8192  # stage 1's default for yes/no LLM rerankers, and the original's max_length
 # The timed paths of a teacher section, per dtype (the vLLM-defaults original only on CPUs, in float32).
 PATHS = ("original", "original_vllm_defaults", "stage1")
+# Every vLLM engine of the benchmark, both sides of a ratio alike: without graph compilation (they start much sooner,
+# see docs/benchmarks/defaults.md) and with a fixed KV cache. The --flags of VLLMArguments change them.
+ENGINE_DEFAULTS = {"enforce_eager": True, "kv_cache_gb": 1.0}
 QUICK = dict(pairs=40, transformers_pairs=40, embedding_queries=3, training_queries=2000, evaluation_queries=10)
 
 
@@ -90,12 +95,6 @@ class BenchmarkArguments:
     dtypes: str = field(default="auto", metadata={
         "help": "Teacher dtypes to time, comma-separated; auto = float32, plus bfloat16 where the hardware runs it "
                 "fast (AMX/AVX512-BF16 CPUs, GPUs)."})
-    enforce_eager: bool = field(default=True, metadata={
-        "help": "vLLM engines without graph compilation (both sides alike): starts in ~30 s instead of ~60 s here."})
-    kv_cache_gb: float = field(default=1.0, metadata={"help": "vLLM KV cache (GiB) for every engine."})
-    max_num_batched_tokens: int = field(default=0, metadata={
-        "help": "vLLM tokens per engine step for every engine (both sides alike); 0 = stage 1's default (vLLM's "
-                "on GPU, 1024 on CPU)."})
     teacher_shape: str = field(default="auto", metadata={
         "help": f"Random teacher's shape: {', '.join(TEACHER_SHAPES)} (built on the GPU in bf16; qwen3-8b on GPUs "
                 "only); auto = small on CPU, qwen3-0.6b on a GPU."})
@@ -209,24 +208,23 @@ def cache_text(entry: dict) -> str:
 
 
 def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    """The benchmark's tables, every column left-aligned (they mix numbers and units)."""
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    rule = "-" * (sum(widths) + 3 * (len(widths) - 1))
-    line = lambda r: "   ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    return "\n".join([rule, line(headers), rule, *map(line, rows), rule])
+        return to_markdown(headers, rows, text_columns=len(headers)).rstrip()
+    return to_text(headers, rows, text_columns=len(headers))
 
 
 # --- the sections -----------------------------------------------------------------------------------------------
 
 
 class Benchmark:
-    def __init__(self, args: BenchmarkArguments):
+    def __init__(self, args: BenchmarkArguments, engine: VLLMArguments | None = None):
         self.args = args
+        self.engine = engine or VLLMArguments(**ENGINE_DEFAULTS)
         self.output_dir = Path(args.output_dir)
         self.skip = set(split_paths(args.skip))
-        self.results: dict = {"arguments": asdict(args), "sections": {}, "skipped": {}, "errors": {}}
+        self.results: dict = {"arguments": {**asdict(args), "vllm": asdict(self.engine)}, "sections": {},
+                              "skipped": {}, "errors": {}}
         self.call = bench.run_isolated if args.isolate else (lambda function, *a, **k: function(*a, **k))
         self.stage1_scores: dict[tuple[str, str], list[float]] = {}
 
@@ -328,14 +326,12 @@ class Benchmark:
 
     # 3. reranker teacher on vLLM
     def reranker_vllm(self) -> None:
-        from ragdistill.core.vllm_engine import VLLMArguments
 
         if not self.vllm_ok:
             self.results["skipped"]["reranker-vllm"] = self.results["vllm"]
             print(f"skipping: {self.results['vllm']}", flush=True)
             return
-        engine = VLLMArguments(enforce_eager=self.args.enforce_eager, kv_cache_gb=self.args.kv_cache_gb,
-                               max_num_batched_tokens=self.args.max_num_batched_tokens)
+        engine = self.engine
         subsets = [self.args.transformers_pairs] if self.args.transformers_pairs < len(self.pairs) else []
         section = self.results["sections"].setdefault("reranker-vllm", {})
         for dtype in self.dtypes:
@@ -642,11 +638,11 @@ class Benchmark:
 
 
 def main() -> None:
-    (args,) = parse_args(BenchmarkArguments)
+    args, engine = parse_args(BenchmarkArguments, VLLMArguments, defaults=ENGINE_DEFAULTS)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the benchmark loads is local
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    benchmark = Benchmark(args)
+    benchmark = Benchmark(args, engine)
     start = time.perf_counter()
     # 1. machine: device, dtypes, matmul ceilings; 2. the teacher model and the pairs
     benchmark.prepare()

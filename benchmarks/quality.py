@@ -34,33 +34,35 @@ WIKIQA_TRAIN = DATA / "wikiqa/train.jsonl.gz"
 IN_DOMAIN = [DATA / "wikiqa/test.jsonl.gz"]
 OUT_OF_DOMAIN = [DATA / "trecqa/test.jsonl.gz", DATA / "quora-dupq-lemmatized/test.jsonl.gz"]
 
+
+def embedding(epochs: int, learning_rate: str, label_weight: str = "0") -> dict[str, str]:
+    return {"EPOCHS": str(epochs), "LEARNING_RATE": learning_rate, "LABEL_WEIGHT": label_weight}
+
+
+def listnet(learning_rate: str, epochs: int = 1) -> dict[str, str]:
+    """ListNet over every candidate of a query (up to 8 positives and 32 negatives)."""
+    return {"LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32",
+            "LEARNING_RATE": learning_rate, "EPOCHS": str(epochs)}
+
+
 # name -> (what it tests, wrapper variables on top of the defaults)
 EXPERIMENTS = {
     "embedding": {
         "default": ("the wrappers' defaults", {}),
-        "lr_2e-5": ("the earlier default: 1 epoch at lr 2e-5, teacher only", {
-            "EPOCHS": "1", "LEARNING_RATE": "2e-5", "LABEL_WEIGHT": "0"}),
-        "lr_1e-4": ("1 epoch at lr 1e-4, teacher only", {"EPOCHS": "1", "LEARNING_RATE": "1e-4",
-                                                        "LABEL_WEIGHT": "0"}),
-        "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", {"EPOCHS": "3", "LEARNING_RATE": "1e-4",
-                                                                  "LABEL_WEIGHT": "0"}),
-        "labels_0.5": ("1 epoch at lr 1e-4, + 0.5 x the data's labels with in-batch negatives", {
-            "EPOCHS": "1", "LEARNING_RATE": "1e-4", "LABEL_WEIGHT": "0.5"}),
+        "lr_2e-5": ("the earlier default: 1 epoch at lr 2e-5, teacher only", embedding(1, "2e-5")),
+        "lr_1e-4": ("1 epoch at lr 1e-4, teacher only", embedding(1, "1e-4")),
+        "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", embedding(3, "1e-4")),
+        "labels_0.5": ("1 epoch at lr 1e-4, + 0.5 x the data's labels with in-batch negatives",
+                       embedding(1, "1e-4", label_weight="0.5")),
     },
     "reranker": {
         "default": ("the wrappers' defaults", {}),
         "margin_mse_lr_1e-5": ("the earlier default: MarginMSE on n-tuples (top 8 x 4 hardest), lr 1e-5", {
             "LOSS": "margin_mse", "FORMAT": "ntuple", "TOP_K": "8", "NUM_NEGATIVES": "4", "LEARNING_RATE": "1e-5",
             "EPOCHS": "1"}),
-        "listnet_lr_1e-5": ("ListNet over every candidate of a query, lr 1e-5", {
-            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-5",
-            "EPOCHS": "1"}),
-        "listnet_lr_1e-4": ("ListNet over every candidate of a query, lr 1e-4", {
-            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-4",
-            "EPOCHS": "1"}),
-        "listnet_lr_1e-4_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs", {
-            "LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32", "LEARNING_RATE": "1e-4",
-            "EPOCHS": "3"}),
+        "listnet_lr_1e-5": ("ListNet over every candidate of a query, lr 1e-5", listnet("1e-5")),
+        "listnet_lr_1e-4": ("ListNet over every candidate of a query, lr 1e-4", listnet("1e-4")),
+        "listnet_lr_1e-4_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs", listnet("1e-4", epochs=3)),
     },
 }
 

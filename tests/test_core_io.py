@@ -134,3 +134,40 @@ def test_iter_jsonl_skips_blank_lines_but_counts_them(write_lines):
     with pytest.raises(InputError) as info:
         list(iter_jsonl(path))
     assert info.value.line == 3
+
+
+def test_first_queries_keeps_the_first_n_in_order_and_reads_no_further(write_lines):
+    from ragdistill.core.mteb import first_queries, iter_samples
+
+    good = json.dumps({"query": "q", "positive": ["p"], "negative": ["n"]})
+    path = write_lines("some.jsonl", [good.replace('"q"', f'"q{i}"') for i in range(3)] + ["not json"])
+    assert [s.query for s in first_queries(iter_samples(path), 2)] == ["q0", "q1"]  # the bad line is never read
+    assert first_queries({"a": 1, "b": 2}.items(), 0) == [("a", 1), ("b", 2)]  # 0 = all
+    with pytest.raises(InputError, match="max_queries"):
+        first_queries([], -1)
+
+
+def test_hashing_and_model_config(tmp_path):
+    import hashlib
+
+    from ragdistill.core.hashing import file_digest, file_sha256, text_key, texts_digest
+    from ragdistill.core.models import architecture, read_model_config
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (3 << 20))
+    assert file_sha256(path) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+    assert file_digest(path) == file_sha256(path)[:16]
+    assert texts_digest(["ab"]) != texts_digest(["a", "b"])
+    assert text_key("q") == hashlib.blake2b(b"q", digest_size=16).digest() != text_key("q ")
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(InputError, match="no config.json"):
+        read_model_config(str(model), "reranker")
+    (model / "config.json").write_text("{broken")
+    with pytest.raises(InputError, match="not a reranker: unreadable config"):
+        read_model_config(str(model), "reranker")
+    (model / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    assert architecture(read_model_config(str(model))) == "BertModel"
+    assert architecture({}) == "<none>"
+    with pytest.raises(InputError, match="does not exist"):
+        read_model_config(str(tmp_path / "missing"))

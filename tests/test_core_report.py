@@ -45,3 +45,19 @@ def test_ranking_metrics_averages_and_skips_unjudgeable_queries():
     assert m["map"] == pytest.approx((1.0 + 0.5) / 2)
     with pytest.raises(ValueError):
         ranking_metrics([([True], [1.0])])
+
+
+def test_one_text_and_markdown_layout_for_every_table():
+    from ragdistill.core.report import to_markdown, to_text
+
+    headers, rows = ["name", "note", "value"], [["a", "long note", "1.5"], ["bb", "x", "10.25"]]
+    lines = to_text(headers, rows, "Title", text_columns=2, notes=["n1"]).splitlines()
+    assert lines[0] == "Title" and lines[-1] == "note: n1"
+    assert lines[1] == lines[3] == lines[-2] == "-" * len("name  long note  value")
+    assert lines[2] == "name  note       value"
+    assert lines[4:6] == ["a     long note    1.5", "bb    x          10.25"]  # text left, numbers right
+    # a set of text columns: the last column left-aligned too
+    assert to_text(headers, rows, text_columns={0, 2}).splitlines()[1] == "name       note  value"  # no title
+    markdown = to_markdown(headers, rows, "Title", ["n1"], text_columns={0, 2})
+    assert markdown == "### Title\n\n| name | note | value |\n|---|---:|---|\n| a | long note | 1.5 |\n" \
+                       "| bb | x | 10.25 |\n\n- n1\n"

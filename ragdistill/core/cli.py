@@ -3,10 +3,12 @@ out."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from ragdistill.core.errors import InputError
@@ -14,19 +16,30 @@ from ragdistill.core.errors import InputError
 T = TypeVar("T")
 
 
-def parse_args(*dataclass_types: type, args: list[str] | None = None) -> tuple:
+def parse_args(*dataclass_types: type, args: list[str] | None = None, defaults: dict | None = None) -> tuple:
     """Parse argument dataclasses with transformers' HfArgumentParser (every field is a --flag; --help lists them).
 
-    A single argument ending in .json or .yaml is read as a config file instead, as in transformers' examples.
+    `defaults` sets a stage's own defaults for fields of a dataclass several stages share (e.g. each pipeline's
+    model folder). A single argument ending in .json or .yaml is read as a config file instead, as in
+    transformers' examples.
     """
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**(defaults or {}))
     argv = sys.argv[1:] if args is None else args
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = Path(argv[0]).resolve()
+        try:
+            if path.suffix == ".json":
+                values = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                import yaml
+
+                values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(path, f"unreadable config file ({exc})") from None
+        return parser.parse_dict({**(defaults or {}), **values})
     return parser.parse_args_into_dataclasses(args=argv)
 
 

@@ -57,8 +57,14 @@ INSTALL_HINT = "pip install -r requirements-export.txt (bash scripts/setup.sh in
 
 @dataclass
 class ExportArguments:
-    """What to build and how to measure it: shared by both modules' export stages."""
+    """What to build and how to measure it: shared by both modules' export stages (each sets its own default paths)."""
 
+    model: str = field(default="", metadata={"help": "The trained student (train.py's output folder)."})
+    test_file: str = field(default="", metadata={
+        "help": "MTEB reranking test file {query, positive, negative}: quality and speed are measured on it."})
+    calibration_files: str = field(default="", metadata={
+        "help": "Training file(s), comma-separated: their queries and passages calibrate the OpenVINO int8 model."})
+    output_dir: str = field(default="", metadata={"help": "Where export_results.json / .md / .png go."})
     variants: str = field(default=",".join(VARIANTS), metadata={
         "help": f"Comma-separated variants to build and measure, out of {', '.join(VARIANTS)}."})
     student_batch_size: int = field(default=32, metadata={"help": "Batch size of the quality and throughput runs."})
@@ -74,6 +80,8 @@ class ExportArguments:
         "help": "Student tokens per text or pair (0 = the model's own setting); use evaluation's value."})
 
     def __post_init__(self):
+        if not (self.model and self.test_file and self.output_dir):
+            raise InputError(None, "--model, --test_file and --output_dir are required")
         self.variant_list = parse_variants(self.variants)
         if min(self.student_batch_size, self.speed_items, self.latency_items, self.repeats) < 1:
             raise InputError(None, "--student_batch_size, --speed_items, --latency_items and --repeats must be positive")
@@ -656,14 +664,12 @@ def save_report(results: Sequence[VariantResult], teacher: TeacherRow | None, ou
     """Print the table; save <name>.json, <name>.md and <name>.png (MAP against p95 latency at batch 1)."""
     from ragdistill.core.jsonl import atomic_open, write_json
     from ragdistill.core.plots import labelled_scatter
-    from ragdistill.retrieval.evaluation import to_markdown, to_text
+    from ragdistill.core.report import to_markdown, to_text
 
     output_dir = Path(output_dir)
     headers, rows = table(results, teacher, unit, batch_size)
     notes = [*summary_lines(results, teacher, unit), *notes]
-    print("\n" + to_text(headers, rows, title, text_columns=1))
-    for note in notes:
-        print(f"note: {note}")
+    print("\n" + to_text(headers, rows, title, notes=notes))
     paths = {"json": output_dir / f"{name}.json", "markdown": output_dir / f"{name}.md",
              "png": output_dir / f"{name}.png"}
     best = best_variant(results)
@@ -674,7 +680,7 @@ def save_report(results: Sequence[VariantResult], teacher: TeacherRow | None, ou
         "best_variant": None if best is None else best.variant, "notes": notes,
         "table": {"headers": headers, "rows": rows}, **(extra or {})})
     with atomic_open(paths["markdown"]) as handle:
-        handle.write(to_markdown(headers, rows, title, notes, text_columns=1))
+        handle.write(to_markdown(headers, rows, title, notes))
     points = [(r.latency["p95_ms"], r.metrics["map"], r.variant) for r in results if r.metrics and r.latency]
     lines = {f"teacher MAP ({Path(teacher.name).name})": teacher.metrics["map"]} if teacher and "map" in teacher.metrics else {}
     if points:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import iter_jsonl
@@ -76,3 +78,14 @@ def iter_samples(path: str | os.PathLike, skips: SkipCounter | None = None) -> I
 
 def read_samples(path: str | os.PathLike, skips: SkipCounter | None = None) -> list[RerankingSample]:
     return list(iter_samples(path, skips))
+
+
+T = TypeVar("T")
+
+
+def first_queries(queries: Iterable[T], max_queries: int = 0) -> list[T]:
+    """The first `max_queries` queries (samples, ids, or (id, text) items) in input order; 0 = all. Every stage's
+    --max_queries goes through here; a lazy iterable (iter_samples) is read no further than needed."""
+    if max_queries < 0:
+        raise InputError(None, f"--max_queries must be 0 (all) or positive, got {max_queries}")
+    return list(itertools.islice(queries, max_queries or None))

@@ -1,10 +1,12 @@
-"""The before / after / teacher comparison table shared by both modules: printed, and saved as JSON and Markdown."""
+"""Tables: one plain-text and one Markdown layout for every table of the project, and the before / after / teacher
+comparison both pipelines print and save (JSON and Markdown)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,40 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:,.0f}"
+
+
+def _aligned(text_columns: int | Collection[int], width: int) -> list[bool]:
+    """Which of `width` columns hold text (left-aligned); the others hold numbers (right-aligned)."""
+    if isinstance(text_columns, int):
+        return [i < text_columns for i in range(width)]
+    return [i in text_columns for i in range(width)]
+
+
+def to_text(headers: Sequence[str], rows: Sequence[Sequence], title: str | None = None,
+            text_columns: int | Collection[int] = 1, notes: Sequence[str] = ()) -> str:
+    """Every plain-text table of the project: title, rules, text columns (the first `text_columns`, or those
+    indices) left-aligned, numbers right-aligned, then one `note:` line per note."""
+    cells = [[str(c) for c in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    text = _aligned(text_columns, len(headers))
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if left else c.rjust(w) for c, w, left in zip(row, widths, text)).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    lines = ([title] if title else []) + [rule, line(cells[0]), rule, *map(line, cells[1:]), rule]
+    return "\n".join(lines + [f"note: {note}" for note in notes])
+
+
+def to_markdown(headers: Sequence[str], rows: Sequence[Sequence], title: str | None = None, notes: Sequence[str] = (),
+                text_columns: int | Collection[int] = 1) -> str:
+    """The same table in Markdown: a `###` title, numbers right-aligned, notes as a list."""
+    text = _aligned(text_columns, len(headers))
+    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(map(str, headers)) + " |",
+                                                       "|" + "|".join("---" if left else "---:" for left in text) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 @dataclass
@@ -47,40 +83,20 @@ class Comparison:
             rows.append(row)
         return rows
 
+    def cells(self) -> tuple[list[str], list[list[str]]]:
+        headers = ["metric", "before", "after", "change", "relative", "teacher", "gap closed"]
+        rows = [[row["metric"], _fmt(row["before"]), _fmt(row["after"]),
+                 "-" if row["change"] is None else f"{row['change']:+.4f}",
+                 "-" if row["relative_change"] is None else f"{row['relative_change']:+.1%}",
+                 _fmt(row["teacher"]),
+                 "-" if row["gap_closed"] is None else f"{row['gap_closed']:.0%}"] for row in self.rows()]
+        return headers, rows
+
     def to_markdown(self) -> str:
-        header = "| metric | before | after | change | relative | teacher | gap closed |"
-        lines = [f"### {self.title}", "", header, "|---|---:|---:|---:|---:|---:|---:|"]
-        for row in self.rows():
-            rel = "-" if row["relative_change"] is None else f"{row['relative_change']:+.1%}"
-            gap = "-" if row["gap_closed"] is None else f"{row['gap_closed']:.0%}"
-            change = "-" if row["change"] is None else f"{row['change']:+.4f}"
-            lines.append(f"| {row['metric']} | {_fmt(row['before'])} | {_fmt(row['after'])} | {change} | {rel} "
-                         f"| {_fmt(row['teacher'])} | {gap} |")
-        lines += [""] + [f"- {note}" for note in self.notes]
-        return "\n".join(lines).rstrip() + "\n"
+        return to_markdown(*self.cells(), self.title, self.notes)
 
     def to_text(self) -> str:
-        rows = self.rows()
-        headers = ["metric", "before", "after", "change", "relative", "teacher", "gap closed"]
-        table = [headers]
-        for row in rows:
-            table.append([
-                row["metric"], _fmt(row["before"]), _fmt(row["after"]),
-                "-" if row["change"] is None else f"{row['change']:+.4f}",
-                "-" if row["relative_change"] is None else f"{row['relative_change']:+.1%}",
-                _fmt(row["teacher"]),
-                "-" if row["gap_closed"] is None else f"{row['gap_closed']:.0%}",
-            ])
-        widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
-        rule = "-" * (sum(widths) + 3 * (len(widths) - 1))
-        out = [self.title, rule]
-        for i, r in enumerate(table):
-            out.append("   ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
-            if i == 0:
-                out.append(rule)
-        out.append(rule)
-        out += [f"note: {note}" for note in self.notes]
-        return "\n".join(out)
+        return to_text(*self.cells(), self.title, notes=self.notes)
 
     def to_json(self) -> dict:
         return {"title": self.title, "before": self.before, "after": self.after, "teacher": self.teacher,

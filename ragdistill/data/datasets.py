@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import logging
 import os
 import re
@@ -28,8 +27,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.hashing import file_sha256
 from ragdistill.core.jsonl import atomic_open, iter_jsonl, read_json, write_json, write_jsonl
 from ragdistill.core.mteb import RerankingSample, validate_sample
+from ragdistill.core.report import to_markdown, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -261,14 +262,6 @@ def iter_rows(files: Sequence[Path]) -> Iterator[tuple[Path, int, object]]:
                 yield path, line, obj
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Writing and counting
 # ----------------------------------------------------------------------------------------------------------------
@@ -320,7 +313,7 @@ def prepare_split(dataset: str, split: str, files: Sequence[Path], output_path: 
     """Read one split's files, validate every row (InputError names file and line), write it as JSON lines."""
     skips = SkipCounter(skip_invalid)
     counts = SplitCounts(dataset=dataset, split=split, path=str(output_path),
-                         sources=[{"file": str(path), "sha256": sha256_of(path)} for path in files])
+                         sources=[{"file": str(path), "sha256": file_sha256(path)} for path in files])
 
     def samples():
         for path, line, obj in tqdm(iter_rows(files), desc=f"{dataset}/{split}", unit=" rows", leave=False):
@@ -388,6 +381,7 @@ def record_provenance(target: Path, results: Sequence[SplitCounts], provenance: 
 
 
 _HEADERS = ["dataset", "split", "queries", "avg positives", "avg negatives", "skipped", "file"]
+_TEXT_COLUMNS = (0, 1, 6)  # dataset, split, file; the counts are right-aligned
 
 
 def _cells(counts: SplitCounts) -> list[str]:
@@ -396,21 +390,11 @@ def _cells(counts: SplitCounts) -> list[str]:
 
 
 def text_table(results: Sequence[SplitCounts]) -> str:
-    table = [_HEADERS] + [_cells(counts) for counts in results]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADERS))]
-    numeric = {2, 3, 4, 5}
-    lines = []
-    for row in table:
-        lines.append("  ".join(cell.rjust(width) if i in numeric else cell.ljust(width)
-                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
-    rule = "-" * max(len(line) for line in lines)
-    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+    return to_text(_HEADERS, [_cells(counts) for counts in results], text_columns=_TEXT_COLUMNS)
 
 
 def markdown_table(results: Sequence[SplitCounts]) -> str:
-    lines = ["| " + " | ".join(_HEADERS) + " |", "|---|---|---:|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(_cells(counts)) + " |" for counts in results]
-    return "\n".join(lines)
+    return to_markdown(_HEADERS, [_cells(counts) for counts in results], text_columns=_TEXT_COLUMNS).rstrip()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -634,7 +618,7 @@ def prepare_beir(beir_dir: str | os.PathLike, output_dir: str | os.PathLike, ret
     for split in wanted:
         qrels_path = beir_dir / "qrels" / f"{split}.tsv"
         counts = SplitCounts(dataset=short_name(name), split=split, path=str(target / f"{split}.jsonl"),
-                             sources=[{"file": str(p), "sha256": sha256_of(p)}
+                             sources=[{"file": str(p), "sha256": file_sha256(p)}
                                       for p in (qrels_path, _beir_file(beir_dir, "corpus"),
                                                 _beir_file(beir_dir, "queries"))])
         samples = beir_split_samples(corpus_ids, corpus_texts, queries, qrels_path, first_stage,

@@ -109,16 +109,9 @@ class Reranker:
 
     def __init__(self, model: str, max_length: int = 512, batch_size: int = 64, dtype: str | None = None,
                  backend: str = "torch", instruction: str | None = None, file: str | None = None):
-        from transformers import AutoConfig
+        from ragdistill.core.models import read_model_config
 
-        from ragdistill.core.vllm_engine import require_model_dir
-
-        require_model_dir(model, "reranker")
-        try:
-            config = AutoConfig.from_pretrained(model)
-        except (OSError, ValueError) as exc:
-            raise InputError(model, f"cannot load the reranker's config: {exc}") from None
-        architectures = config.architectures or []
+        architectures = read_model_config(model, "reranker").get("architectures") or []
         self.name = model
         self.batch_size = batch_size
         self.model = self.llm_reranker = None

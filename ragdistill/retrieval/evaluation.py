@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
+from ragdistill.core.report import to_markdown, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def _mb(value) -> str:
     return "-" if value is None else f"{value / 1e6:.2f}"
 
 
+TEXT_COLUMNS = 4  # chain, embedder, dim, reranker
 HEADERS = ["chain", "embedder", "dim", "reranker", "Recall@10", "Recall@100", "NDCG@10", "MRR@10", "p50 ms",
            "p95 ms", "vectors", "vector MB", "disk MB"]
 
@@ -210,26 +212,6 @@ def table_rows(results: Sequence[ChainResult], reference: str | None = None) -> 
     return headers, rows
 
 
-def to_text(headers: list[str], rows: list[list[str]], title: str, text_columns: int = 4) -> str:
-    """A plain-text table: the first `text_columns` columns left-aligned, the numbers right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-
-    def line(cells) -> str:
-        return "  ".join(c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([title, rule, line(headers), rule, *(line(row) for row in rows), rule])
-
-
-def to_markdown(headers: list[str], rows: list[list[str]], title: str, notes: Sequence[str] = (),
-                text_columns: int = 4) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += [""] + [f"- {note}" for note in notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def plot_quality_latency(results: Sequence[ChainResult], path: str | os.PathLike,
                          title: str = "Retrieval chains: quality against latency") -> Path | None:
     """NDCG@10 against p95 query latency, one labelled point per chain (matplotlib, Agg backend)."""
@@ -259,15 +241,13 @@ def save_results(results: Sequence[ChainResult], output_dir: str | os.PathLike, 
     missing = {r.name: r.details["missing_from_run"] for r in results if r.details.get("missing_from_run")}
     if missing:
         notes.append("Judged queries missing from a run score 0: " + ", ".join(f"{k} {v}" for k, v in missing.items()))
-    print("\n" + to_text(headers, rows, title))
-    for note in notes:
-        print(f"note: {note}")
+    print("\n" + to_text(headers, rows, title, TEXT_COLUMNS, notes))
     paths = {"json": output_dir / f"{name}.json", "markdown": output_dir / f"{name}.md",
              "png": output_dir / f"{name}.png"}
     write_json(paths["json"], {"title": title, "reference": reference, "chains": [r.to_json() for r in results],
                                "table": {"headers": headers, "rows": rows}, "notes": notes, **(extra or {})})
     with atomic_open(paths["markdown"]) as handle:
-        handle.write(to_markdown(headers, rows, title, notes))
+        handle.write(to_markdown(headers, rows, title, notes, TEXT_COLUMNS))
     if plot_quality_latency(results, paths["png"]) is None:
         del paths["png"]
     logger.info(f"saved {', '.join(str(p) for p in paths.values())}")

@@ -12,14 +12,13 @@ Each teacher returns, besides the scores, the tokens each pair took and whether 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device
-from ragdistill.core.vllm_engine import require_model_dir
+from ragdistill.core.models import architecture as model_architecture
+from ragdistill.core.models import read_model_config
 
 BACKENDS = ("vllm", "torch", "bi-encoder")
 YES_NO_LLM, CROSS_ENCODER, BI_ENCODER = "yes/no LLM reranker", "cross-encoder", "bi-encoder"
@@ -52,28 +51,10 @@ class TeacherSettings:
         return dict(self.__dict__)
 
 
-def _read_config(model: str) -> dict:
-    """config.json of a local folder or a hub id (downloaded, or read from the cache when offline)."""
-    require_model_dir(model, "teacher model")
-    local = Path(model).expanduser()
-    if local.is_dir():
-        try:
-            return json.loads((local / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(local / "config.json", f"not a model: unreadable config ({exc})") from None
-    try:
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(model).to_dict()
-    except (OSError, ValueError) as exc:
-        raise InputError(model, f"cannot load the model's config: {exc}") from None
-
-
 def reranker_kind(model: str) -> tuple[str, dict]:
     """YES_NO_LLM or CROSS_ENCODER from the architecture; anything else is not a reranker and is refused."""
-    config = _read_config(model)
-    architectures = config.get("architectures") or []
-    architecture = architectures[0] if architectures else "<none>"
+    config = read_model_config(model, "teacher model")
+    architecture = model_architecture(config)
     if architecture.endswith("ForCausalLM"):
         return YES_NO_LLM, config
     if architecture.endswith("ForSequenceClassification"):

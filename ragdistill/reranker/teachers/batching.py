@@ -6,17 +6,15 @@ from collections.abc import Sequence
 
 from ragdistill.core.errors import InputError
 
-# Padded tokens per forward pass on a GPU when not told otherwise. Measured on one H100 (Qwen3-Reranker-0.6B's shape,
-# bf16, WikiQA pairs of ~118 tokens): fixed batches of 16 leave the GPU waiting on kernel launches (2.2x the
-# original's unsorted batches of 8), batches of 64 reach 5.4x. 16k tokens keep an 8B teacher's activations to a
-# few GB. On CPUs a batch of 16 rows already keeps the cores busy.
+# Padded tokens per forward pass on a GPU when not told otherwise: small fixed batches leave a GPU waiting on kernel
+# launches, and a token budget lets short pairs go many to a pass while keeping an 8B teacher's activations to a few
+# GB. On CPUs a fixed batch of rows already keeps the cores busy. Measurements: docs/benchmarks/defaults.md.
 GPU_MAX_BATCH_TOKENS = 16384
 
 
 # Padded batches are made a multiple of 8 tokens wide. Besides suiting tensor cores, this avoids a silent PyTorch bug
 # (pytorch/pytorch#191937): on CUDA, SDPA's memory-efficient kernel with a padding mask and GQA's broadcast keys
-# returns wrong attention when the key length is 1 mod 32. Seen here on an H100 (torch 2.11): a Qwen3 batch 193
-# tokens wide scored 2.37 and -1.59 where each pair alone scores 4.19 and 1.43.
+# returns wrong attention for some key lengths (seen on an H100: docs/benchmarks/defaults.md).
 PAD_TO_MULTIPLE_OF = 8
 
 
