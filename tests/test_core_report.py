@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,37 @@ def test_one_text_and_markdown_layout_for_every_table():
     markdown = to_markdown(headers, rows, "Title", ["n1"], text_columns={0, 2})
     assert markdown == "### Title\n\n| name | note | value |\n|---|---:|---|\n| a | long note | 1.5 |\n" \
                        "| bb | x | 10.25 |\n\n- n1\n"
+
+
+def test_loss_curve_of_a_run_that_logged_one_point_is_not_blank(tmp_path):
+    """The demo's embedding run logs one loss point; a line through one point drew nothing."""
+    import matplotlib.image
+
+    from ragdistill.core.plots import loss_curve
+
+    def drawn_pixels(history) -> int:
+        """Train-loss pixels in the middle of the picture (where one point lands; the legend is in a corner)."""
+        image = matplotlib.image.imread(loss_curve(history, tmp_path / "loss.png"))[..., :3]
+        height, width = image.shape[:2]
+        image = image[height // 3:2 * height // 3, width // 3:2 * width // 3]
+        blue = np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour, the train loss
+        return int((np.abs(image - blue).max(axis=2) < 0.05).sum())
+
+    one_point = [{"step": 4, "loss": 0.7}, {"step": 4, "train_loss": 0.7, "train_runtime": 1.0}]
+    assert drawn_pixels(one_point) > 20  # the marker
+    # only the run's mean was logged (fewer steps than logging_steps): drawn as one point, and said so
+    assert drawn_pixels([{"step": 3, "train_loss": 0.6}]) > 20
+    assert loss_curve([{"step": 3, "train_runtime": 1.0}], tmp_path / "none.png") is None
+
+
+def test_loss_curve_says_how_many_points_were_logged(monkeypatch, tmp_path):
+    from ragdistill.core import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
+    plots.loss_curve([{"step": 4, "loss": 0.7}, {"step": 4, "eval_loss": 0.8}, {"step": 8, "eval_loss": 0.6}],
+                     tmp_path / "loss.png")
+    ax = figures[0].axes[0]
+    assert "logged: 1 train point, 2 eval points" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train loss, 1 point", "eval loss, 2 points"]
+    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())

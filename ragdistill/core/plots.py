@@ -48,21 +48,36 @@ def score_scatter(teacher_scores: Sequence[float], student_scores: dict[str, Seq
     return save_figure(fig, path)
 
 
+def _points(count: int, what: str = "") -> str:
+    return f"{count} {what}{' ' if what else ''}point{'' if count == 1 else 's'}"
+
+
 def loss_curve(log_history: list[dict], path: str | os.PathLike, title: str = "Training loss") -> Path | None:
-    """Plot 'loss' (and 'eval_loss' if logged) against the step from a Trainer's state.log_history."""
+    """Plot 'loss' (and 'eval_loss' if logged) against the step from a Trainer's state.log_history.
+
+    Every logged point gets a marker and the legend and title say how many were logged: a short run logs one
+    point (or none but the run's mean, Trainer's final 'train_loss', drawn then as one point), and a line
+    through one point draws nothing."""
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    label = "train loss"
+    if not train:
+        train = [(e["step"], e["train_loss"]) for e in log_history if "train_loss" in e and "step" in e][-1:]
+        label = "train loss (mean of the run)"
     if not train and not evals:
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
-        ax.plot(*zip(*train), label="train loss")
+        ax.plot(*zip(*train), marker="o", markersize=4 if len(train) > 30 else 6, label=f"{label}, {_points(len(train))}")
     if evals:
-        ax.plot(*zip(*evals), marker="o", label="eval loss")
+        ax.plot(*zip(*evals), marker="s", label=f"eval loss, {_points(len(evals))}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(title)
+    logged = ", ".join(_points(len(series), name) for name, series in (("train", train), ("eval", evals)) if series)
+    ax.set_title(f"{title}\n(logged: {logged})")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.1, y=0.1)  # a single point sits inside the axes, not on their edge
     ax.legend()
     return save_figure(fig, path)
 
