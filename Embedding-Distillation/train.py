@@ -19,21 +19,27 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.training import (
+    LoraArguments,
+    add_lora,
     check_distributed,
     describe_distillation,
+    merge_lora,
     resolve_resume_checkpoint,
-    save_training_history,
+    save_training_record,
 )
 from ragdistill.embedding.training import (
     DEFAULT_LABEL_WEIGHT,
     DEFAULT_TEMPERATURE,
     LOSSES,
+    adopt_teacher_prompts,
     build_loss,
+    card_facts,
     column_prompts,
     default_label_weight,
     load_student,
     load_training_rows,
     parse_dims,
+    record_matryoshka_dims,
     reranking_evaluator,
 )
 
@@ -43,7 +49,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DistillationArguments:
     student_model: str = field(default="BAAI/bge-m3", metadata={
-        "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder."})
+        "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder. An instruction-following "
+                "LLM embedder (Qwen/Qwen3-Embedding-0.6B) takes the teacher's query and document prompts."})
     training_rows: str = field(default="output/embedding/training_rows.jsonl", metadata={
         "help": "Rows written by score.py (its .meta.json must say complete)."})
     loss: str = field(default="kl", metadata={
@@ -70,9 +77,10 @@ class DistillationArguments:
     max_rows: int = field(default=0, metadata={"help": "Train on the first N rows only (smoke runs); 0 = all."})
 
 
-def main():
-    # 1. arguments: ours plus every SentenceTransformerTrainingArguments flag
-    args, training_args = parse_args(DistillationArguments, SentenceTransformerTrainingArguments)
+def main(argv: list[str] | None = None):
+    # 1. arguments: ours, LoRA, and every SentenceTransformerTrainingArguments flag
+    args, lora, training_args = parse_args(DistillationArguments, LoraArguments, SentenceTransformerTrainingArguments,
+                                           args=argv)
     check_distributed(training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
@@ -80,15 +88,22 @@ def main():
     train_dataset, meta = load_training_rows(args.training_rows, args.max_rows)
     logger.info(f"{len(train_dataset)} {meta['format']} rows from {args.training_rows} (teacher {meta['teacher']})")
 
-    # 3. student, with its own query/document prompts on the matching columns
+    # 3. student, with its query/document prompts on the matching columns: an instruction-following student takes
+    # the teacher's, exactly as stage 1 embedded with them; LoRA adapters (if asked) train instead of its weights
     model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
+    if adopt_teacher_prompts(model, meta):
+        logger.info(f"queries carry the teacher's prompt {meta['query_prompt']!r}, documents "
+                    f"{repr(meta['document_prompt']) if meta['document_prompt'] else 'none'}")
     if training_args.prompts is None:
         training_args.prompts = column_prompts(model, train_dataset.column_names)
-    describe_distillation(model, args.student_model, meta["teacher"], args.training_rows)
+    describe_distillation(model, args.student_model, meta["teacher"], [args.training_rows])
+    add_lora(model, lora)
 
     # 4. loss on cosine similarities, matching the teacher's labels
-    loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature,
-                      parse_dims(args.matryoshka_dims), default_label_weight(args.loss, args.label_weight))
+    dims = parse_dims(args.matryoshka_dims)
+    loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature, dims,
+                      default_label_weight(args.loss, args.label_weight))
+    record_matryoshka_dims(model, dims)  # vLLM serves truncated embeddings only of models whose config lists them
 
     # 5. optional evaluator during training
     evaluator = reranking_evaluator(args.eval_file, batch_size=training_args.per_device_eval_batch_size)
@@ -98,16 +113,19 @@ def main():
                                          evaluator=evaluator)
     result = trainer.train(resume_from_checkpoint=resume)
 
-    # 7. save: model + model card, loss curve, log history, summary
+    # 7. save: model (LoRA adapters merged into it) + model card, loss curve, log history, summary
+    merge_lora(model)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        paths = save_training_history(trainer.state.log_history, training_args.output_dir,
-                                      title=f"Distillation loss ({args.loss})")
+        facts = card_facts(args.student_model, meta, args.training_rows, len(train_dataset), args.loss,
+                           training_args.prompts, lora.describe() if lora.enabled else None)
+        paths = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
+                                     title=f"Distillation loss ({args.loss})")
         write_json(f"{training_args.output_dir}/training_summary.json", {
             "student": args.student_model, "teacher": meta["teacher"], "train_file": args.training_rows,
             "rows": len(train_dataset), "format": meta["format"], "loss": loss.get_config_dict() | {"name": args.loss},
-            "prompts": training_args.prompts, "resumed_from": resume, "global_step": trainer.state.global_step,
-            "train_metrics": result.metrics, **paths,
+            "prompts": training_args.prompts, "lora": lora.describe() if lora.enabled else None,
+            "resumed_from": resume, "global_step": trainer.state.global_step, "train_metrics": result.metrics, **paths,
         })
         logger.info(f"saved the student to {training_args.output_dir} (loss curve: {paths.get('loss_curve')})")
 

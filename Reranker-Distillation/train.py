@@ -3,6 +3,11 @@
     python train.py --student_model BAAI/bge-reranker-v2-m3 --training_rows output/reranker/training_rows.jsonl \
         --output_dir output/reranker/model --loss listnet --bf16 --per_device_train_batch_size 16
 
+A yes/no LLM reranker of the teacher's family (--student_model Qwen/Qwen3-Reranker-0.6B) is a student too: it reads
+the teacher's prompt token for token (the instruction stage 1 recorded, or --instruction) and scores
+logit("yes") - logit("no") in fp32. --lora_r N trains LoRA adapters instead of every weight (peft); they are merged
+into the saved model, which then loads like any reranker (CrossEncoder(path), or vLLM as the teacher is served).
+
 Losses: listnet (default) and lambda (listwise rows), margin_mse (ntuple or triplet rows), mse (pointwise on the
 teacher scores; ntuple or listwise rows). Every CrossEncoderTrainingArguments / TrainingArguments option passes
 through (--bf16, --gradient_checkpointing, --gradient_accumulation_steps, --learning_rate, --warmup_steps,
@@ -25,18 +30,28 @@ from transformers import set_seed
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
-from ragdistill.core.training import check_distributed, resolve_resume_checkpoint
+from ragdistill.core.training import (
+    LoraArguments,
+    add_lora,
+    check_distributed,
+    describe_distillation,
+    merge_lora,
+    resolve_resume_checkpoint,
+    save_training_record,
+)
 from ragdistill.reranker.evaluation import read_test_samples
 from ragdistill.reranker.training import (
     LAMBDA_LABELS,
     LOSSES,
     build_loss,
-    distillation_card_section,
+    card_facts,
+    is_yes_no_llm,
     load_student,
     load_training_rows,
     rows_provenance,
-    save_training_record,
     student_has_trained_head,
+    student_instruction,
+    teacher_instruction,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,7 +60,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DistillationArguments:
     student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
-        "help": "Student: a CrossEncoder, or a plain Hugging Face encoder (a one-logit head is added)."})
+        "help": "Student: a CrossEncoder, a plain Hugging Face encoder (a one-logit head is added), or a yes/no LLM "
+                "reranker such as Qwen/Qwen3-Reranker-0.6B."})
     training_rows: str = field(default="output/reranker/training_rows.jsonl", metadata={
         "help": "Stage-2 rows (rows.py), comma-separated."})
     loss: str = field(default="listnet", metadata={
@@ -53,6 +69,9 @@ class DistillationArguments:
     teacher_model: str = field(default=None, metadata={
         "help": "Teacher name for the model card; default: what stage 2 recorded beside the rows."})
     max_seq_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})
+    instruction: str = field(default=None, metadata={
+        "help": "yes/no LLM students: the instruction in their prompt. Default: the teacher's, as stage 1 recorded "
+                "it beside its scores (else the student's own saved one, else Qwen3-Reranker's default)."})
     lambda_labels: str = field(default="sigmoid", metadata={
         "help": f"lambda loss: teacher scores as graded relevance, one of {', '.join(LAMBDA_LABELS)}. sigmoid = the "
                 "teacher's probability of relevance (log-odds teachers); minmax = per query to [0, 1] (bi-encoder "
@@ -65,17 +84,27 @@ class DistillationArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, training_args = parse_args(DistillationArguments, CrossEncoderTrainingArguments, args=argv)
+    args, lora, training_args = parse_args(DistillationArguments, LoraArguments, CrossEncoderTrainingArguments,
+                                           args=argv)
     train_files = split_paths(args.training_rows)
     if not train_files:
         raise InputError(None, "give --training_rows (stage-2 rows)")
     check_distributed(training_args)  # torchrun on CPUs needs --use_cpu true, or N copies would train apart
 
-    # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py)
+    # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py); a yes/no
+    # LLM reads the teacher's instruction, and LoRA adapters (if asked) train instead of its weights
     set_seed(training_args.seed)
-    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
+    provenance = rows_provenance(train_files)
+    instruction = args.instruction or teacher_instruction(provenance, train_files[0])
+    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device),
+                         instruction=instruction)
     if not student_has_trained_head(args.student_model):
         logger.info(f"{args.student_model} has no classification head: training a freshly initialised one")
+    if is_yes_no_llm(model):
+        teacher_length = provenance["teacher_max_length"]
+        logger.info(f"yes/no LLM student: the teacher's prompt with the instruction {student_instruction(model)!r}, "
+                    f"cut to --max_seq_length {args.max_seq_length} (the teacher's: {teacher_length or 'unknown'})")
+    add_lora(model, lora)
 
     # 2. data: the stage-2 rows, laid out for the loss (read once, on the main process first under torchrun)
     with training_args.main_process_first(desc="loading training rows"):
@@ -94,11 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluator = CrossEncoderRerankingEvaluator([s.as_dict() for s in samples], name="eval", at_k=10)
 
     # 5. model card data
-    provenance = rows_provenance(train_files)
     teacher = args.teacher_model or ", ".join(provenance["teachers"]) or "unknown teacher"
-    student_name = os.path.basename(os.path.normpath(args.student_model))
-    model.model_card_data.model_name = f"{student_name} distilled from {teacher}"
-    model.model_card_data.add_tags(["distillation", "reranker", f"loss:{args.loss}"])
+    describe_distillation(model, args.student_model, teacher, train_files, tags=["reranker", f"loss:{args.loss}"])
 
     # 6. trainer. Under torchrun (DDP) the losses run the model several times per step (positive, negatives),
     # which DDP's unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
@@ -111,13 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
 
-    # 8. save the final model (sentence-transformers format) and its training record, beside the checkpoints
+    # 8. save the final model (sentence-transformers format; LoRA adapters merged into it) and its training record,
+    # beside the checkpoints
+    merge_lora(model)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        section = distillation_card_section(args.student_model, teacher, train_files, row_format, args.loss,
-                                            len(train_dataset), provenance)
-        saved = save_training_record(training_args.output_dir, trainer.state.log_history, section)
-        logger.info(f"saved the student to {training_args.output_dir} ({', '.join(p.name for p in saved)})")
+        facts = card_facts(args.student_model, teacher, train_files, row_format, args.loss, len(train_dataset),
+                           provenance, student_instruction(model), lora.describe() if lora.enabled else None)
+        saved = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
+                                     title="Student training loss")
+        logger.info(f"saved the student to {training_args.output_dir} "
+                    f"({', '.join(os.path.basename(p) for p in saved.values())})")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""What the training stages of both modules share: resuming from checkpoints, saving the training history
-(log JSON + loss curve PNG), and describing the distillation in the saved model card."""
+"""What the training stages of both modules share: resuming from checkpoints, LoRA adapters (peft) merged into the
+saved model, and the training record beside it (log JSON, loss curve PNG, the model card's distillation section)."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.plots import loss_curve
+
+logger = logging.getLogger(__name__)
 
 RESUME_LATEST = ("last", "latest", "true")
 
@@ -51,10 +56,102 @@ def save_training_history(log_history: list[dict], output_dir: str | os.PathLike
     return paths
 
 
-def describe_distillation(model, student: str, teacher: str, train_file: str | os.PathLike) -> None:
+def describe_distillation(model, student: str, teacher: str, train_files: Sequence[str | os.PathLike],
+                          tags: Sequence[str] = ()) -> None:
     """Name the model, its teacher and its training data in the model card written when the model is saved
     (works for SentenceTransformer and CrossEncoder alike)."""
     card = model.model_card_data
     card.model_name = f"{Path(student.rstrip('/')).name} distilled from {Path(teacher.rstrip('/')).name}"
-    card.tags = list(dict.fromkeys([*(card.tags or []), "distillation", "knowledge-distillation", "ragdistill"]))
-    card.train_datasets = [{"name": f"{Path(train_file).name} (labels: {teacher} similarity scores)"}]
+    card.tags = list(dict.fromkeys([*(card.tags or []), "distillation", "knowledge-distillation", "ragdistill",
+                                    *tags]))
+    card.train_datasets = [{"name": f"{Path(path).name} (labels: {teacher} scores)"} for path in train_files]
+
+
+def save_training_record(output_dir: str | os.PathLike, log_history: list[dict], facts: Sequence[str],
+                         title: str = "Training loss") -> dict[str, str]:
+    """Beside the saved model: log_history.json, loss_curve.png, and a "Distillation" section in its model card
+    (README.md) listing `facts` (student, teacher, instruction, data, loss, ...). Returns the files' paths."""
+    output_dir = Path(output_dir)
+    paths = save_training_history(log_history, output_dir, title=title)
+    if "loss_curve" not in paths:
+        logger.warning("no loss was logged (fewer steps than --logging_steps): no loss curve drawn")
+    section = "## Distillation\n\n" + "".join(f"- {fact}\n" for fact in facts)
+    readme = output_dir / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    # Near the top, where readers look: before the generated "Model Details" if there is one.
+    anchor = text.find("\n## Model Details")
+    if anchor >= 0:
+        text = text[:anchor] + "\n" + section + text[anchor:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    readme.write_text(text, encoding="utf-8")
+    paths["model_card"] = os.fspath(readme)
+    return paths
+
+
+@dataclass
+class LoraArguments:
+    """LoRA adapters (peft) for students too big to train whole; merged into the saved model."""
+
+    lora_r: int = field(default=0, metadata={
+        "help": "LoRA rank; 0 = off (every weight trains). With r > 0 only the adapters train, and they are merged "
+                "into the saved model, which then loads like any model of its kind."})
+    lora_alpha: float = field(default=0.0, metadata={"help": "LoRA scaling numerator (alpha / r); 0 = 2 x r."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the adapters' input."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "Comma-separated module names to adapt (e.g. q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,"
+                "down_proj), or all-linear: every linear layer but the output layer."})
+
+    def __post_init__(self):
+        if self.lora_r < 0 or self.lora_alpha < 0 or not 0 <= self.lora_dropout < 1:
+            raise InputError(None, "--lora_r and --lora_alpha must be 0 or more, --lora_dropout in [0, 1)")
+        if self.lora_r and not self.lora_target_modules.strip():
+            raise InputError(None, "--lora_target_modules is empty")
+
+    @property
+    def enabled(self) -> bool:
+        return self.lora_r > 0
+
+    def describe(self) -> str:
+        return (f"LoRA r={self.lora_r}, alpha={self.lora_alpha or 2 * self.lora_r:g}, dropout={self.lora_dropout:g}, "
+                f"modules {self.lora_target_modules}")
+
+
+def add_lora(model, lora: LoraArguments) -> None:
+    """Freeze the model and add LoRA adapters to it (a SentenceTransformer or a CrossEncoder), if asked."""
+    if not lora.enabled:
+        return
+    from peft import LoraConfig
+
+    targets = lora.lora_target_modules.strip()
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    try:
+        model.add_adapter(LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha or 2 * lora.lora_r,
+                                     lora_dropout=lora.lora_dropout, target_modules=targets))
+    except ValueError as exc:  # peft: no module matches the targets
+        raise InputError(None, f"--lora_target_modules {lora.lora_target_modules}: {exc}") from None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("%s: %s of %s parameters train (%.2f%%)", lora.describe(), f"{trainable:,}", f"{total:,}",
+                100 * trainable / total)
+
+
+def merge_lora(model) -> bool:
+    """Merge the LoRA adapters into the weights they adapt and drop them, so the model saves (and loads) as a plain
+    model of its kind. Returns whether there was anything to merge."""
+    backbone = model.transformers_model
+    if not getattr(backbone, "_hf_peft_config_loaded", False):
+        return False
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils import _get_submodules
+
+    layers = [name for name, module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
+    for name in layers:
+        parent, layer, child = _get_submodules(backbone, name)
+        layer.merge()
+        setattr(parent, child, layer.get_base_layer())
+    # transformers saves only the adapters of a model it believes still carries them
+    backbone._hf_peft_config_loaded = False
+    if hasattr(backbone, "peft_config"):
+        del backbone.peft_config
+    return bool(layers)

@@ -186,6 +186,36 @@ def column_prompts(model, column_names: list[str]) -> dict[str, str] | None:
     return mapping or None
 
 
+def adopt_teacher_prompts(model, meta: dict) -> bool:
+    """An instruction-following student (one with a query prompt of its own, e.g. Qwen3-Embedding-0.6B) takes the
+    teacher's prompts as stage 1 recorded them, so its queries carry exactly the instruction the teacher's did and
+    its documents the teacher's document prompt (none for Qwen3-Embedding); saved with the model, they are what
+    evaluation and serving prepend too. Other students (bge-m3, MiniLM) keep having none. Returns whether it did."""
+    if not (getattr(model, "prompts", None) or {}).get("query") or not meta.get("query_prompt"):
+        return False
+    model.prompts = {**model.prompts, "query": meta["query_prompt"], "document": meta.get("document_prompt") or ""}
+    return True
+
+
+def record_matryoshka_dims(model, dims: list[int]) -> None:
+    """Write the trained Matryoshka sizes into the saved config.json (`matryoshka_dimensions`), which vLLM's pooling
+    runner reads to accept `dimensions=` requests."""
+    if dims:
+        model.transformers_model.config.matryoshka_dimensions = list(dims)
+
+
+def card_facts(student: str, meta: dict, rows: str, num_rows: int, loss: str, prompts: dict | None,
+               lora: str | None = None) -> list[str]:
+    """The lines of the model card's distillation section (core.training.save_training_record writes them)."""
+    facts = [f"Student: `{student}`", f"Teacher: `{meta['teacher']}`"]
+    if prompts:
+        facts.append("Prompts: " + ", ".join(f"{column} {prompt!r}" for column, prompt in prompts.items()))
+    facts += [f"Training rows: {num_rows} {meta['format']} rows from `{rows}`", f"Loss: {loss}"]
+    if lora:
+        facts.append(f"Trained with {lora}; the adapters are merged into these weights")
+    return facts
+
+
 def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None, dtype=None):
     """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training),
     cutting texts at `max_seq_length` tokens (training and evaluation of both students use the same length)."""

@@ -108,3 +108,33 @@ def yes_no_token_ids(tokenizer, path: str | None = None) -> tuple[int, int]:
                                    "expected exactly one")
         ids.append(pieces[0])
     return ids[0], ids[1]
+
+
+# --- the same prompt for a sentence-transformers CrossEncoder (a yes/no LLM student) -----------------------------
+
+_RAW, _END_RAW = "{% raw %}", "{% endraw %}"
+_ROLE = '{{{{ messages | selectattr("role", "eq", "{}") | map(attribute="content") | first }}}}'
+_INSTRUCT = "<Instruct>: "
+_QUERY = "\n<Query>: "
+
+
+def chat_template(instruction: str = DEFAULT_INSTRUCTION) -> str:
+    """This prompt as a chat template for sentence-transformers' CrossEncoder, which maps a (query, document) pair
+    to a "query" and a "document" message. The fixed text sits in raw blocks, so the ids are those of
+    `Qwen3RerankerPrompts.encode` (the special tokens and newlines end every pre-token on both sides). A pair longer
+    than max_length is cut at max_length by the tokenizer, then sentence-transformers writes the template's fixed
+    tail (SUFFIX) back over the last tokens: prefix + body[:budget] + suffix, the teacher's truncation. Saved with
+    the student (chat_template.jinja), so `CrossEncoder(path)` reads the teacher's prompt with no code of ours."""
+    if "{%" in instruction or "%}" in instruction:
+        raise ValueError(f"the instruction may not contain Jinja block delimiters: {instruction!r}")
+    return (_RAW + PREFIX + _INSTRUCT + instruction + _QUERY + _END_RAW + _ROLE.format("query")
+            + _RAW + "\n<Document>: " + _END_RAW + _ROLE.format("document") + _RAW + SUFFIX + _END_RAW)
+
+
+def template_instruction(template: str | None) -> str | None:
+    """The instruction of a template `chat_template` wrote (a saved student's), None for any other template."""
+    start = _RAW + PREFIX + _INSTRUCT
+    if not isinstance(template, str) or not template.startswith(start):
+        return None
+    instruction = template[len(start):].split(_QUERY + _END_RAW, 1)[0]
+    return instruction if template == chat_template(instruction) else None

@@ -1,12 +1,11 @@
 """Stage 3 of Reranker-Distillation: what train.py needs around sentence-transformers' CrossEncoderTrainer.
 
 - the student: any CrossEncoder, or a plain Hugging Face encoder (CrossEncoder(path, num_labels=1) adds a freshly
-  initialised one-logit head), or a yes/no LLM reranker;
+  initialised one-logit head), or a yes/no LLM reranker (Qwen3-Reranker-0.6B) reading the teacher's prompt;
 - the rows of stage 2 as a `datasets.Dataset` with the columns in the order the loss reads them, checked against
   the loss (`margin_mse`: ntuple or triplet rows; `listnet` / `lambda`: listwise rows; `mse`: ntuple or listwise
   rows, turned into (query, passage, teacher score) pairs);
-- the loss, and the files saved beside the final model: the model card section naming teacher, data and loss,
-  the log history (JSON) and the loss curve (PNG).
+- the loss, and what the model card's distillation section says (teacher, instruction, data, loss).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from pathlib import Path
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
+from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, chat_template, template_instruction, yes_no_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,16 @@ def default_learning_rate(model: str) -> float:
     return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
 
 
-def load_student(model: str, max_length: int = 0, dtype: str | None = None, device: str | None = None):
+def load_student(model: str, max_seq_length: int = 0, dtype=None, device: str | None = None,
+                 instruction: str | None = None):
     """The student CrossEncoder with one output logit, on `device` (training: the Trainer's device; left to
-    sentence-transformers, a torchrun rank would pick cuda:<local rank> even for a --use_cpu run)."""
+    sentence-transformers, a torchrun rank would pick cuda:<local rank> even for a --use_cpu run).
+
+    A yes/no LLM reranker (a `*ForCausalLM`, e.g. Qwen3-Reranker-0.6B) loads as [Transformer, LogitScore]: its score
+    is logit("yes") - logit("no") at the last position. It reads the teacher's prompt, token for token: its chat
+    template becomes `prompt.chat_template(instruction)` (instruction None: the one a trained student saved, else
+    Qwen3-Reranker's default), and its output layer runs in fp32 whatever the dtype, so the score is an fp32
+    difference as the teacher's is (in bf16, distinct pairs would tie on bf16's coarse grid)."""
     from sentence_transformers import CrossEncoder
 
     from ragdistill.core.vllm_engine import require_model_dir
@@ -68,12 +75,30 @@ def load_student(model: str, max_length: int = 0, dtype: str | None = None, devi
     require_model_dir(model, "student model")
     kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
     try:
-        student = CrossEncoder(model, num_labels=1, max_length=max_length or None, device=device, **kwargs)
+        student = CrossEncoder(model, num_labels=1, max_length=max_seq_length or None, device=device, **kwargs)
     except OSError as exc:
         raise InputError(model, f"cannot load the student: {exc}") from None
     if student.num_labels != 1:
         raise InputError(model, f"the student has {student.num_labels} output labels; distillation needs one")
+    if is_yes_no_llm(student):
+        yes_no_token_ids(student.tokenizer, model)
+        instruction = instruction or student_instruction(student) or DEFAULT_INSTRUCTION
+        student.tokenizer.chat_template = chat_template(instruction)
+        output_layer = student.transformers_model.get_output_embeddings()
+        student.set_keep_in_fp32_modules([name for name, module in student.named_modules() if module is output_layer])
     return student
+
+
+def is_yes_no_llm(student) -> bool:
+    """A CrossEncoder that scores with a causal LM's yes/no logits (sentence-transformers' LogitScore module)."""
+    from sentence_transformers.cross_encoder.modules.logit_score import LogitScore
+
+    return any(isinstance(module, LogitScore) for module in student)
+
+
+def student_instruction(student) -> str | None:
+    """The instruction in a yes/no LLM student's prompt (None for other students, or a template not ours)."""
+    return template_instruction(student.tokenizer.chat_template) if is_yes_no_llm(student) else None
 
 
 def row_format(path: str | Path) -> str:
@@ -182,8 +207,9 @@ def build_loss(name: str, model, mini_batch_size: int | None = None):
 
 
 def rows_provenance(paths: Sequence[str]) -> dict:
-    """What stage 2 recorded about the rows (teacher, score files, settings), if it is there."""
-    info: dict = {"teachers": [], "score_files": [], "settings": None}
+    """What stage 2 recorded about the rows (teacher, score files, settings), and what stage 1 recorded about the
+    teacher's prompt (instruction, max length) beside its score files, where those are there."""
+    info: dict = {"teachers": [], "score_files": [], "settings": None, "instructions": [], "teacher_max_length": None}
     for path in paths:
         meta = meta_path(path)
         if meta.exists():
@@ -191,44 +217,37 @@ def rows_provenance(paths: Sequence[str]) -> dict:
             info["teachers"] += [t for t in data.get("teachers", []) if t not in info["teachers"]]
             info["score_files"] += data.get("score_files", [])
             info["settings"] = info["settings"] or data.get("settings")
+    for score_file in info["score_files"]:
+        if meta_path(score_file).exists():
+            scored = read_json(meta_path(score_file))
+            if scored.get("instruction") and scored["instruction"] not in info["instructions"]:
+                info["instructions"].append(scored["instruction"])
+            info["teacher_max_length"] = info["teacher_max_length"] or scored.get("max_length")
     return info
 
 
-def distillation_card_section(student: str, teacher: str, train_files: Sequence[str], fmt: str, loss: str,
-                              num_rows: int, provenance: dict) -> str:
+def teacher_instruction(provenance: dict, path: str) -> str | None:
+    """The one instruction the teacher's prompt carried in stage 1 (None if it recorded none)."""
+    if len(provenance["instructions"]) > 1:
+        raise InputError(path, f"the rows come from teacher scores of different instructions "
+                               f"{provenance['instructions']}: pass the student's with --instruction")
+    return provenance["instructions"][0] if provenance["instructions"] else None
+
+
+def card_facts(student: str, teacher: str, train_files: Sequence[str], fmt: str, loss: str, num_rows: int,
+               provenance: dict, instruction: str | None = None, lora: str | None = None) -> list[str]:
+    """The lines of the model card's distillation section (core.training.save_training_record writes them)."""
     settings = provenance.get("settings") or {}
-    lines = [
-        "",
-        "## Distillation",
-        "",
-        f"- Student: `{student}`",
-        f"- Teacher: `{teacher}`",
-        f"- Training rows: {num_rows} {fmt} rows from {', '.join(f'`{p}`' for p in train_files)}",
-    ]
+    facts = [f"Student: `{student}`", f"Teacher: `{teacher}`"]
+    if instruction:
+        facts.append(f"Instruction: {instruction} (the teacher's prompt, token for token)")
+    facts.append(f"Training rows: {num_rows} {fmt} rows from {', '.join(f'`{p}`' for p in train_files)}")
     if provenance.get("score_files"):
-        lines.append(f"- Teacher scores: {', '.join(f'`{p}`' for p in provenance['score_files'])}")
+        facts.append(f"Teacher scores: {', '.join(f'`{p}`' for p in provenance['score_files'])}")
     if settings:
-        lines.append(f"- Rows: top {settings.get('top_k')} passages by teacher score as positives, "
+        facts.append(f"Rows: top {settings.get('top_k')} passages by teacher score as positives, "
                      f"{settings.get('num_negatives')} {settings.get('negative_sampling')} negatives each")
-    lines.append(f"- Loss: {loss}")
-    return "\n".join(lines) + "\n"
-
-
-def save_training_record(output_dir: str | Path, log_history: list[dict], card_section: str) -> list[Path]:
-    """Log history JSON, loss curve PNG and the distillation section of the model card, beside the model."""
-    from ragdistill.core.training import save_training_history
-
-    output_dir = Path(output_dir)
-    history = save_training_history(log_history, output_dir, title="Student training loss")
-    if "loss_curve" not in history:
-        logger.info("no loss was logged (fewer steps than --logging_steps): no loss curve drawn")
-    readme = output_dir / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    # Near the top, where readers look: before the generated "Model Details" if there is one.
-    anchor = text.find("\n## Model Details")
-    if anchor >= 0:
-        text = text[:anchor] + "\n" + card_section.strip("\n") + "\n" + text[anchor:]
-    else:
-        text = text.rstrip("\n") + "\n" + card_section
-    readme.write_text(text, encoding="utf-8")
-    return [*(Path(p) for p in history.values()), readme]
+    facts.append(f"Loss: {loss}")
+    if lora:
+        facts.append(f"Trained with {lora}; the adapters are merged into these weights")
+    return facts
