@@ -2,6 +2,8 @@
 # The whole Embedding-Distillation pipeline: soft labels (stage 1), training (stage 2), evaluation (stage 3).
 # Every variable of the three stage wrappers can be set in the environment; the shared ones are here.
 #   TEACHER_MODEL=... STUDENT_MODEL=... BACKEND=torch bash run_all.sh
+# e.g. a student of the teacher's own family (its queries take the teacher's instruction prompt; see train.sh):
+#   TEACHER_MODEL=Qwen/Qwen3-Embedding-8B STUDENT_MODEL=Qwen/Qwen3-Embedding-0.6B GRADIENT_CHECKPOINTING=true bash run_all.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"

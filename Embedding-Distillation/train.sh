@@ -7,7 +7,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
 
-STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-m3}"  # student SentenceTransformer: Hugging Face id or local folder
+# Two kinds of student:
+#   an encoder:        STUDENT_MODEL=BAAI/bge-m3 (any SentenceTransformer: Hugging Face id or local folder)
+#   an LLM embedder:   STUDENT_MODEL=Qwen/Qwen3-Embedding-0.6B [LORA_R=16] [GRADIENT_CHECKPOINTING=true];
+#                      its queries take the teacher's instruction prompt, documents none
+STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-m3}"
+LORA_R="${LORA_R:-0}"                   # >0: train LoRA adapters of this rank (merged into the saved model)
+LORA_ALPHA="${LORA_ALPHA:-0}"           # 0 = 2 x LORA_R
+LORA_TARGET_MODULES="${LORA_TARGET_MODULES:-all-linear}"
+GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-false}"  # true: recompute activations, far less memory (README)
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
 TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"  # stage-1 rows
 MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # trained student + checkpoints
@@ -39,5 +47,7 @@ if [ "$NPROC" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc
   --loss "$LOSS" --temperature "$TEMPERATURE" ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"} --matryoshka_dims "$MATRYOSHKA_DIMS" --max_seq_length "$MAX_SEQ_LENGTH" \
   --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" --warmup_steps "$WARMUP" --bf16 "$BF16" --seed "$SEED" \
+  --lora_r "$LORA_R" --lora_alpha "$LORA_ALPHA" --lora_target_modules "$LORA_TARGET_MODULES" \
+  --gradient_checkpointing "$GRADIENT_CHECKPOINTING" \
   --logging_steps "$LOGGING_STEPS" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 \
   $TRAIN_ARGS "$@"

@@ -35,7 +35,7 @@ from ragdistill.reranker.evaluation import (
     teacher_test_scores,
     throughput,
 )
-from ragdistill.reranker.training import load_student, student_has_trained_head
+from ragdistill.reranker.training import load_student, saved_instruction, student_has_trained_head, student_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,13 @@ class EvaluationArguments:
         "help": "Seed before loading the student: a freshly added head starts as in train.py (same --seed)."})
 
 
-def _evaluate(model_path: str, label: str, args, samples, pairs) -> tuple[dict, list[float]]:
+def _evaluate(model_path: str, label: str, args, samples, pairs, instruction: str | None = None
+              ) -> tuple[dict, list[float]]:
     set_seed(args.seed)
-    model = load_student(model_path, args.max_seq_length, torch_dtype(args.student_dtype))
+    model = load_student(model_path, args.max_seq_length, torch_dtype(args.student_dtype), instruction=instruction)
     logger.info(f"evaluating {label}: {model_path}")
+    if student_instruction(model):
+        logger.info(f"yes/no LLM student: the teacher's prompt, instruction {student_instruction(model)!r}")
     metrics, scores = evaluate_cross_encoder(model, samples, args.batch_size)
     metrics[SPEED] = throughput(model, pairs[: args.speed_pairs], args.batch_size)
     device = str(model.device)
@@ -95,8 +98,11 @@ def main(argv: list[str] | None = None) -> None:
                      f"{teacher_meta.get('dtype')}, {teacher_meta.get('device')}); its pairs/s was measured in stage "
                      f"1 on that hardware")
 
-    # 3. student before and after training
-    before, before_scores = _evaluate(args.student_model, "student before training", args, samples, pairs)
+    # 3. student before and after training; a yes/no LLM student reads, before training too, the prompt it was
+    # trained with (saved with it)
+    instruction = saved_instruction(args.trained_model)
+    before, before_scores = _evaluate(args.student_model, "student before training", args, samples, pairs,
+                                      instruction)
     after, after_scores = _evaluate(args.trained_model, "student after training", args, samples, pairs)
     if not student_has_trained_head(args.student_model):
         notes.append(f"before: {args.student_model} has no trained reranking head; its 'before' row is a freshly "
@@ -104,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     notes.append(f"students: {resolve_dtype(args.student_dtype)} on {after['device']}, batch {args.batch_size}, pairs/s over "
                  f"{min(args.speed_pairs, len(pairs))} test pairs; metrics over all {len(pairs)} candidates of "
                  f"{len(samples)} queries (CrossEncoderRerankingEvaluator)")
+    if instruction:
+        notes.append(f"students (yes/no LLMs) read the teacher's prompt, instruction {instruction!r}")
 
     # 4. table: quality and throughput, before / after / teacher
     rows = [*(NAMES[m] for m in METRICS), SPEED]

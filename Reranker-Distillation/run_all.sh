@@ -2,6 +2,8 @@
 # The whole Reranker-Distillation pipeline: teacher scores -> training rows -> student training -> evaluation.
 # Every stage wrapper reads the same variables; set them here or in the environment, e.g.
 #   TEACHER_MODEL=Qwen/Qwen3-Reranker-8B STUDENT_MODEL=BAAI/bge-reranker-v2-m3 bash run_all.sh
+# or, a student of the teacher's own family (a yes/no LLM reading the teacher's prompt; train.sh lists LORA_R etc.):
+#   TEACHER_MODEL=Qwen/Qwen3-Reranker-8B STUDENT_MODEL=Qwen/Qwen3-Reranker-0.6B GRADIENT_CHECKPOINTING=true bash run_all.sh
 # Each stage can also be run (and re-run) on its own; stage 1 resumes where it stopped.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

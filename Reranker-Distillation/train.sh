@@ -5,7 +5,16 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
-STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"   # a CrossEncoder, or a plain encoder (a head is added)
+# Two kinds of student:
+#   a cross-encoder:        STUDENT_MODEL=BAAI/bge-reranker-v2-m3 (or a plain encoder: a one-logit head is added)
+#   a yes/no LLM reranker:  STUDENT_MODEL=Qwen/Qwen3-Reranker-0.6B [INSTRUCTION=...] [LORA_R=16]
+#                           [GRADIENT_CHECKPOINTING=true]; it reads the teacher's prompt (its instruction by default)
+STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-reranker-v2-m3}"
+INSTRUCTION="${INSTRUCTION:-}"              # yes/no LLM students; empty = the teacher's (recorded by stage 1)
+LORA_R="${LORA_R:-0}"                       # >0: train LoRA adapters of this rank (merged into the saved model)
+LORA_ALPHA="${LORA_ALPHA:-0}"               # 0 = 2 x LORA_R
+LORA_TARGET_MODULES="${LORA_TARGET_MODULES:-all-linear}"
+GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-false}"   # true: recompute activations, far less memory (README)
 OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 TRAINING_ROWS="${TRAINING_ROWS:-$OUTPUT_DIR/training_rows.jsonl}"     # stage-2 output
 LOSS="${LOSS:-listnet}"                     # listnet (every candidate of a query at once) | margin_mse | lambda | mse
@@ -44,6 +53,9 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
   --learning_rate "$LEARNING_RATE" \
   --warmup_steps "$WARMUP" \
   --max_seq_length "$MAX_SEQ_LENGTH" \
+  ${INSTRUCTION:+--instruction "$INSTRUCTION"} \
+  --lora_r "$LORA_R" --lora_alpha "$LORA_ALPHA" --lora_target_modules "$LORA_TARGET_MODULES" \
+  --gradient_checkpointing "$GRADIENT_CHECKPOINTING" \
   --bf16 "$BF16" \
   --save_steps "$SAVE_STEPS" \
   --save_total_limit 2 \

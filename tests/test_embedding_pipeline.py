@@ -23,10 +23,16 @@ def _subset(source, target, count):
 
 @pytest.mark.slow
 def test_run_all_with_tiny_models(tmp_path, tiny_models):
+    """With a student of the teacher's family: a tiny Qwen3 embedder of its own seed, LoRA adapters, gradient
+    checkpointing (the Qwen3-Embedding-8B -> 0.6B run of the README, in miniature)."""
+    from ragdistill.testing import build_qwen3
+
     output = tmp_path / "output"
+    student = build_qwen3(tmp_path / "student", embedder=True, seed=5)
     env = {
         **os.environ,
-        "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(tiny_models["bert"]),
+        "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(student),
+        "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true",
         "BACKEND": "torch", "TEACHER_DTYPE": "float32", "TEACHER_MAX_LENGTH": "128",
         "TRAIN_FILES": str(_subset("data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
@@ -48,6 +54,8 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     model_dir = output / "model"
     assert (model_dir / "model.safetensors").exists() and (model_dir / "README.md").exists()
     assert (model_dir / "loss_curve.png").exists() and read_json(model_dir / "log_history.json")
+    summary = read_json(model_dir / "training_summary.json")
+    assert summary["prompts"] == {"query": meta["query_prompt"]} and "LoRA r=4" in summary["lora"]
 
     # stage 3: tables printed and saved, scatter plots, the out-of-domain change spelled out
     results = read_json(output / "evaluation" / "results.json")

@@ -19,10 +19,16 @@ MODULE = REPO / "Reranker-Distillation"
 
 
 def test_run_all_end_to_end(tiny_models, tmp_path):
+    """With a student of the teacher's family: a tiny Qwen3 reranker of its own seed, LoRA adapters, gradient
+    checkpointing (the Qwen3-Reranker-8B -> 0.6B run of the README, in miniature)."""
+    from ragdistill.testing import build_qwen3
+
     output = tmp_path / "out"
+    student = build_qwen3(tmp_path / "student", seed=7)
     env = {
         **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "TEACHER_MODEL": str(tiny_models["qwen3_reranker"]), "STUDENT_MODEL": str(tiny_models["bert"]),
+        "TEACHER_MODEL": str(tiny_models["qwen3_reranker"]), "STUDENT_MODEL": str(student),
+        "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true",
         "TRAIN_FILE": str(REPO / "data/wikiqa/train.jsonl.gz"), "TEST_FILE": str(REPO / "data/wikiqa/test.jsonl.gz"),
         "OUTPUT_DIR": str(output), "BACKEND": "torch", "TEACHER_DTYPE": "float32", "MAX_QUERIES": "4",
         "BATCH_SIZE": "4", "MAX_STEPS": "2", "LOGGING_STEPS": "1", "LEARNING_RATE": "5e-5",
@@ -35,6 +41,9 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
     assert is_complete(output / "teacher_scores/test.scores.jsonl")
     assert is_complete(output / "training_rows.jsonl")
     assert (output / "model/model.safetensors").exists() and (output / "model/loss_curve.png").exists()
+    assert not (output / "model/adapter_config.json").exists()  # the LoRA adapters were merged
+    card = (output / "model/README.md").read_text()
+    assert "Instruction: Given a web search query" in card and "LoRA r=4" in card
     # The printed table, and the same numbers saved.
     assert "metric" in result.stdout and "gap closed" in result.stdout and "NDCG@10" in result.stdout
     saved = json.loads((output / "results/reranker_results.json").read_text())

@@ -96,6 +96,12 @@ def is_yes_no_llm(student) -> bool:
     return any(isinstance(module, LogitScore) for module in student)
 
 
+def saved_instruction(model_dir: str | Path) -> str | None:
+    """The instruction a trained yes/no LLM student was saved with (its chat_template.jinja), else None."""
+    path = Path(model_dir) / "chat_template.jinja"
+    return template_instruction(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def student_instruction(student) -> str | None:
     """The instruction in a yes/no LLM student's prompt (None for other students, or a template not ours)."""
     return template_instruction(student.tokenizer.chat_template) if is_yes_no_llm(student) else None
