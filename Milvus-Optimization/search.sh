@@ -23,8 +23,8 @@ RERANK_TOP_K="${RERANK_TOP_K:-50}"            # hits the reranker re-scores
 SEARCH_PARAMS="${SEARCH_PARAMS:-{\}}"         # JSON, e.g. {"ef": 128} (HNSW) or {"nprobe": 16} (IVF)
 DTYPE="${DTYPE:-auto}"                        # query encoder + reranker; auto = bf16 on GPUs, float32 on CPUs
 CHAIN_NAME="${CHAIN_NAME:-$COLLECTION}"       # run name (file name and TREC tag)
-# CPU latency: OpenMP threads that spin while waiting made one-query encodes 10-300x slower here whenever another
-# process held a core (tiny BERT: 320 ms spinning, 1.2 ms passive); sleeping threads cost microseconds.
+# CPU latency: OpenMP threads that spin while waiting slow one-query encodes badly whenever another process holds a
+# core; sleeping threads cost microseconds (figures: docs/benchmarks/defaults.md).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 OUTPUT_RUN="${OUTPUT_RUN:-$OUTPUT_DIR/runs/$CHAIN_NAME.trec}"
 
