@@ -63,7 +63,7 @@ def local_ray():
     """One in-process Ray for the module (what `--engine ray` starts when RAY_ADDRESS is unset), on 2 CPUs; at the
     end: no Ray process of ours and no new /dev/shm file may remain."""
     shm_before = set(os.listdir("/dev/shm"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
     assert ray.util.get_node_ip_address() == "127.0.0.1"
     yield

@@ -104,7 +104,8 @@ def ray_session(args: EngineArguments):
         # Workers of a cluster have no copy of this repository: ship the package (site-packages they share).
         runtime_env["py_modules"] = [ragdistill]
         logger.info("joining the Ray cluster at %s", address)
-    ray.init(address=address or None, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+    # "local": a private Ray for this job even where `ray start` left a cluster running on this machine.
+    ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, configure_logging=False)
     try:
         yield ray
