@@ -14,6 +14,7 @@ parallel; on CPUs add --use_cpu true).
 import logging
 from dataclasses import dataclass, field
 
+import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
 from ragdistill.core.cli import parse_args, run_main
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None):
 
     # 3. student, with its query/document prompts on the matching columns: an instruction-following student takes
     # the teacher's, exactly as stage 1 embedded with them; LoRA adapters (if asked) train instead of its weights
-    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device))
+    # float32: the Trainer's master weights (--bf16 is autocast); a bf16 checkpoint (Qwen3) would otherwise
+    # train in bf16, where small updates round away
+    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device),
+                         dtype=torch.float32)
     if adopt_teacher_prompts(model, meta):
         logger.info(f"queries carry the teacher's prompt {meta['query_prompt']!r}, documents "
                     f"{repr(meta['document_prompt']) if meta['document_prompt'] else 'none'}")

@@ -25,6 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import torch
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import set_seed
 
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training_args.seed)
     provenance = rows_provenance(train_files)
     instruction = args.instruction or teacher_instruction(provenance, train_files[0])
-    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device),
+    # float32: the Trainer's master weights (--bf16 is autocast); a bf16 checkpoint (Qwen3) would otherwise
+    # train in bf16, where small updates round away
+    model = load_student(args.student_model, args.max_seq_length, torch.float32, str(training_args.device),
                          instruction=instruction)
     if not student_has_trained_head(args.student_model):
         logger.info(f"{args.student_model} has no classification head: training a freshly initialised one")
