@@ -6,8 +6,6 @@ dimensions included."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import runpy
 from pathlib import Path
 
@@ -15,29 +13,15 @@ import numpy as np
 import pytest
 
 from ragdistill.core.jsonl import read_json
-from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import load_student, load_training_rows
 from ragdistill.testing import build_qwen3
+from tests import test_embedding_training
 
 REPO = Path(__file__).resolve().parents[1]
+rows_file = test_embedding_training.rows_file  # the stage-1 rows of the tiny Qwen3 teacher (8 WikiQA dev queries)
 MAX_LENGTH = 96
 DIMS = [128, 64, 32]
-
-
-@pytest.fixture(scope="module")
-def rows_file(tmp_path_factory, tiny_models):
-    """Stage-1 rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 embedder teacher."""
-    folder = tmp_path_factory.mktemp("stage1")
-    samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
-    source = folder / "train.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in samples))
-    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch",
-                            teacher_dtype="float32", teacher_max_length=MAX_LENGTH)
-    teacher = LazyTeacher(args, lambda: load_teacher(args))
-    SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
-    teacher.close()
-    return folder / "rows.jsonl"
 
 
 @pytest.fixture(scope="module")
