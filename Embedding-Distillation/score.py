@@ -11,7 +11,8 @@ so evaluation.py does not load the teacher again.
 
 Several GPUs or machines: `--engine ray --num_replicas N` embeds with N teacher replicas on Ray actors, on this
 machine or on the Ray cluster $RAY_ADDRESS names (docs/scaling.md); the output is the same file. Without Ray: run
-with --num_shards N --shard_id I (one process per GPU), then once more with --merge_shards.
+with --num_shards N --shard_id I (one process per GPU or machine), put their <output_file>.parts folders together,
+then run the same command without shard flags: it joins the chunks and writes the rows.
 """
 
 import functools
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
+from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.scoring import FORMATS, LazyTeacher, SoftLabelJob, cached_teacher_scores, parse_num_negatives
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
@@ -56,17 +58,12 @@ class DataArguments:
         "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher."})
     teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Where teacher scores of evaluation files are cached (keyed by teacher settings and file content)."})
-    num_shards: int = field(default=1, metadata={
-        "help": "Split the unique texts into N shards embedded by separate processes (e.g. one per GPU)."})
-    shard_id: int = field(default=0, metadata={"help": "Which shard this process embeds (0 .. N-1)."})
-    merge_shards: bool = field(default=False, metadata={
-        "help": "Join the N finished shards (checked: complete, same job, no overlap) and write the rows."})
 
 
 def main():
     # 1. arguments: data, teacher, vLLM engine knobs, where the replicas run (here or on Ray)
-    data_args, teacher_args, vllm_args, engine = parse_args(DataArguments, TeacherArguments, VLLMArguments,
-                                                            EngineArguments)
+    data_args, teacher_args, vllm_args, engine, shards = parse_args(DataArguments, TeacherArguments, VLLMArguments,
+                                                                    EngineArguments, ShardArguments)
     leaked_test_queries(split_paths(data_args.train_files), split_paths(data_args.test_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
@@ -75,19 +72,17 @@ def main():
     logger.info(f"teacher {teacher_args.teacher_model} on {teacher_args.backend}, dtype {teacher.identity['dtype']}, "
           f"query prompt {teacher.identity['query_prompt']!r}, max {teacher_args.teacher_max_length} tokens")
     try:
-        # 3. soft labels for the training files: resumable chunks, shards, merge
+        # 3. soft labels for the training files: resumable chunks (a shard run embeds its chunks only)
         SoftLabelJob(
             files=split_paths(data_args.train_files), output=data_args.output_file, teacher=teacher,
             fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives),
             pad_negatives=data_args.pad_negatives,
             max_queries=data_args.max_queries, skip_invalid=data_args.skip_invalid,
-            num_shards=data_args.num_shards, shard_id=data_args.shard_id, merge_shards=data_args.merge_shards,
-            resume_command="score.py",
+            num_shards=shards.num_shards, shard_id=shards.shard_id,
         ).run()
 
         # 4. teacher scores of the evaluation files, cached for evaluation.py (not in shard runs)
-        scoring_all = data_args.num_shards == 1 or data_args.merge_shards
-        if data_args.test_files and data_args.score_test_files and scoring_all:
+        if data_args.test_files and data_args.score_test_files and not shards.sharded:
             cached_teacher_scores(split_paths(data_args.test_files), teacher, data_args.teacher_scores_dir)
     finally:
         teacher.close()

@@ -4,7 +4,8 @@
 # test queries also appear in the training files. Re-running the same command after a crash resumes it. Extra
 # arguments go to score.py (see its --help), e.g.
 #   ENGINE=ray NUM_REPLICAS=4 bash score.sh       (4 teacher replicas on Ray actors: docs/scaling.md)
-#   bash score.sh --num_shards 4 --shard_id 0     (without Ray: one process per GPU, then --merge_shards)
+#   bash score.sh --num_shards 4 --shard_id 0     (without Ray: one machine's share; then the same command without
+#                                                  shard flags joins the shards' .parts folders)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"

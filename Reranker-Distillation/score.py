@@ -13,7 +13,8 @@ chunk in flight: run the same command again to resume.
 
 Several GPUs or machines: `--engine ray --num_replicas N` runs N teacher replicas as Ray actors, on this machine
 or on the Ray cluster $RAY_ADDRESS names (docs/scaling.md); the output is the same file. Without Ray: run with
---num_shards N --shard_id I on N machines, then merge_shards.py.
+--num_shards N --shard_id I on N machines, put their <output>.parts folders together, then run the same command
+without shard flags to join them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
+from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
 from ragdistill.reranker.scoring import output_paths, score_files
@@ -77,15 +79,14 @@ class TeacherScoringArguments:
     device: str = field(default=None, metadata={"help": "torch/bi-encoder device; default cuda if present."})
     chunk_size: int = field(default=4096, metadata={
         "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
-    num_shards: int = field(default=1, metadata={"help": "Split the queries into this many shards (machines/GPUs)."})
-    shard_id: int = field(default=0, metadata={"help": "Which shard this run scores (0-based)."})
     max_queries: int = field(default=0, metadata={"help": "Score only the first N queries of each file (smoke runs)."})
     skip_invalid: bool = field(default=False, metadata={
         "help": "Skip malformed input rows (counted and reported) instead of stopping at the first."})
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, vllm, engine = parse_args(TeacherScoringArguments, VLLMArguments, EngineArguments, args=argv)
+    args, vllm, engine, shards = parse_args(TeacherScoringArguments, VLLMArguments, EngineArguments, ShardArguments,
+                                            args=argv)
 
     # 1. inputs and outputs
     train_files, test_files = split_paths(args.train_files), split_paths(args.test_files)
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. score every file's pairs chunk by chunk, in this process or on Ray actors (re-running resumes)
     score_files(inputs, outputs, settings, functools.partial(load_teacher, options), chunk_size=args.chunk_size,
-                max_queries=args.max_queries, num_shards=args.num_shards, shard_id=args.shard_id,
+                max_queries=args.max_queries, num_shards=shards.num_shards, shard_id=shards.shard_id,
                 skip_invalid=args.skip_invalid, engine=engine, tensor_parallel_size=vllm.tensor_parallel_size)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 1: the teacher scores every (query, passage) pair of the train and test files (raw logits, one line per
 # distinct pair, plus a .meta.json). Interrupted? Run the same command again: it resumes where it stopped.
-# Extra arguments go to score.py (see --help), e.g. --num_shards 4 --shard_id 0, --max_queries 50.
+# Extra arguments go to score.py (see --help), e.g. --max_queries 50, or --num_shards 4 --shard_id 0 (one machine's
+# share; then the same command without shard flags joins the shards' .parts folders).
 # Several GPUs or a Ray cluster: ENGINE=ray NUM_REPLICAS=8 bash score.sh (docs/scaling.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"

@@ -18,7 +18,6 @@ from ragdistill.embedding.scoring import (
     SoftLabelJob,
     cached_teacher_scores,
     parse_num_negatives,
-    shard_path,
     teacher_scores_path,
 )
 from ragdistill.embedding.teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts
@@ -196,40 +195,41 @@ def test_same_inputs_give_byte_identical_rows(tmp_path, data_files, tiny_models)
     assert outputs[0] == outputs[1]
 
 
-def test_shards_embed_disjoint_spans_and_merge_into_the_same_rows(tmp_path, data_files, teacher, tiny_models):
+def test_shards_embed_their_chunks_and_the_plain_run_joins_them_into_the_same_bytes(tmp_path, data_files, teacher,
+                                                                                    tiny_models):
     files, _ = data_files
     whole = tmp_path / "whole.jsonl"
     SoftLabelJob(files=files, output=str(whole), teacher=teacher, num_negatives=2).run()
-    output = tmp_path / "sharded.jsonl"
-    shard_metas = [SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
-                                shard_id=i).run() for i in (0, 2)]
-    assert shard_metas[0]["start"] == 0 and shard_metas[1]["stop"] == shard_metas[1]["num_texts"]
+    # Two "machines": shards 0 and 2 on one, shard 1 on the other; each computes only chunks i % 3 == its id.
+    output, other_machine = tmp_path / "a" / "rows.jsonl", tmp_path / "b" / "rows.jsonl"
+    output.parent.mkdir()
+    other_machine.parent.mkdir()
+    for shard_id, path in ((0, output), (2, output), (1, other_machine)):
+        meta = SoftLabelJob(files=files, output=str(path), teacher=teacher, num_negatives=2, num_shards=3,
+                            shard_id=shard_id).run()
+        assert not meta["complete"] and not path.exists()
+    num_chunks = meta["num_chunks"]
+    assert num_chunks >= 3
+    on_a = sorted(p.name for p in parts_dir(output).glob("chunk-*"))
+    on_b = sorted(p.name for p in parts_dir(other_machine).glob("chunk-*"))
+    assert on_a == [f"chunk-{i:05d}.npy" for i in range(num_chunks) if i % 3 != 1]
+    assert on_b == [f"chunk-{i:05d}.npy" for i in range(num_chunks) if i % 3 == 1]
+    with pytest.raises(InputError, match="incomplete"):
+        require_complete(output)
 
-    with pytest.raises(InputError, match=r"shard\(s\) 1 of 3 not complete"):
-        SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
-                     merge_shards=True).run()
-    SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3, shard_id=1).run()
+    # a shard run of another job (other inputs) into the same folder is refused
+    with pytest.raises(InputError, match="partial output from a different run"):
+        SoftLabelJob(files=files[:1], output=str(output), teacher=teacher, num_shards=3, shard_id=1).run()
 
-    # a shard from other inputs is refused
-    other = SoftLabelJob(files=files[:1], output=str(tmp_path / "o.jsonl"), teacher=teacher, num_shards=3,
-                         shard_id=1).run()
-    good = read_json(meta_path(shard_path(output, 1, 3)))
-    meta_path(shard_path(output, 1, 3)).write_text(json.dumps({**good, "job_fingerprint": other["job_fingerprint"]}))
-    with pytest.raises(InputError, match="other inputs or teacher settings"):
-        SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, num_shards=3,
-                     merge_shards=True).run()
-    meta_path(shard_path(output, 1, 3)).write_text(json.dumps(good))
-
-    # the merge needs no teacher: every text is embedded already
-    merged = SoftLabelJob(files=files, output=str(output), teacher=_never_loaded(_args(tiny_models)),
-                          num_negatives=2, num_shards=3, merge_shards=True).run()
-    assert merged["embedding"]["shards"] == 3 and is_complete(output)
-    assert not any(shard_path(output, i, 3).exists() for i in range(3))
-    sharded_rows, whole_rows = read_jsonl(output), read_jsonl(whole)
-    assert [{k: v for k, v in r.items() if k != "label"} for r in sharded_rows] == \
-           [{k: v for k, v in r.items() if k != "label"} for r in whole_rows]
-    # other chunk boundaries batch the texts differently: same embeddings up to float rounding
-    np.testing.assert_allclose([r["label"] for r in sharded_rows], [r["label"] for r in whole_rows], atol=2e-6)
+    # the folders merge with a plain copy; the same command without shard flags joins them, embedding nothing
+    for chunk in parts_dir(other_machine).glob("chunk-*"):
+        (parts_dir(output) / chunk.name).write_bytes(chunk.read_bytes())
+    joined = SoftLabelJob(files=files, output=str(output), teacher=_never_loaded(_args(tiny_models)),
+                          num_negatives=2).run()
+    assert joined["complete"] and joined["embedding"]["texts_embedded_this_run"] == 0
+    assert output.read_bytes() == whole.read_bytes() and not parts_dir(output).exists()
+    whole_meta = read_json(meta_path(whole))
+    assert joined["fingerprint"] == whole_meta["fingerprint"] and joined["counts"] == whole_meta["counts"]
 
 
 def test_complete_output_is_not_redone_and_incomplete_output_is_refused(tmp_path, data_files, teacher, tiny_models):

@@ -62,7 +62,7 @@ def stage_main(name: str):
     return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
 
 
-@pytest.mark.parametrize("script", ["score", "merge_shards", "rows", "train", "evaluation", "export"])
+@pytest.mark.parametrize("script", ["score", "rows", "train", "evaluation", "export"])
 def test_every_stage_has_help(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         stage_main(script)(["--help"])

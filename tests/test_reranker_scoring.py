@@ -1,12 +1,10 @@
 """Stage 1 (teacher scores) on the transformers and bi-encoder backends with the tiny models: rows, metadata,
-duplicates, truncation, determinism, bad input, bad models, non-finite scores, shards and their merge."""
+duplicates, truncation, determinism, bad input, bad models, non-finite scores, shards and their join."""
 
 from __future__ import annotations
 
 import json
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,8 @@ import pytest
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
-from ragdistill.core.resumable import is_complete, meta_path, parts_dir
-from ragdistill.reranker.scoring import merge_shards, read_pairs, score_file, shard_path
+from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
+from ragdistill.reranker.scoring import read_pairs, score_file
 from ragdistill.reranker.teachers import (
     GPU_MAX_BATCH_TOKENS,
     MIN_SHARED_PREFIX,
@@ -405,76 +403,50 @@ def test_token_budget_batches_give_the_same_scores(kind, qwen_options, qwen_teac
 # --- shards -----------------------------------------------------------------------------------------------------
 
 
-def test_shards_merge_into_the_unsharded_output(qwen_options, qwen_teacher, tmp_path):
+def test_shards_score_their_chunks_and_the_plain_run_joins_them(qwen_options, qwen_teacher, tmp_path):
     whole = tmp_path / "whole" / "dev.scores.jsonl"
     _score(DEV, whole, qwen_options, qwen_teacher, max_queries=7, chunk_size=8)
-    output = tmp_path / "sharded" / "dev.scores.jsonl"
-    metas = [_score(DEV, output, qwen_options, qwen_teacher, max_queries=7, chunk_size=8, num_shards=3, shard_id=i)
-             for i in range(3)]
-    # Contiguous query ranges, about the same number of pairs each, every query in one shard.
-    assert [m["shard"]["query_range"] for m in metas][0][0] == 0
-    assert sum(m["num_pairs"] for m in metas) == read_json(meta_path(whole))["num_pairs"]
-    shard_queries = [{r["query"] for r in _rows(shard_path(output, i, 3))} for i in range(3)]
-    assert all(shard_queries) and not (shard_queries[0] & shard_queries[1]) and not (shard_queries[1] & shard_queries[2])
+    # Two "machines": shards 0 and 1 on one, shard 2 on the other; each scores only chunks i % 3 == its id.
+    output, other_machine = tmp_path / "a" / "dev.scores.jsonl", tmp_path / "b" / "dev.scores.jsonl"
+    for shard_id, path in ((0, output), (1, output), (2, other_machine)):
+        meta = _score(DEV, path, qwen_options, qwen_teacher, max_queries=7, chunk_size=8, num_shards=3,
+                      shard_id=shard_id)
+        assert not meta["complete"] and not path.exists()
+    num_chunks = read_json(meta_path(whole))["num_chunks"]
+    assert num_chunks >= 3
+    assert sorted(p.name for p in parts_dir(other_machine).glob("chunk-*")) == \
+           [f"chunk-{i:05d}.jsonl" for i in range(num_chunks) if i % 3 == 2]
+    with pytest.raises(InputError, match="incomplete: stage 1 stopped after"):
+        require_complete(output)
+    # A shard run of another job (other --max_queries) into the same folder is refused.
+    with pytest.raises(InputError, match="partial output from a different run"):
+        _score(DEV, output, qwen_options, qwen_teacher, max_queries=6, chunk_size=8, num_shards=3, shard_id=2)
 
-    merged = merge_shards(output)
-    assert is_complete(output) and merged["num_pairs"] == read_json(meta_path(whole))["num_pairs"]
-    got, want = _rows(output), _rows(whole)
-    assert [(r["query"], r["passage"]) for r in got] == [(r["query"], r["passage"]) for r in want]
-    # Other chunk boundaries mean other batches: fp32 scores agree to rounding.
-    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-4)
-    # An unsharded run of the same settings sees the merged output as its own, finished.
-    assert _score(DEV, output, qwen_options, None, max_queries=7, chunk_size=8)["complete"]
+    # The folders merge with a plain copy (chunks and their stats); the same command without shard flags joins
+    # them and scores nothing.
+    for path in parts_dir(other_machine).glob("*-*"):
+        (parts_dir(output) / path.name).write_bytes(path.read_bytes())
+    joined = _score(DEV, output, qwen_options, None, max_queries=7, chunk_size=8)
+    assert is_complete(output) and joined["num_pairs"] == read_json(meta_path(whole))["num_pairs"]
+    assert output.read_bytes() == whole.read_bytes() and not parts_dir(output).exists()
+    timings = ("seconds", "pairs_per_second")
+    assert {k: v for k, v in read_json(meta_path(output)).items() if k not in timings} == \
+           {k: v for k, v in read_json(meta_path(whole)).items() if k not in timings}
 
 
-def test_merge_refuses_missing_incomplete_and_overlapping_shards(qwen_options, qwen_teacher, tmp_path):
+def test_shard_cli(tiny_models, tmp_path, capsys):
+    from ragdistill.core.cli import run_main
+
+    argv = ["--teacher_model", str(tiny_models["qwen3_reranker"]), "--train_files", str(DEV), "--output_dir",
+            str(tmp_path), "--backend", "torch", "--teacher_dtype", "float32", "--max_queries", "3",
+            "--chunk_size", "4"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: stage_main("score")([*argv, "--num_shards", "2", "--shard_id", "2"]))
+    assert exit_info.value.code == 2
+    assert "--shard_id must be in 0..1" in capsys.readouterr().err
     output = tmp_path / "dev.scores.jsonl"
-    kwargs = {"max_queries": 4, "chunk_size": 8, "num_shards": 2}
-    _score(DEV, output, qwen_options, qwen_teacher, shard_id=0, **kwargs)
-    with pytest.raises(InputError, match=r"missing shard\(s\) \[1\] of 2: run .* --shard_id 1"):
-        merge_shards(output)
-    _score(DEV, output, qwen_options, qwen_teacher, shard_id=1, **kwargs)
-    # Shard 1 stopped half way: its metadata is gone, a chunk is missing.
-    shard1 = shard_path(output, 1, 2)
-    meta_path(shard1).unlink()
-    with pytest.raises(InputError, match="incomplete"):
-        merge_shards(output)
-    _score(DEV, output, qwen_options, qwen_teacher, shard_id=1, **kwargs)
-    # Stale shards of a run with another --num_shards overlap these.
-    _score(DEV, output, qwen_options, qwen_teacher, shard_id=0, **{**kwargs, "num_shards": 3})
-    with pytest.raises(InputError, match="different --num_shards"):
-        merge_shards(output)
-    for path in (shard_path(output, 0, 3), meta_path(shard_path(output, 0, 3))):
-        path.unlink()
-    # A shard file edited by hand so that a query sits in two shards.
-    shard0 = shard_path(output, 0, 2)
-    first = shard0.read_text().splitlines()[0]
-    shard1.write_text(shard1.read_text() + first + "\n")
-    with pytest.raises(InputError, match="shards overlap"):
-        merge_shards(output)
-    assert not output.exists()
-
-
-def test_merge_cli(qwen_options, qwen_teacher, tmp_path):
-    output = tmp_path / "dev.scores.jsonl"
-    for i in range(2):
-        _score(DEV, output, qwen_options, qwen_teacher, max_queries=3, num_shards=2, shard_id=i)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "Reranker-Distillation/merge_shards.py"), "--train_files", str(DEV),
-         "--output_dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
+    stage_main("score")([*argv, "--num_shards", "2", "--shard_id", "1"])
+    assert not output.exists() and sorted(p.name for p in parts_dir(output).glob("chunk-*"))[0] == "chunk-00001.jsonl"
+    stage_main("score")([*argv, "--num_shards", "2", "--shard_id", "0"])
+    stage_main("score")(argv)
     assert is_complete(output) and len(read_jsonl(output)) == read_json(meta_path(output))["num_pairs"]
-
-
-def test_shard_plan_never_splits_a_query_and_covers_all(tmp_path):
-    from ragdistill.reranker.scoring import ScoringPlan, shard_query_ranges
-
-    plan = ScoringPlan(queries=list("abcde"), query_of=[0] * 10 + [1] + [2] * 3 + [3] * 3 + [4], passages=[""] * 18,
-                       duplicate_pairs=0)
-    for n in (1, 2, 3, 5, 8):
-        ranges = shard_query_ranges(plan, n)
-        assert len(ranges) == n and ranges[0].start == 0 and ranges[-1].stop == 5
-        assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
-    assert shard_query_ranges(plan, 2) == [range(0, 1), range(1, 5)]
-

@@ -104,12 +104,18 @@ def torch_reference(tiny_models, tmp_path_factory) -> Path:
 
 
 def test_reranker_on_ray_writes_what_the_direct_path_writes(tiny_models, torch_reference, tmp_path):
+    """A shard run on Ray scores only its shard's chunks; the unsharded Ray run scores the rest and joins."""
     options = _reranker(tiny_models, "torch")
     output = tmp_path / "scores.jsonl"
-    meta = score_file(DEV, output, describe_teacher(options), functools.partial(load_teacher, options), chunk_size=8,
-                      max_queries=12, engine=RAY)
+    run = functools.partial(score_file, DEV, output, describe_teacher(options), functools.partial(load_teacher, options),
+                            chunk_size=8, max_queries=12, engine=RAY)
+    assert not run(num_shards=2, shard_id=1)["complete"] and not output.exists()
+    num_chunks = read_json(meta_path(torch_reference))["num_chunks"]
+    assert sorted(p.name for p in parts_dir(output).glob("chunk-*")) == \
+           [f"chunk-{i:05d}.jsonl" for i in range(1, num_chunks, 2)]
+    meta = run()
     _same_run(output, torch_reference)
-    assert meta["num_chunks"] > 2 * RAY.num_replicas  # both replicas had chunks to share
+    assert meta["num_chunks"] > 4 * RAY.num_replicas  # both replicas had chunks to share in each run
 
 
 @pytest.mark.vllm

@@ -10,6 +10,10 @@ Re-running the same command skips finished chunks. The joined output equals, row
 uninterrupted run writes, since chunk boundaries depend only on the inputs and the chunk size. Which engine computed
 a chunk does not matter (ragdistill.core.ray_engine.run_chunks: this process, or Ray actors): the process that runs
 the stage saves every chunk, so either engine resumes the other's run.
+Shards split one job over machines without Ray: with `num_shards` N and `shard_id` I a run computes only chunks
+i % N == I, into the same `.parts/` folder (chunk files are named by their index in the whole job, so the folders of
+several machines merge with a plain copy) and joins nothing; the same command without shard flags then joins them
+(computing whatever chunk is still missing). progress.json holds no shard, so every shard checks the same fingerprint.
 Later stages call `require_complete`, which refuses a partial output and says how to resume; `reuse_complete` is the
 one rule for an output that is already there: kept if made by the same job, else no longer counted as complete.
 """
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +65,40 @@ def parts_dir(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".parts")
 
 
+def check_shard(num_shards: int, shard_id: int) -> None:
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        raise InputError(None, f"--shard_id must be in 0..{num_shards - 1} and --num_shards at least 1, got shard "
+                               f"{shard_id} of {num_shards}")
+
+
+@dataclass
+class ShardArguments:
+    """The score stages' split over machines without Ray (both pipelines)."""
+
+    num_shards: int = field(default=1, metadata={
+        "help": "Split the chunks over N runs (machines or GPUs without Ray): this run computes chunks i with "
+                "i %% N == --shard_id into <output>.parts/. Copy every run's .parts folder into one, then run the "
+                "same command without shard flags to join them."})
+    shard_id: int = field(default=0, metadata={"help": "Which shard this run computes (0 .. --num_shards - 1)."})
+
+    def __post_init__(self):
+        check_shard(self.num_shards, self.shard_id)
+
+    @property
+    def sharded(self) -> bool:
+        return self.num_shards > 1
+
+
 class ChunkedJob:
-    """Splits `num_items` items into fixed chunks and tracks which chunks are finished on disk."""
+    """Splits `num_items` items into fixed chunks and tracks which chunks are finished on disk. A shard
+    (`num_shards` > 1) owns the chunks i % num_shards == shard_id: only those are pending for it."""
 
     def __init__(self, output: str | os.PathLike, job_fingerprint: str, num_items: int, chunk_size: int,
-                 chunk_suffix: str = ".jsonl"):
+                 chunk_suffix: str = ".jsonl", num_shards: int = 1, shard_id: int = 0):
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        check_shard(num_shards, shard_id)
+        self.num_shards, self.shard_id = num_shards, shard_id
         self.output = Path(output)
         self.work_dir = parts_dir(self.output)
         self.num_items = num_items
@@ -94,11 +126,31 @@ class ChunkedJob:
     def chunk_range(self, index: int) -> range:
         return range(index * self.chunk_size, min((index + 1) * self.chunk_size, self.num_items))
 
-    def pending(self) -> list[int]:
+    def owned(self) -> list[int]:
+        """The chunks of this run's shard (all of them without shards)."""
+        return list(range(self.shard_id, self.num_chunks, self.num_shards))
+
+    def items(self, indices: Iterable[int]) -> int:
+        return sum(len(self.chunk_range(i)) for i in indices)
+
+    def missing(self) -> list[int]:
+        """Chunks not on disk yet, of every shard."""
         return [i for i in range(self.num_chunks) if not self.chunk_path(i).exists()]
 
+    def pending(self) -> list[int]:
+        """Chunks this run still has to compute: the missing ones of its shard."""
+        return [i for i in self.missing() if i % self.num_shards == self.shard_id]
+
     def done_count(self) -> int:
-        return self.num_chunks - len(self.pending())
+        return self.num_chunks - len(self.missing())
+
+    def shard_done(self, output_name: str | os.PathLike) -> None:
+        """A shard run stops here: log what is left for the other shards and how to join."""
+        missing = len(self.missing())
+        logger.info("%s: shard %d of %d done, %d of %d chunks on disk%s. When every shard is done, put all their "
+                    "%s folders together and run the same command without --num_shards/--shard_id to join them",
+                    output_name, self.shard_id, self.num_shards, self.done_count(), self.num_chunks,
+                    f" ({missing} for other shards)" if missing else "", self.work_dir.name)
 
     def save_chunk(self, index: int, write: Callable[[Any], None], binary: bool = False) -> None:
         """Write one chunk atomically: `write(handle)` fills it; it appears only once complete."""
@@ -106,7 +158,7 @@ class ChunkedJob:
             write(handle)
 
     def chunk_paths(self) -> list[Path]:
-        missing = self.pending()
+        missing = self.missing()
         if missing:
             raise RuntimeError(f"{len(missing)} chunk(s) not finished yet, first {missing[0]}")
         return [self.chunk_path(i) for i in range(self.num_chunks)]

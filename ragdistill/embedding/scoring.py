@@ -2,7 +2,8 @@
 
 1. Read MTEB reranking files ({"query", "positive": [...], "negative": [...]}).
 2. Collect the unique prompted texts (query prompt + query, document prompt + passage) across all rows and files;
-   each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`), optionally split into shards.
+   each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`); a shard run (`num_shards` > 1)
+   embeds only its chunks and stops there, the run without shard flags joins (ragdistill.core.resumable).
 3. Cosine similarities per query: one matrix-vector product over its candidates.
 4. Rows for sentence-transformers' distillation losses, with the teacher similarities as `label`:
    - ntuple (default): one row per (query, positive) with the n hardest negatives by teacher similarity
@@ -28,10 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError, SkipCounter
-from ragdistill.core.jsonl import atomic_open, dumps, read_json, write_json
+from ragdistill.core.jsonl import dumps, read_json
 from ragdistill.core.mteb import RerankingSample, iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
-from ragdistill.core.resumable import ChunkedJob, file_digest, fingerprint, is_complete, meta_path, reuse_complete
+from ragdistill.core.resumable import (
+    ChunkedJob,
+    check_shard,
+    file_digest,
+    fingerprint,
+    is_complete,
+    meta_path,
+    reuse_complete,
+)
 from ragdistill.embedding.teachers import (
     EmbeddingTeacher,
     TeacherArguments,
@@ -190,17 +199,21 @@ class EmbedStats:
 
 
 def embed_in_chunks(teacher: LazyTeacher, texts: Sequence[str], work_output: Path, job_fingerprint: str,
-                    chunk_size: int, stats: EmbedStats, desc: str = "teacher embeddings") -> ChunkedJob:
-    """Embed `texts` into `<work_output>.parts/chunk-*.npy`, skipping chunks already on disk: the teacher's engine
-    (this process, or Ray actors) computes the missing ones, this process saves each as it comes."""
+                    chunk_size: int, stats: EmbedStats, desc: str = "teacher embeddings", num_shards: int = 1,
+                    shard_id: int = 0) -> ChunkedJob:
+    """Embed `texts` into `<work_output>.parts/chunk-*.npy`, skipping chunks already on disk (and, in a shard run,
+    other shards' chunks): the teacher's engine (this process, or Ray actors) computes the missing ones, this
+    process saves each as it comes."""
     from tqdm.auto import tqdm
 
-    job = ChunkedJob(work_output, job_fingerprint, len(texts), chunk_size, chunk_suffix=".npy")
+    job = ChunkedJob(work_output, job_fingerprint, len(texts), chunk_size, chunk_suffix=".npy",
+                     num_shards=num_shards, shard_id=shard_id)
     pending = job.pending()
-    done_items = len(texts) - sum(len(job.chunk_range(i)) for i in pending)
-    if pending and done_items:
+    total = job.items(job.owned())
+    done_items = total - job.items(pending)
+    if pending and job.done_count():
         logger.info(f"resuming: {job.done_count()} of {job.num_chunks} chunks already on disk")
-    with tqdm(total=len(texts), initial=done_items, unit="text", desc=desc, disable=not pending) as bar:
+    with tqdm(total=total, initial=done_items, unit="text", desc=desc, disable=not pending) as bar:
 
         def save(index: int, result: tuple[np.ndarray, float]) -> None:
             embeddings, seconds = result
@@ -317,16 +330,6 @@ def write_rows(handle, rows: Sequence[dict]) -> None:
 # 5. the whole stage ----------------------------------------------------------------------------------------------
 
 
-def shard_path(output: str | os.PathLike, shard_id: int, num_shards: int) -> Path:
-    output = Path(output)
-    return output.with_name(f"{output.name}.shard-{shard_id:03d}-of-{num_shards:03d}.npy")
-
-
-def shard_span(num_items: int, shard_id: int, num_shards: int) -> range:
-    """Contiguous, deterministic split: shard i holds items [i*n/N, (i+1)*n/N)."""
-    return range(shard_id * num_items // num_shards, (shard_id + 1) * num_items // num_shards)
-
-
 def _remove_stale_temporaries(path: Path) -> None:
     """A kill -9 during an atomic write leaves `.name.tmp-PID` behind; the re-run cleans it up."""
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
@@ -350,22 +353,14 @@ class SoftLabelJob:
     skip_invalid: bool = False
     num_shards: int = 1
     shard_id: int = 0
-    merge_shards: bool = False
-    resume_command: str = "the stage-1 command"
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
             raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, got '{self.fmt}'")
-        if self.num_shards < 1 or not 0 <= self.shard_id < self.num_shards:
-            raise InputError(None, f"--shard_id must be in [0, {self.num_shards}) and --num_shards >= 1, got "
-                                   f"shard {self.shard_id} of {self.num_shards}")
+        check_shard(self.num_shards, self.shard_id)
         self.output_path = Path(self.output)
         if self.output_path.is_dir():
             raise InputError(self.output_path, "is a directory; --output_file must be a .jsonl or .jsonl.gz file")
-
-    @property
-    def sharded(self) -> bool:
-        return self.num_shards > 1 and not self.merge_shards
 
     def settings(self, file_records: list[dict]) -> dict:
         return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
@@ -374,13 +369,10 @@ class SoftLabelJob:
                 "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
 
     def run(self) -> dict:
-        """Run (or resume, or skip if already complete); return the output's metadata."""
+        """Run (or resume, or skip if already complete); return the output's metadata (a shard run: marked
+        incomplete, the rows are written by the run without shard flags)."""
         started = time.perf_counter()
-        if self.sharded:
-            target = shard_path(self.output_path, self.shard_id, self.num_shards)
-        else:
-            target = self.output_path
-        _remove_stale_temporaries(target)
+        _remove_stale_temporaries(self.output_path)
 
         # 1. read the input, collect the unique texts
         data = read_reranking_files(self.files, self.skip_invalid, self.max_queries)
@@ -388,8 +380,7 @@ class SoftLabelJob:
         texts = unique_texts(data.samples, identity["query_prompt"], identity["document_prompt"])
         job_fingerprint = fingerprint(identity, texts.digest())
         settings_fingerprint = fingerprint(self.settings(data.files))
-        previous = (reuse_complete(target, job_fingerprint, "job_fingerprint") if self.sharded
-                    else reuse_complete(target, settings_fingerprint))
+        previous = reuse_complete(self.output_path, settings_fingerprint)
         if previous is not None:
             return previous
         if data.skips.total:
@@ -397,19 +388,15 @@ class SoftLabelJob:
         logger.info(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
               f"{len(texts.texts) - texts.num_queries} unique passages to embed")
 
-        # 2. embeddings of this run's texts (a shard's span, or all), or the shards' embeddings when merging
+        # 2. embeddings of every text (a shard run: of its chunks only, then it stops)
         stats = EmbedStats()
-        if self.sharded:
-            return self._run_shard(target, texts, job_fingerprint, stats, started)
-        if self.merge_shards:
-            embeddings, shard_metas = self._load_shards(texts, job_fingerprint)
-            stats.embedded = sum(m["embedding"]["texts_embedded_this_run"] for m in shard_metas)
-            stats.seconds = sum(m["embedding"]["embed_seconds"] for m in shard_metas)
-            job = None
-        else:
-            job = embed_in_chunks(self.teacher, texts.texts, self.output_path, job_fingerprint,
-                                  self.teacher.args.chunk_size, stats)
-            embeddings = load_chunks(job)
+        job = embed_in_chunks(self.teacher, texts.texts, self.output_path, job_fingerprint,
+                              self.teacher.args.chunk_size, stats, num_shards=self.num_shards, shard_id=self.shard_id)
+        if self.num_shards > 1:
+            job.shard_done(self.output_path)
+            return {"complete": False, "job_fingerprint": job_fingerprint, "num_chunks": job.num_chunks,
+                    "chunks_done": job.done_count(), "embedding": stats.as_dict()}
+        embeddings = load_chunks(job)
 
         # 3. similarities, 4. rows
         truncated = count_truncated(self.teacher.tokenizer(), texts, identity["max_length"])
@@ -427,8 +414,7 @@ class SoftLabelJob:
                        "rows": len(rows), "skipped_invalid": data.skips.total,
                        "skipped_invalid_by_reason": data.skips.by_reason, **row_stats},
             "truncated": truncated, "teacher_similarity": similarity_summary(sims, data.samples),
-            "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict(),
-                          "shards": self.num_shards if self.merge_shards else 1},
+            "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict(), "shards": 1},
             "engine": (self.teacher.engine or EngineArguments()).describe(),
             "seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -436,60 +422,9 @@ class SoftLabelJob:
         }
 
         # 5. output renamed into place, then the metadata marked complete
-        if job is not None:
-            job.finish(lambda handle: write_rows(handle, rows), meta)
-        else:
-            with atomic_open(self.output_path) as handle:
-                write_rows(handle, rows)
-            write_json(meta_path(self.output_path), {**meta, "complete": True})
-            for shard in range(self.num_shards):
-                path = shard_path(self.output_path, shard, self.num_shards)
-                path.unlink(missing_ok=True)
-                meta_path(path).unlink(missing_ok=True)
+        job.finish(lambda handle: write_rows(handle, rows), meta)
         print_summary(self.output_path, meta)
         return {**meta, "complete": True}
-
-    def _run_shard(self, target: Path, texts: UniqueTexts, job_fingerprint: str, stats: EmbedStats,
-                   started: float) -> dict:
-        span = shard_span(len(texts.texts), self.shard_id, self.num_shards)
-        logger.info(f"shard {self.shard_id} of {self.num_shards}: texts [{span.start}, {span.stop})")
-        job = embed_in_chunks(self.teacher, texts.texts[span.start:span.stop], target,
-                              fingerprint(job_fingerprint, self.shard_id, self.num_shards),
-                              self.teacher.args.chunk_size, stats, desc=f"shard {self.shard_id}")
-        embeddings = load_chunks(job) if len(span) else np.zeros((0, 0), dtype=np.float32)
-        meta = {**self.teacher.identity, "shard_id": self.shard_id, "num_shards": self.num_shards,
-                "start": span.start, "stop": span.stop, "num_texts": len(texts.texts),
-                "embedding": stats.as_dict(), "seconds": round(time.perf_counter() - started, 3),
-                "job_fingerprint": job_fingerprint}
-        job.finish(lambda handle: np.save(handle, embeddings), meta, binary=True)
-        logger.info(f"wrote {target}; when every shard is done, run the same command with --merge_shards "
-              f"--num_shards {self.num_shards} to build the rows")
-        return {**meta, "complete": True}
-
-    def _load_shards(self, texts: UniqueTexts, job_fingerprint: str) -> tuple[np.ndarray, list[dict]]:
-        """Every shard complete, from this same job, covering all texts exactly once."""
-        paths = [shard_path(self.output_path, i, self.num_shards) for i in range(self.num_shards)]
-        missing = [str(i) for i, path in enumerate(paths) if not is_complete(path)]
-        if missing:
-            raise InputError(self.output_path, f"cannot merge: shard(s) {', '.join(missing)} of {self.num_shards} "
-                                               f"not complete. Run {self.resume_command} with --num_shards "
-                                               f"{self.num_shards} --shard_id I for each, then merge again")
-        metas = [read_json(meta_path(path)) for path in paths]
-        for path, meta in zip(paths, metas):
-            if meta.get("job_fingerprint") != job_fingerprint:
-                raise InputError(path, "cannot merge: this shard was made from other inputs or teacher settings")
-        spans = sorted((meta["start"], meta["stop"], path) for meta, path in zip(metas, paths))
-        position = 0
-        for start, stop, path in spans:
-            if start != position:
-                problem = "overlaps the previous shard" if start < position else f"leaves texts {position}-{start} out"
-                raise InputError(path, f"cannot merge: shard {problem}")
-            position = stop
-        if position != len(texts.texts):
-            raise InputError(self.output_path, f"cannot merge: shards cover {position} of {len(texts.texts)} texts")
-        arrays = [np.load(path) for path in paths]
-        arrays = [array for array in arrays if array.size]
-        return np.concatenate(arrays), metas
 
 
 def print_summary(output: Path, meta: dict) -> None:

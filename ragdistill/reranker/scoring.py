@@ -9,18 +9,15 @@ included, continues with the unfinished chunks, and the result equals an uninter
 chunk's statistics sit beside it (`stats-NNNNN.json`), so the final metadata covers every chunk, whichever run
 scored it.
 
-Shards (`num_shards`, `shard_id`) split the queries into contiguous ranges with about the same number of pairs,
-the same on every machine; each shard writes `<name>.shard-I-of-N.jsonl`; `merge_shards` checks they are complete,
-of one run, all present and disjoint, and joins them into what an unsharded run writes.
+Shards (`num_shards`, `shard_id`) split the chunks over machines without Ray (ragdistill.core.resumable): each
+scores its chunks into the same `<output>.parts/`; the command without shard flags joins them.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ragdistill.core.errors import InputError, SkipCounter
-from ragdistill.core.jsonl import atomic_open, dumps, iter_jsonl, read_json, write_json
+from ragdistill.core.jsonl import dumps, read_json, write_json
 from ragdistill.core.mteb import iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
@@ -37,15 +34,11 @@ from ragdistill.core.resumable import (
     concatenate_text_chunks,
     file_digest,
     fingerprint,
-    meta_path,
-    require_complete,
     reuse_complete,
 )
 
 logger = logging.getLogger(__name__)
 
-STAGE_COMMAND = "score.py (bash score.sh)"
-_SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 
 
 @dataclass
@@ -56,7 +49,6 @@ class ScoringPlan:
     query_of: list[int]
     passages: list[str]
     duplicate_pairs: int
-    first_query: int = 0  # index of queries[0] in the whole file (shards hold a slice)
 
     def pairs(self, items: range) -> list[tuple[str, str]]:
         return [(self.queries[self.query_of[i]], self.passages[i]) for i in items]
@@ -91,32 +83,6 @@ def read_pairs(path: str | Path, max_queries: int = 0, skips: SkipCounter | None
     return ScoringPlan(queries, query_of, passages, duplicates)
 
 
-def shard_query_ranges(plan: ScoringPlan, num_shards: int) -> list[range]:
-    """Contiguous query ranges with about len(plan) / num_shards pairs each; a query never straddles two."""
-    counts = [0] * len(plan.queries)
-    for q in plan.query_of:
-        counts[q] += 1
-    bounds, done, total = [0], 0, len(plan)
-    for q, count in enumerate(counts):
-        done += count
-        # Close shard k once its share of the pairs is reached (never leave later shards without a query
-        # while queries remain for them).
-        while len(bounds) < num_shards and done >= total * len(bounds) / num_shards:
-            bounds.append(q + 1)
-    bounds += [len(counts)] * (num_shards + 1 - len(bounds))
-    bounds[-1] = len(counts)
-    return [range(bounds[k], bounds[k + 1]) for k in range(num_shards)]
-
-
-def take_shard(plan: ScoringPlan, num_shards: int, shard_id: int) -> tuple[ScoringPlan, range]:
-    queries = shard_query_ranges(plan, num_shards)[shard_id]
-    items = [i for i, q in enumerate(plan.query_of) if q in queries]
-    sub = ScoringPlan(plan.queries[queries.start:queries.stop], [plan.query_of[i] - queries.start for i in items],
-                      [plan.passages[i] for i in items], plan.duplicate_pairs if shard_id == 0 else 0,
-                      first_query=queries.start)
-    return sub, queries
-
-
 def _split_name(path: Path) -> tuple[str, str]:
     """'train.scores.jsonl.gz' -> ('train.scores', '.jsonl.gz')."""
     name = path.name
@@ -124,15 +90,6 @@ def _split_name(path: Path) -> tuple[str, str]:
         if name.endswith(ext):
             return name[: -len(ext)], ext
     return name, ""
-
-
-def shard_path(output: str | Path, shard_id: int, num_shards: int) -> Path:
-    """Where shard `shard_id` of `num_shards` of `output` goes: <name>.shard-I-of-N.jsonl."""
-    output = Path(output)
-    if num_shards <= 1:
-        return output
-    base, ext = _split_name(output)
-    return output.with_name(f"{base}.shard-{shard_id}-of-{num_shards}{ext}")
 
 
 def default_output_path(output_dir: str | Path, input_path: str | Path) -> Path:
@@ -209,6 +166,7 @@ class FileScoring:
             write_json(_stats_path(self.job, index), {
                 "pairs": len(pairs), "seconds": seconds, "tokens": sum(scored.num_tokens),
                 "truncated": sum(scored.truncated), "query_truncated": sum(scored.query_truncated),
+                "loaded": loaded,  # a join that loads no teacher reports the device and settings of the scoring one
             })
             self.job.save_chunk(index, lambda handle: handle.write(lines))
             self.loaded.update(loaded)
@@ -226,12 +184,13 @@ class FileScoring:
         stats = [read_json(_stats_path(job, i)) for i in range(job.num_chunks)]
         seconds = sum(s["seconds"] for s in stats)
         tokens = sum(s["tokens"] for s in stats)
-        teacher_settings = self.loaded.get("teacher_settings") or self.metadata["teacher_settings"]
+        loaded = self.loaded or next((s["loaded"] for s in stats if "loaded" in s), {})
+        teacher_settings = loaded.get("teacher_settings") or self.metadata["teacher_settings"]
         metadata = {
             **self.metadata,
             "teacher_settings": teacher_settings,
             "max_length": teacher_settings["max_length"],
-            "device": self.loaded.get("device"),
+            "device": loaded.get("device"),
             "num_pairs": len(plan),
             "seconds": round(seconds, 3),
             "pairs_per_second": round(len(plan) / seconds, 3) if seconds > 0 else None,
@@ -253,19 +212,14 @@ class FileScoring:
 
 def plan_file(input_path: str | Path, output: Path, settings, chunk_size: int = 4096, max_queries: int = 0,
               num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False) -> FileScoring | dict:
-    """Read one input file (or one shard of it) into its chunked job; the metadata of an output already complete
-    with these inputs and settings instead (nothing left to do)."""
-    if not 0 <= shard_id < num_shards:
-        raise InputError(None, f"--shard_id {shard_id} is outside 0..{num_shards - 1} (--num_shards {num_shards})")
+    """Read one input file into its chunked job (a shard run: the chunks of its shard); the metadata of an output
+    already complete with these inputs and settings instead (nothing left to do)."""
     skips = SkipCounter(skip_invalid)
     start = time.perf_counter()
     plan = read_pairs(input_path, max_queries, skips)
-    num_queries_total = len(plan.queries)
-    plan, query_range = take_shard(plan, num_shards, shard_id)
-    target = shard_path(output, shard_id, num_shards)
     run = fingerprint(file_digest(input_path), max_queries, skip_invalid, settings.as_dict())
-    job_fingerprint = fingerprint(run, num_shards, shard_id)
-    previous = reuse_complete(target, job_fingerprint)
+    job_fingerprint = fingerprint(run, 1, 0)  # (run, shard count, shard id) until shards became chunk subsets
+    previous = reuse_complete(output, job_fingerprint)
     if previous is not None:
         return previous
     if skips.total:
@@ -284,147 +238,50 @@ def plan_file(input_path: str | Path, output: Path, settings, chunk_size: int = 
         "teacher_settings": settings.as_dict(),
         "max_queries": max_queries,
         "num_queries": len(plan.queries),
-        "num_queries_in_input": num_queries_total,
+        "num_queries_in_input": len(plan.queries),
         "duplicate_pairs_skipped": plan.duplicate_pairs,
         "skipped_invalid_rows": skips.total,
         "skipped_by_reason": skips.by_reason,
-        "shard": {"id": shard_id, "count": num_shards, "query_range": [query_range.start, query_range.stop]},
+        # Every output holds the whole file (shards are chunk subsets of one job); kept as older outputs have it.
+        "shard": {"id": 0, "count": 1, "query_range": [0, len(plan.queries)]},
         "run_fingerprint": run,
         "fingerprint": job_fingerprint,
     }
-    job = ChunkedJob(target, job_fingerprint, len(plan), chunk_size)
+    job = ChunkedJob(output, job_fingerprint, len(plan), chunk_size, num_shards=num_shards, shard_id=shard_id)
     if job.done_count() and job.pending():
-        logger.info("%s: resuming, %d of %d chunks already done", target, job.done_count(), job.num_chunks)
-    return FileScoring(plan, target, job, metadata, skips, start)
+        logger.info("%s: resuming, %d of %d chunks already done", output, job.done_count(), job.num_chunks)
+    return FileScoring(plan, output, job, metadata, skips, start)
 
 
 def score_files(inputs: Sequence[str | Path], outputs: Sequence[Path], settings, load_teacher: Callable,
                 chunk_size: int = 4096, max_queries: int = 0, num_shards: int = 1, shard_id: int = 0,
                 skip_invalid: bool = False, engine: EngineArguments | None = None,
                 tensor_parallel_size: int = 1) -> list[dict]:
-    """Stage 1 for every input file (or one shard of each): the chunks still missing are scored by `engine`
-    (this process, or one Ray actor pool for all files), then each output is joined. `settings` (TeacherSettings)
-    identify the scores; `load_teacher()` runs once per replica, only if some chunk still needs scoring (with the
-    ray engine it must pickle, e.g. functools.partial(load_teacher, options)). Returns each file's metadata."""
+    """Stage 1 for every input file: the chunks still missing (of shard `shard_id` of `num_shards`) are scored by
+    `engine` (this process, or one Ray actor pool for all files), then each output is joined (not by a shard run:
+    its metadata comes back marked incomplete). `settings` (TeacherSettings) identify the scores; `load_teacher()`
+    runs once per replica, only if some chunk still needs scoring (with the ray engine it must pickle, e.g.
+    functools.partial(load_teacher, options)). Returns each file's metadata."""
     jobs = [plan_file(path, output, settings, chunk_size, max_queries, num_shards, shard_id, skip_invalid)
             for path, output in zip(inputs, outputs)]
     pending = [job for job in jobs if isinstance(job, FileScoring)]
     for job in pending:
         job.metadata["engine"] = (engine or EngineArguments()).describe()
-    total = sum(len(job.plan) for job in pending)
-    done = sum(len(job.plan) - sum(len(job.job.chunk_range(i)) for i in job.job.pending()) for job in pending)
+    total = sum(job.job.items(job.job.owned()) for job in pending)
+    done = total - sum(job.job.items(job.job.pending()) for job in pending)
     with tqdm(total=total, initial=done, unit="pair", desc="scoring pairs", disable=not pending) as progress:
         work = [item for job in pending for item in job.chunk_work(progress)]
         run_chunks(work, functools.partial(PairScorer, load_teacher), engine, tensor_parallel_size)
+    if num_shards > 1:
+        for job in pending:
+            job.job.shard_done(job.target)
+        return [{**job.metadata, "complete": False} if isinstance(job, FileScoring) else job for job in jobs]
     return [job.finish() if isinstance(job, FileScoring) else job for job in jobs]
 
 
 def score_file(input_path: str | Path, output: Path, settings, load_teacher: Callable, chunk_size: int = 4096,
                max_queries: int = 0, num_shards: int = 1, shard_id: int = 0, skip_invalid: bool = False,
                engine: EngineArguments | None = None) -> dict:
-    """Stage 1 for one input file (or one shard of it); see score_files."""
+    """Stage 1 for one input file; see score_files."""
     return score_files([input_path], [output], settings, load_teacher, chunk_size, max_queries, num_shards, shard_id,
                        skip_invalid, engine)[0]
-
-
-# --- merging shards ---------------------------------------------------------------------------------------------
-
-
-def find_shards(output: str | Path) -> dict[int, dict[int, Path]]:
-    """Shard outputs of `output` lying beside it (finished or not): {num_shards: {shard_id: path}}."""
-    output = Path(output)
-    base, ext = _split_name(output)
-    found: dict[int, dict[int, Path]] = {}
-    if not output.parent.is_dir():
-        return found
-    for entry in output.parent.iterdir():
-        name = entry.name
-        for suffix in (".meta.json", ".parts", ""):
-            if suffix and name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        if not (name.startswith(base + ".shard-") and name.endswith(ext)):
-            continue
-        match = _SHARD_NAME.search(name[: len(name) - len(ext)] if ext else name)
-        if match:
-            shard_id, count = int(match.group(1)), int(match.group(2))
-            found.setdefault(count, {})[shard_id] = output.with_name(name)
-    return found
-
-
-def _query_digest(query: str) -> bytes:
-    return hashlib.blake2b(query.encode("utf-8"), digest_size=16).digest()
-
-
-def merge_shards(output: str | Path) -> dict:
-    """Join the shards of `output` after checking: one run, all present, all complete, disjoint query ranges
-    and contents. The merged file equals what an unsharded run writes, row for row."""
-    output = Path(output)
-    found = find_shards(output)
-    if not found:
-        raise InputError(output, "no shard outputs (<name>.shard-I-of-N.jsonl) found beside it")
-    if len(found) > 1:
-        listing = "; ".join(f"{n} shards: ids {sorted(ids)}" for n, ids in sorted(found.items()))
-        raise InputError(output, f"shards of runs with different --num_shards lie here ({listing}); they overlap. "
-                                 "Delete the stale ones")
-    num_shards, shards = next(iter(found.items()))
-    missing = sorted(set(range(num_shards)) - set(shards))
-    if missing:
-        raise InputError(output, f"missing shard(s) {missing} of {num_shards}: run {STAGE_COMMAND} with "
-                                 f"--num_shards {num_shards} --shard_id {missing[0]} (same arguments otherwise)")
-    metas = [require_complete(shards[i], f"{STAGE_COMMAND} with --shard_id {i}") for i in range(num_shards)]
-    runs = {m.get("run_fingerprint") for m in metas}
-    if len(runs) != 1:
-        raise InputError(output, "the shards come from different runs (other inputs, teacher or settings): "
-                                 + ", ".join(f"shard {i}: {m.get('run_fingerprint')}" for i, m in enumerate(metas)))
-    expected_start = 0
-    for i, meta in enumerate(metas):
-        start, stop = meta["shard"]["query_range"]
-        if start != expected_start:
-            kind = "overlap" if start < expected_start else "leave a gap"
-            raise InputError(shards[i], f"shard query ranges {kind}: shard {i} starts at query {start}, "
-                                        f"the previous shard ended at {expected_start}")
-        expected_start = stop
-    if expected_start != metas[0]["num_queries_in_input"]:
-        raise InputError(output, f"the shards cover {expected_start} of {metas[0]['num_queries_in_input']} queries")
-    # Contents: every query's rows sit in exactly one shard.
-    owner: dict[bytes, int] = {}
-    for i in range(num_shards):
-        if shards[i].stat().st_size == 0:
-            continue
-        previous = None
-        for line, row in iter_jsonl(shards[i]):
-            query = row.get("query") if isinstance(row, dict) else None
-            if query == previous:
-                continue
-            previous = query
-            key = _query_digest(str(query))
-            if owner.setdefault(key, i) != i:
-                raise InputError(shards[i], f"shards overlap: query {str(query)[:80]!r} is also in shard "
-                                            f"{owner[key]}", line)
-    seconds = sum(m["seconds"] for m in metas)
-    num_pairs = sum(m["num_pairs"] for m in metas)
-    tokens = sum((m["tokens_per_pair"] or 0) * m["num_pairs"] for m in metas)
-    metadata = {
-        **{k: v for k, v in metas[0].items() if k not in ("complete",)},
-        "num_queries": sum(m["num_queries"] for m in metas),
-        "num_pairs": num_pairs,
-        "seconds": round(seconds, 3),
-        "pairs_per_second": round(num_pairs / seconds, 3) if seconds > 0 else None,
-        "tokens_per_pair": round(tokens / num_pairs, 2) if num_pairs else None,
-        "truncated_pairs": sum(m["truncated_pairs"] for m in metas),
-        "truncated_queries": sum(m["truncated_queries"] for m in metas),
-        "shard": {"id": None, "count": num_shards, "query_range": [0, expected_start]},
-        "merged_from": [str(shards[i]) for i in range(num_shards)],
-        "fingerprint": fingerprint(metas[0]["run_fingerprint"], 1, 0),
-    }
-    # Same order of writes as a finished stage 1: the output (atomic), then its metadata marked complete.
-    if meta_path(output).exists():
-        meta_path(output).unlink()
-    with atomic_open(output) as handle:
-        concatenate_text_chunks([shards[i] for i in range(num_shards)])(handle)
-    write_json(meta_path(output), {**metadata, "complete": True})
-    logger.info(f"{output}: merged {num_shards} shards, {num_pairs} pairs of {metadata['num_queries']} queries "
-          f"(the shard files can be deleted)")
-    return metadata
-
