@@ -186,3 +186,19 @@ def test_llm_reranker_scores_like_the_teacher(tiny_models):
         expected.append(float(logits[yes] - logits[no]))
     assert scores == pytest.approx(expected, abs=1e-4)
     assert scores[0] != pytest.approx(scores[1])
+
+
+def test_trained_llm_student_reranks_with_the_instruction_it_was_saved_with(tiny_models, tmp_path):
+    """A yes/no LLM student's folder holds its prompt (chat_template.jinja): unless told otherwise, the chain uses
+    that instruction, not the default one."""
+    import shutil
+
+    from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, chat_template
+
+    student = tmp_path / "student"
+    shutil.copytree(tiny_models["qwen3_reranker"], student)
+    (student / "chat_template.jinja").write_text(chat_template("Retrieve duplicate questions"), encoding="utf-8")
+    assert Reranker(str(student)).llm_reranker.settings.instruction == "Retrieve duplicate questions"
+    told = Reranker(str(student), instruction="Find the answer").llm_reranker.settings.instruction
+    assert told == "Find the answer"
+    assert Reranker(str(tiny_models["qwen3_reranker"])).llm_reranker.settings.instruction == DEFAULT_INSTRUCTION

@@ -53,7 +53,8 @@ class ChainArguments:
                 "a Hugging Face id or a local folder. Unset: no reranking."})
     reranker_instruction: str | None = field(default=None, metadata={
         "help": "yes/no LLM rerankers only: the task in their prompt (use the one the teacher scored with). Unset: "
-                "'Given a web search query, retrieve relevant passages that answer the query'."})
+                "the one a trained student was saved with, else 'Given a web search query, retrieve relevant "
+                "passages that answer the query'."})
     reranker_backend: str = field(default="torch", metadata={
         "help": "'torch' (PyTorch; CrossEncoders and yes/no LLM rerankers), 'vllm' (yes/no LLM rerankers, GPU "
                 "fast path), or 'onnx' / 'openvino': a CrossEncoder exported by the export stage (export.sh), run "
@@ -119,11 +120,15 @@ class Reranker:
         if any(name.endswith("ForCausalLM") for name in architectures):
             if backend in EXPORTED_BACKENDS:
                 raise InputError(model, f"--reranker_backend {backend} runs exported CrossEncoders; this is a yes/no "
-                                        "LLM reranker: use transformers or vllm")
+                                        "LLM reranker: use torch or vllm")
             from ragdistill.reranker.teachers import TeacherOptions, load_teacher
 
             options = TeacherOptions(model=model, backend=backend, max_length=max_length, dtype=serving_dtype(dtype),
                                      batch_size=batch_size)
+            if not instruction and Path(model).is_dir():
+                from ragdistill.reranker.training import saved_instruction
+
+                instruction = saved_instruction(model)  # a trained student reranks with the prompt it learned
             if instruction:
                 options.instruction = instruction
             self.llm_reranker = load_teacher(options)
@@ -133,7 +138,7 @@ class Reranker:
         kwargs = {}
         if not any(name.endswith("ForSequenceClassification") for name in architectures):
             logger.warning(f"{model} has no classification head; a new, untrained one-label head is added "
-                  "(seeded, so runs repeat)")
+                           "(seeded, so runs repeat)")
             kwargs["num_labels"] = 1
             import torch
 
