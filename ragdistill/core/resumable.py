@@ -147,10 +147,11 @@ class ChunkedJob:
     def shard_done(self, output_name: str | os.PathLike) -> None:
         """A shard run stops here: log what is left for the other shards and how to join."""
         missing = len(self.missing())
-        logger.info("%s: shard %d of %d done, %d of %d chunks on disk%s. When every shard is done, put all their "
-                    "%s folders together and run the same command without --num_shards/--shard_id to join them",
-                    output_name, self.shard_id, self.num_shards, self.done_count(), self.num_chunks,
-                    f" ({missing} for other shards)" if missing else "", self.work_dir.name)
+        then = (f"{missing} for other shards. When every shard is done, put all their {self.work_dir.name} folders "
+                "together and run" if missing else "Run")
+        logger.info("%s: shard %d of %d done, %d of %d chunks on disk, %s the same command without "
+                    "--num_shards/--shard_id to join them", output_name, self.shard_id, self.num_shards,
+                    self.done_count(), self.num_chunks, then)
 
     def save_chunk(self, index: int, write: Callable[[Any], None], binary: bool = False) -> None:
         """Write one chunk atomically: `write(handle)` fills it; it appears only once complete."""
