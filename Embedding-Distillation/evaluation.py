@@ -20,7 +20,7 @@ from pathlib import Path
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
-from ragdistill.core.mteb import read_samples
+from ragdistill.core.mteb import first_queries, iter_samples
 from ragdistill.core.plots import score_scatter
 from ragdistill.core.report import save_comparisons
 from ragdistill.core.vllm_engine import VLLMArguments
@@ -83,9 +83,7 @@ def main():
         teacher.close()
     files = []
     for path, domain in domains.items():
-        samples = read_samples(path)
-        if args.max_queries:
-            samples = samples[:args.max_queries]
+        samples = first_queries(iter_samples(path), args.max_queries)
         rows, _ = cached[path]
         files.append(FileEvaluation(path, domain, samples, teacher_similarities(samples, rows, path)))
 

@@ -13,13 +13,9 @@ MODEL_DIR="${MODEL_DIR:-$OUTPUT_DIR/model}"    # the student after training
 EVAL_DIR="${EVAL_DIR:-$OUTPUT_DIR/evaluation}" # results.json, results.md, scatter PNGs
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
 OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
-# The teacher, with the same settings as in score.sh so its cached scores are reused.
-TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"
-BACKEND="${BACKEND:-vllm}"
-INSTRUCTION="${INSTRUCTION:-}"
-TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"
-TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"
-TEACHER_ARGS="${TEACHER_ARGS:-}"
+# The teacher: its variables (TEACHER_MODEL, BACKEND, INSTRUCTION, ...) sit in teacher.sh, shared with score.sh and
+# export.sh, so that this stage finds the teacher scores score.sh cached.
+source "$HERE/teacher.sh"
 STUDENT_DTYPE="${STUDENT_DTYPE:-float32}"    # student dtype while evaluating
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"      # student tokens per text, before and after alike (as in train.sh)
 EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-32}"
@@ -27,8 +23,5 @@ EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-32}"
 args=(--student_model "$STUDENT_MODEL" --trained_model "$MODEL_DIR" --output_dir "$EVAL_DIR"
       --in_domain_files "$IN_DOMAIN_FILES" --out_of_domain_files "$OUT_OF_DOMAIN_FILES"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --student_dtype "$STUDENT_DTYPE"
-      --student_batch_size "$EVAL_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH"
-      --teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE")
-if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
-# shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
-"$PYTHON" "$HERE/evaluation.py" "${args[@]}" $TEACHER_ARGS "$@"
+      --student_batch_size "$EVAL_BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH")
+"$PYTHON" "$HERE/evaluation.py" "${args[@]}" "${TEACHER_FLAGS[@]}" "$@"

@@ -24,7 +24,7 @@ import numpy as np
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import iter_jsonl
 from ragdistill.core.metrics import ranking_metrics
-from ragdistill.core.mteb import RerankingSample, iter_samples
+from ragdistill.core.mteb import RerankingSample, first_queries, iter_samples
 from ragdistill.core.resumable import require_complete
 
 METRICS = ("map", "mrr@10", "ndcg@10")
@@ -32,12 +32,7 @@ SPEED = "pairs/s"
 
 
 def read_test_samples(path: str | Path, max_queries: int = 0) -> list[RerankingSample]:
-    samples = []
-    for sample in iter_samples(path):
-        if max_queries and len(samples) >= max_queries:
-            break
-        samples.append(sample)
-    return samples
+    return first_queries(iter_samples(path), max_queries)
 
 
 def flat_pairs(samples: Sequence[RerankingSample]) -> list[tuple[str, str]]:

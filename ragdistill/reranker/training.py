@@ -31,21 +31,10 @@ _LOSS_FORMATS = {"margin_mse": ("ntuple", "triplet"), "listnet": ("listwise",), 
 
 def student_has_trained_head(model: str) -> bool:
     """False for a plain encoder (BertModel, XLMRobertaModel, ...): CrossEncoder gives it a fresh random head."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.exists():
-            raise InputError(path, "not a model: no config.json in this folder")
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    else:
-        from transformers import AutoConfig
+    from ragdistill.core.models import architecture, read_model_config
 
-        try:
-            config = AutoConfig.from_pretrained(model).to_dict()
-        except (OSError, ValueError) as exc:
-            raise InputError(model, f"cannot load the model's config: {exc}") from None
-    architectures = config.get("architectures") or []
-    return bool(architectures) and architectures[0].endswith(("ForSequenceClassification", "ForCausalLM"))
+    return architecture(read_model_config(model, "student model")).endswith(("ForSequenceClassification",
+                                                                           "ForCausalLM"))
 
 
 NEW_HEAD_LEARNING_RATE = 1e-4
