@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TrainingRowArguments:
     teacher_scores: str = field(default=None, metadata={
-        "help": "Stage-1 score files (finished ones), comma-separated; shards merged first (merge_shards.py)."})
+        "help": "Stage-1 score files (finished ones), comma-separated; after sharded runs, the output of the join "
+                "run (score.py without shard flags)."})
     output_file: str = field(default="output/reranker/training_rows.jsonl", metadata={
         "help": "Where the rows go (.jsonl or .jsonl.gz)."})
     format: str = field(default="listwise", metadata={"help": "listwise (for listnet / lambda), ntuple or triplet."})
