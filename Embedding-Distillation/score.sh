@@ -10,12 +10,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
 
-TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder: Hugging Face id or local folder
-BACKEND="${BACKEND:-vllm}"                # vllm (pooling runner, fast on GPUs) or torch (sentence-transformers, anywhere)
-INSTRUCTION="${INSTRUCTION:-}"            # query task 'Instruct: {task}\nQuery:'; empty: the model's own query prompt; none: no prompt
-TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-512}"           # teacher tokens per text; longer texts are truncated and counted
-TEACHER_DTYPE="${TEACHER_DTYPE:-auto}"    # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32
-TEACHER_ARGS="${TEACHER_ARGS:-}"          # more teacher flags, e.g. "--tensor_parallel_size 2 --chunk_size 8192 --enforce_eager"
+# The teacher: TEACHER_MODEL, BACKEND, INSTRUCTION, TEACHER_MAX_LENGTH, TEACHER_DTYPE, TEACHER_ARGS sit in teacher.sh,
+# shared with evaluation.sh and export.sh (same settings, so they reuse the scores cached here).
+source "$HERE/teacher.sh"
 TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"  # comma-separated MTEB files
 IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
 OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
@@ -30,11 +27,8 @@ ENGINE="${ENGINE:-direct}"                # direct (this process) | ray (teacher
 NUM_REPLICAS="${NUM_REPLICAS:-1}"         # ENGINE=ray: teacher replicas, e.g. one per GPU
 RAY_ADDRESS="${RAY_ADDRESS:-}"            # ENGINE=ray: a running cluster ('auto' on one of its nodes, ray://head:10001); unset = Ray on this machine only
 
-args=(--teacher_model "$TEACHER_MODEL" --backend "$BACKEND" --teacher_max_length "$TEACHER_MAX_LENGTH" --teacher_dtype "$TEACHER_DTYPE"
-      --train_files "$TRAIN_FILES" --output_file "$TRAINING_ROWS" --format "$FORMAT"
+args=(--train_files "$TRAIN_FILES" --output_file "$TRAINING_ROWS" --format "$FORMAT"
       --num_negatives "$NUM_NEGATIVES" --pad_negatives "$PAD_NEGATIVES" --max_queries "$MAX_QUERIES"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" --test_files "$IN_DOMAIN_FILES,$OUT_OF_DOMAIN_FILES"
       --score_test_files "$SCORE_TEST_FILES" --engine "$ENGINE" --num_replicas "$NUM_REPLICAS" --ray_address "$RAY_ADDRESS")
-if [ -n "$INSTRUCTION" ]; then args+=(--instruction "$INSTRUCTION"); fi
-# shellcheck disable=SC2086  # TEACHER_ARGS holds several flags
-"$PYTHON" "$HERE/score.py" "${args[@]}" $TEACHER_ARGS "$@"
+"$PYTHON" "$HERE/score.py" "${args[@]}" "${TEACHER_FLAGS[@]}" "$@"

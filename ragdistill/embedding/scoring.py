@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.hashing import file_digest
 from ragdistill.core.jsonl import dumps, read_json
 from ragdistill.core.mteb import RerankingSample, iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
     ChunkedJob,
     check_shard,
-    file_digest,
     fingerprint,
     is_complete,
     meta_path,

@@ -26,13 +26,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.hashing import file_digest
 from ragdistill.core.jsonl import dumps, read_json, write_json
 from ragdistill.core.mteb import iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
     ChunkedJob,
     concatenate_text_chunks,
-    file_digest,
     fingerprint,
     reuse_complete,
 )
