@@ -16,6 +16,9 @@ export IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranki
 export OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
 export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
 
+banner "1/3 teacher scores ($TEACHER_MODEL)"
 bash "$HERE/score.sh"
+banner "2/3 training $STUDENT_MODEL"
 bash "$HERE/train.sh"
+banner "3/3 evaluation"
 bash "$HERE/evaluation.sh"

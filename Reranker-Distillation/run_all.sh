@@ -16,11 +16,11 @@ export TEST_FILE="${TEST_FILE:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-r
 export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/reranker}"
 export LOSS="${LOSS:-listnet}"              # listnet | margin_mse | lambda | mse (stage 2 picks the matching format)
 
-echo "== 1/4 teacher scores ($TEACHER_MODEL)"
+banner "1/4 teacher scores ($TEACHER_MODEL)"
 bash "$HERE/score.sh"
-echo "== 2/4 training rows"
+banner "2/4 training rows"
 bash "$HERE/rows.sh"
-echo "== 3/4 training $STUDENT_MODEL ($LOSS)"
+banner "3/4 training $STUDENT_MODEL ($LOSS)"
 bash "$HERE/train.sh"
-echo "== 4/4 evaluation"
+banner "4/4 evaluation"
 bash "$HERE/evaluation.sh"
