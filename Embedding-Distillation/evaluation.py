@@ -36,7 +36,7 @@ from ragdistill.embedding.evaluation import (
 )
 from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
-from ragdistill.embedding.training import load_student
+from ragdistill.embedding.training import adopt_teacher_prompts, load_student
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def main():
     # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
     students = {label: load_student(path, args.max_seq_length, default_device(), torch_dtype(args.student_dtype))
                 for label, path in (("before", args.student_model), ("after", args.trained_model))}
+    # An instruction-following student starts from the teacher's prompts, as in training (the trained one saved them)
+    adopt_teacher_prompts(students["before"], cached[files[0].path][1])
     for label, model in students.items():
         for evaluation in files:
             logger.info(f"evaluating {label} training on {evaluation.name}")
@@ -107,6 +109,7 @@ def main():
     save_comparisons(comparisons, args.output_dir, name="results", extra={
         "student": args.student_model, "trained_model": args.trained_model, "teacher": teacher_meta["teacher"],
         "student_max_seq_length": {label: model.max_seq_length for label, model in students.items()},
+        "student_query_prompt": {label: (model.prompts or {}).get("query", "") for label, model in students.items()},
         "teacher_settings": {key: teacher_meta[key] for key in ("backend", "query_prompt", "max_length", "dtype")},
         "map_relative_change": {f"{e.domain}: {e.name}": relative_change(e.students["before"].metrics,
                                                                          e.students["after"].metrics) for e in files},

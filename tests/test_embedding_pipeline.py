@@ -32,7 +32,7 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     env = {
         **os.environ,
         "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(student),
-        "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true",
+        "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true", "INSTRUCTION": "Find the passage that answers the question",
         "BACKEND": "torch", "TEACHER_DTYPE": "float32", "TEACHER_MAX_LENGTH": "128",
         "TRAIN_FILES": str(_subset("data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
@@ -61,6 +61,9 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
     results = read_json(output / "evaluation" / "results.json")
     # both students evaluated at the training length (the untrained tiny student's own is 512)
     assert results["student_max_seq_length"] == {"before": 128, "after": 128}
+    # both students' queries carry the teacher's instruction prompt (the untrained one has a default of its own)
+    assert "Find the passage that answers the question" in meta["query_prompt"]
+    assert results["student_query_prompt"] == {"before": meta["query_prompt"], "after": meta["query_prompt"]}
     titles = [table["title"] for table in results["tables"]]
     assert len(titles) == 3 and titles[2] == "Encode throughput (texts/s)"
     assert titles[0].endswith("wikiqa-test (in-domain)") and titles[1].endswith("trecqa-test (out-of-domain)")
