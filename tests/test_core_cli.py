@@ -26,3 +26,12 @@ def test_a_report_of_mismatched_weights_is_kept():
     assert not keep(record("BertModel LOAD REPORT from: x\ncls.predictions.bias | UNEXPECTED"))
     assert keep(record("BertModel LOAD REPORT from: x\nclassifier.weight | MISMATCH"))
     assert keep(record("something else entirely"))
+
+
+def test_no_note_for_an_embedder_loaded_as_a_cross_encoder(capfd):
+    setup_logging()
+    loader = logging.getLogger("sentence_transformers.base.model")
+    loader.warning("Converting SentenceTransformer model /models/minilm to CrossEncoder.")
+    loader.warning("another warning of that logger")
+    err = capfd.readouterr().err
+    assert "Converting" not in err and "another warning of that logger" in err

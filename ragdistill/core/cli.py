@@ -90,6 +90,15 @@ class _NewWeightsReport(logging.Filter):
         return "LOAD REPORT" not in message or any(problem in message for problem in ("MISMATCH", "CONVERSION"))
 
 
+class _CrossEncoderFromEmbedder(logging.Filter):
+    """Drops sentence-transformers' note that a SentenceTransformer folder is loaded as a CrossEncoder: a stage that
+    does it means to (a plain encoder as a reranker student, with a new head) and says so in its own words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Converting SentenceTransformer model") and message.endswith("CrossEncoder."))
+
+
 # transformers' bars for each model load and save: a second long, one per model, they tell a reader nothing.
 _QUIET_BARS = ("Loading weights", "Writing model shards")
 
@@ -115,6 +124,9 @@ def quiet_weight_loading() -> None:
         if not any(isinstance(f, _NewWeightsReport) for f in target.filters):
             target.addFilter(_NewWeightsReport())
     transformers_logging.set_tqdm_hook(_no_loading_bar)
+    loader = logging.getLogger("sentence_transformers.base.model")
+    if not any(isinstance(f, _CrossEncoderFromEmbedder) for f in loader.filters):
+        loader.addFilter(_CrossEncoderFromEmbedder())
 
 
 def run_main(main: Callable[[], T]) -> T:
