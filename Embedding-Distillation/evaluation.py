@@ -87,11 +87,13 @@ def main():
         rows, _ = cached[path]
         files.append(FileEvaluation(path, domain, samples, teacher_similarities(samples, rows, path)))
 
+    teacher_meta = cached[files[0].path][1]  # the teacher's settings and prompts, as stage 1 recorded them
+
     # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
     students = {label: load_student(path, args.max_seq_length, default_device(), torch_dtype(args.student_dtype))
                 for label, path in (("before", args.student_model), ("after", args.trained_model))}
     # An instruction-following student starts from the teacher's prompts, as in training (the trained one saved them)
-    adopt_teacher_prompts(students["before"], cached[files[0].path][1])
+    adopt_teacher_prompts(students["before"], teacher_meta)
     for label, model in students.items():
         for evaluation in files:
             logger.info(f"evaluating {label} training on {evaluation.name}")
@@ -101,7 +103,6 @@ def main():
     speed = encode_throughputs(students, speed_texts, args.student_batch_size)
 
     # 4. tables: one per file, plus throughput; printed and saved as JSON + Markdown
-    teacher_meta = cached[files[0].path][1]
     comparisons = [evaluation.comparison() for evaluation in files]
     comparisons.append(throughput_comparison(speed, teacher_meta, (
         f"sentence-transformers on {default_device()}, {resolve_dtype(args.student_dtype)}, batch "

@@ -27,7 +27,6 @@ import functools
 import importlib
 import logging
 import platform
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -434,12 +433,6 @@ def load_config(model_path: str | Path):
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(model_path))
-
-
-def remove_exports(model_path: str | Path) -> None:
-    """Delete what export_variants wrote (the onnx/ and openvino/ folders of the model)."""
-    for folder in ("onnx", "openvino"):
-        shutil.rmtree(Path(model_path) / folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ SOURCE_LABELS = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}
 # The sets the reference results use: Reranker-Distillation trains on StackOverflowDupQuestions; Embedding-Distillation
 # trains on SciDocsRR validation and tests on SciDocsRR test (in-domain) and StackOverflowDupQuestions test.
 DEFAULT_DATASETS = ("stackoverflowdupquestions-reranking", "scidocs-reranking")
-_DATA_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
 
 
 class DownloadError(Exception):
