@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragdistill.core.arguments import StudentEvaluationArguments
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
@@ -41,11 +42,11 @@ from ragdistill.embedding.training import adopt_teacher_prompts, load_student
 logger = logging.getLogger(__name__)
 
 
+DEFAULTS = {"student_model": "BAAI/bge-m3", "trained_model": "output/embedding/model"}
+
+
 @dataclass
 class EvaluationArguments:
-    student_model: str = field(default="BAAI/bge-m3", metadata={"help": "The student before training."})
-    trained_model: str = field(default="output/embedding/model", metadata={
-        "help": "The student after training (train.py's --output_dir)."})
     in_domain_files: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
         "help": "Comma-separated MTEB reranking test files from the training domain."})
     out_of_domain_files: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
@@ -54,26 +55,20 @@ class EvaluationArguments:
         "help": "Where results.json, results.md and the scatter PNGs go."})
     teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Cache of teacher similarities per teacher settings and file content (shared with stage 1)."})
-    student_batch_size: int = field(default=32, metadata={"help": "Student encode batch size."})
-    max_seq_length: int = field(default=512, metadata={
-        "help": "Tokens per text for both students, before and after (as in train.py): the same cut for both, so "
-                "the change measures the training only."})
-    student_dtype: str = field(default="float32", metadata={
-        "help": "Student dtype for evaluation: float32, bfloat16, float16 or auto."})
-    max_queries: int = field(default=0, metadata={"help": "Evaluate the first N queries per file only; 0 = all."})
     speed_texts: int = field(default=256, metadata={
         "help": "Distinct texts of the first file used to time the students' encoding (texts/s, median of 3 passes)."})
 
 
 def main():
     # 1. arguments: evaluation, teacher (same settings as stage 1, so its cached scores are found), vLLM knobs
-    args, teacher_args, engine_args = parse_args(EvaluationArguments, TeacherArguments, VLLMArguments)
+    student, args, teacher_args, engine_args = parse_args(StudentEvaluationArguments, EvaluationArguments,
+                                                          TeacherArguments, VLLMArguments, defaults=DEFAULTS)
     domains = {path: "in-domain" for path in split_paths(args.in_domain_files)}
     domains.update({path: "out-of-domain" for path in split_paths(args.out_of_domain_files)})
     if not domains:
         raise InputError(None, "no evaluation files: give --in_domain_files and/or --out_of_domain_files")
-    if not Path(args.trained_model).exists():
-        raise InputError(args.trained_model, "trained model not found: run train.py (bash train.sh) first")
+    if not Path(student.trained_model).exists():
+        raise InputError(student.trained_model, "trained model not found: run train.py (bash train.sh) first")
 
     # 2. teacher similarities: from the cache, or one teacher pass per file (then cached)
     teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
@@ -83,32 +78,32 @@ def main():
         teacher.close()
     files = []
     for path, domain in domains.items():
-        samples = first_queries(iter_samples(path), args.max_queries)
+        samples = first_queries(iter_samples(path), student.max_queries)
         rows, _ = cached[path]
         files.append(FileEvaluation(path, domain, samples, teacher_similarities(samples, rows, path)))
 
     teacher_meta = cached[files[0].path][1]  # the teacher's settings and prompts, as stage 1 recorded them
 
     # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
-    students = {label: load_student(path, args.max_seq_length, default_device(), torch_dtype(args.student_dtype))
-                for label, path in (("before", args.student_model), ("after", args.trained_model))}
+    students = {label: load_student(path, student.max_seq_length, default_device(), torch_dtype(student.student_dtype))
+                for label, path in (("before", student.student_model), ("after", student.trained_model))}
     # An instruction-following student starts from the teacher's prompts, as in training (the trained one saved them)
     adopt_teacher_prompts(students["before"], teacher_meta)
     for label, model in students.items():
         for evaluation in files:
             logger.info(f"evaluating {label} training on {evaluation.name}")
-            evaluation.students[label] = evaluate_student(model, evaluation.samples, args.student_batch_size,
+            evaluation.students[label] = evaluate_student(model, evaluation.samples, student.student_batch_size,
                                                             show_progress_bar=True)
     speed_texts = speed_sample(files[0].samples, args.speed_texts)
-    speed = encode_throughputs(students, speed_texts, args.student_batch_size)
+    speed = encode_throughputs(students, speed_texts, student.student_batch_size)
 
     # 4. tables: one per file, plus throughput; printed and saved as JSON + Markdown
     comparisons = [evaluation.comparison() for evaluation in files]
     comparisons.append(throughput_comparison(speed, teacher_meta, (
-        f"sentence-transformers on {default_device()}, {resolve_dtype(args.student_dtype)}, batch "
-        f"{args.student_batch_size}, {len(speed_texts)} texts of {files[0].name}")))
+        f"sentence-transformers on {default_device()}, {resolve_dtype(student.student_dtype)}, batch "
+        f"{student.student_batch_size}, {len(speed_texts)} texts of {files[0].name}")))
     save_comparisons(comparisons, args.output_dir, name="results", extra={
-        "student": args.student_model, "trained_model": args.trained_model, "teacher": teacher_meta["teacher"],
+        "student": student.student_model, "trained_model": student.trained_model, "teacher": teacher_meta["teacher"],
         "student_max_seq_length": {label: model.max_seq_length for label, model in students.items()},
         "student_query_prompt": {label: (model.prompts or {}).get("query", "") for label, model in students.items()},
         "teacher_settings": {key: teacher_meta[key] for key in ("backend", "query_prompt", "max_length", "dtype")},

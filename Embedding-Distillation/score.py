@@ -19,6 +19,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
+from ragdistill.core.arguments import ScoringInputArguments
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
@@ -32,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataArguments:
-    train_files: str = field(default="data/scidocs-reranking/validation.jsonl", metadata={
-        "help": "Comma-separated MTEB reranking files ({'query', 'positive': [...], 'negative': [...]}, "
-                ".jsonl or .jsonl.gz) to build training rows from."})
     output_file: str = field(default="output/embedding/training_rows.jsonl", metadata={
         "help": "Training rows (.jsonl or .jsonl.gz); metadata goes to <output_file>.meta.json."})
     format: str = field(default="ntuple", metadata={
@@ -47,24 +45,19 @@ class DataArguments:
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
                 "see the same repeats). --pad_negatives false: leave such queries out (counted)."})
-    max_queries: int = field(default=0, metadata={"help": "Use only the first N queries (smoke runs); 0 = all."})
-    skip_invalid: bool = field(default=False, metadata={
-        "help": "Skip and count bad input rows instead of stopping at the first one."})
-    test_files: str = field(default="", metadata={
-        "help": "Comma-separated MTEB test files evaluation.py tests on: the teacher scores them now, cached in "
-                "--teacher_scores_dir (saves loading the teacher again), and a warning says how many of their "
-                "queries also appear in the training files."})
     score_test_files: bool = field(default=True, metadata={
-        "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher."})
+        "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher. "
+                "(Scored here, they are cached in --teacher_scores_dir, which saves loading the teacher again.)"})
     teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
         "help": "Where teacher scores of evaluation files are cached (keyed by teacher settings and file content)."})
 
 
 def main():
     # 1. arguments: data, teacher, vLLM engine knobs, where the replicas run (here or on Ray)
-    data_args, teacher_args, vllm_args, engine, shards = parse_args(DataArguments, TeacherArguments, VLLMArguments,
-                                                                    EngineArguments, ShardArguments)
-    leaked_test_queries(split_paths(data_args.train_files), split_paths(data_args.test_files))
+    inputs, data_args, teacher_args, vllm_args, engine, shards = parse_args(
+        ScoringInputArguments, DataArguments, TeacherArguments, VLLMArguments, EngineArguments, ShardArguments,
+        defaults={"train_files": "data/scidocs-reranking/validation.jsonl"})
+    leaked_test_queries(split_paths(inputs.train_files), split_paths(inputs.test_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
     teacher = LazyTeacher(teacher_args, functools.partial(load_teacher, teacher_args, vllm_args), engine,
@@ -74,16 +67,16 @@ def main():
     try:
         # 3. soft labels for the training files: resumable chunks (a shard run embeds its chunks only)
         SoftLabelJob(
-            files=split_paths(data_args.train_files), output=data_args.output_file, teacher=teacher,
+            files=split_paths(inputs.train_files), output=data_args.output_file, teacher=teacher,
             fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives),
             pad_negatives=data_args.pad_negatives,
-            max_queries=data_args.max_queries, skip_invalid=data_args.skip_invalid,
+            max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
             num_shards=shards.num_shards, shard_id=shards.shard_id,
         ).run()
 
         # 4. teacher scores of the evaluation files, cached for evaluation.py (not in shard runs)
-        if data_args.test_files and data_args.score_test_files and not shards.sharded:
-            cached_teacher_scores(split_paths(data_args.test_files), teacher, data_args.teacher_scores_dir)
+        if inputs.test_files and data_args.score_test_files and not shards.sharded:
+            cached_teacher_scores(split_paths(inputs.test_files), teacher, data_args.teacher_scores_dir)
     finally:
         teacher.close()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+from ragdistill.core.arguments import StudentTrainingArguments
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.training import (
@@ -47,13 +48,13 @@ from ragdistill.embedding.training import (
 logger = logging.getLogger(__name__)
 
 
+DEFAULTS = {"student_model": "BAAI/bge-m3", "training_rows": "output/embedding/training_rows.jsonl"}
+
+
 @dataclass
 class DistillationArguments:
-    student_model: str = field(default="BAAI/bge-m3", metadata={
-        "help": "Student SentenceTransformer to train: a Hugging Face id or a local folder. An instruction-following "
-                "LLM embedder (Qwen/Qwen3-Embedding-0.6B) takes the teacher's query and document prompts."})
-    training_rows: str = field(default="output/embedding/training_rows.jsonl", metadata={
-        "help": "Rows written by score.py (its .meta.json must say complete)."})
+    """The embedder's own settings, beside the student and its rows (core.arguments.StudentTrainingArguments)."""
+
     loss: str = field(default="kl", metadata={
         "help": "kl: DistillKLDivLoss (softmax over each row's candidates). margin_mse: MarginMSELoss. "
                 "mse: pointwise MSE between student and teacher similarities.", "choices": list(LOSSES)})
@@ -71,36 +72,32 @@ class DistillationArguments:
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
                 "embeddings work too. Empty: off."})
-    max_seq_length: int = field(default=512, metadata={"help": "Student's maximum tokens per text."})
-    eval_file: str = field(default="", metadata={
-        "help": "Optional MTEB reranking file evaluated with RerankingEvaluator during training "
-                "(with --eval_strategy steps)."})
     max_rows: int = field(default=0, metadata={"help": "Train on the first N rows only (smoke runs); 0 = all."})
 
 
 def main(argv: list[str] | None = None):
     # 1. arguments: ours, LoRA, and every SentenceTransformerTrainingArguments flag
-    args, lora, training_args = parse_args(DistillationArguments, LoraArguments, SentenceTransformerTrainingArguments,
-                                           args=argv)
+    student, args, lora, training_args = parse_args(StudentTrainingArguments, DistillationArguments, LoraArguments,
+                                                    SentenceTransformerTrainingArguments, args=argv, defaults=DEFAULTS)
     check_distributed(training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
     # 2. data: the teacher-labelled rows (an unfinished stage-1 output is refused)
-    train_dataset, meta = load_training_rows(args.training_rows, args.max_rows)
-    logger.info(f"{len(train_dataset)} {meta['format']} rows from {args.training_rows} (teacher {meta['teacher']})")
+    train_dataset, meta = load_training_rows(student.training_rows, args.max_rows)
+    logger.info(f"{len(train_dataset)} {meta['format']} rows from {student.training_rows} (teacher {meta['teacher']})")
 
     # 3. student, with its query/document prompts on the matching columns: an instruction-following student takes
     # the teacher's, exactly as stage 1 embedded with them; LoRA adapters (if asked) train instead of its weights
     # float32: the Trainer's master weights (--bf16 is autocast); a bf16 checkpoint (Qwen3) would otherwise
     # train in bf16, where small updates round away
-    model = load_student(args.student_model, args.max_seq_length, device=str(training_args.device),
+    model = load_student(student.student_model, student.max_seq_length, device=str(training_args.device),
                          dtype=torch.float32)
     if adopt_teacher_prompts(model, meta):
         logger.info(f"queries carry the teacher's prompt {meta['query_prompt']!r}, documents "
                     f"{repr(meta['document_prompt']) if meta['document_prompt'] else 'none'}")
     if training_args.prompts is None:
         training_args.prompts = column_prompts(model, train_dataset.column_names)
-    describe_distillation(model, args.student_model, meta["teacher"], [args.training_rows])
+    describe_distillation(model, student.student_model, meta["teacher"], [student.training_rows])
     add_lora(model, lora)
 
     # 4. loss on cosine similarities, matching the teacher's labels
@@ -110,7 +107,8 @@ def main(argv: list[str] | None = None):
     record_matryoshka_dims(model, dims)  # vLLM serves truncated embeddings only of models whose config lists them
 
     # 5. optional evaluator during training
-    evaluator = reranking_evaluator(args.eval_file, batch_size=training_args.per_device_eval_batch_size)
+    evaluator = reranking_evaluator(student.eval_file, student.eval_max_queries,
+                                    batch_size=training_args.per_device_eval_batch_size)
 
     # 6. train (resuming from a checkpoint if asked)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
@@ -121,12 +119,12 @@ def main(argv: list[str] | None = None):
     merge_lora(model)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        facts = card_facts(args.student_model, meta, args.training_rows, len(train_dataset), args.loss,
+        facts = card_facts(student.student_model, meta, student.training_rows, len(train_dataset), args.loss,
                            training_args.prompts, lora.describe() if lora.enabled else None)
         paths = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
                                      title=f"Distillation loss ({args.loss})")
         write_json(f"{training_args.output_dir}/training_summary.json", {
-            "student": args.student_model, "teacher": meta["teacher"], "train_file": args.training_rows,
+            "student": student.student_model, "teacher": meta["teacher"], "train_file": student.training_rows,
             "rows": len(train_dataset), "format": meta["format"], "loss": loss.get_config_dict() | {"name": args.loss},
             "prompts": training_args.prompts, "lora": lora.describe() if lora.enabled else None,
             "resumed_from": resume, "global_step": trainer.state.global_step, "train_metrics": result.metrics, **paths,

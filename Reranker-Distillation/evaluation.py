@@ -20,6 +20,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
+from ragdistill.core.arguments import StudentEvaluationArguments
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype, torch_dtype
@@ -42,35 +43,32 @@ logger = logging.getLogger(__name__)
 NAMES = {"map": "MAP", "mrr@10": "MRR@10", "ndcg@10": "NDCG@10"}
 
 
+DEFAULTS = {"student_model": "BAAI/bge-reranker-v2-m3", "trained_model": "output/reranker/model",
+            "student_batch_size": 64}
+
+
 @dataclass
 class EvaluationArguments:
     test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
         "help": "MTEB reranking test file {query, positive, negative}."})
-    student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
-        "help": "The student before training (what train.py started from)."})
-    trained_model: str = field(default="output/reranker/model", metadata={"help": "The trained student (train.py)."})
     teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
     output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})
-    max_queries: int = field(default=0, metadata={"help": "Evaluate the first N test queries only (0 = all)."})
-    max_seq_length: int = field(default=512, metadata={"help": "Student max tokens per pair (as in training)."})
-    batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass."})
-    student_dtype: str = field(default="float32", metadata={
-        "help": "Student dtype: float32 (reference numbers), bfloat16, float16, auto."})
     speed_pairs: int = field(default=1000, metadata={"help": "Test pairs timed for the throughput rows."})
     seed: int = field(default=42, metadata={
         "help": "Seed before loading the student: a freshly added head starts as in train.py (same --seed)."})
 
 
-def _evaluate(model_path: str, label: str, args, samples, pairs, instruction: str | None = None
-              ) -> tuple[dict, list[float]]:
-    set_seed(args.seed)
-    model = load_student(model_path, args.max_seq_length, torch_dtype(args.student_dtype), instruction=instruction)
+def _evaluate(model_path: str, label: str, student: StudentEvaluationArguments, seed: int, samples, pairs,
+              speed_pairs: int, instruction: str | None = None) -> tuple[dict, list[float]]:
+    set_seed(seed)
+    model = load_student(model_path, student.max_seq_length, torch_dtype(student.student_dtype),
+                         instruction=instruction)
     logger.info(f"evaluating {label}: {model_path}")
     if student_instruction(model):
         logger.info(f"yes/no LLM student: the teacher's prompt, instruction {student_instruction(model)!r}")
-    metrics, scores = evaluate_cross_encoder(model, samples, args.batch_size)
-    metrics[SPEED] = throughput(model, pairs[: args.speed_pairs], args.batch_size)
+    metrics, scores = evaluate_cross_encoder(model, samples, student.student_batch_size)
+    metrics[SPEED] = throughput(model, pairs[:speed_pairs], student.student_batch_size)
     device = str(model.device)
     del model
     gc.collect()
@@ -78,12 +76,12 @@ def _evaluate(model_path: str, label: str, args, samples, pairs, instruction: st
 
 
 def main(argv: list[str] | None = None) -> None:
-    (args,) = parse_args(EvaluationArguments, args=argv)
-    if not Path(args.trained_model).exists():
-        raise InputError(args.trained_model, "trained model does not exist: run train.py (bash train.sh) first")
+    student, args = parse_args(StudentEvaluationArguments, EvaluationArguments, args=argv, defaults=DEFAULTS)
+    if not Path(student.trained_model).exists():
+        raise InputError(student.trained_model, "trained model does not exist: run train.py (bash train.sh) first")
 
     # 1. test data: every candidate of every query
-    samples = read_test_samples(args.test_file, args.max_queries)
+    samples = read_test_samples(args.test_file, student.max_queries)
     pairs = flat_pairs(samples)
     logger.info(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs")
 
@@ -100,14 +98,16 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. student before and after training; a yes/no LLM student reads, before training too, the prompt it was
     # trained with (saved with it)
-    instruction = saved_instruction(args.trained_model)
-    before, before_scores = _evaluate(args.student_model, "student before training", args, samples, pairs,
-                                      instruction)
-    after, after_scores = _evaluate(args.trained_model, "student after training", args, samples, pairs)
-    if not student_has_trained_head(args.student_model):
-        notes.append(f"before: {args.student_model} has no trained reranking head; its 'before' row is a freshly "
+    instruction = saved_instruction(student.trained_model)
+    before, before_scores = _evaluate(student.student_model, "student before training", student, args.seed, samples,
+                                      pairs, args.speed_pairs, instruction)
+    after, after_scores = _evaluate(student.trained_model, "student after training", student, args.seed, samples,
+                                    pairs, args.speed_pairs)
+    if not student_has_trained_head(student.student_model):
+        notes.append(f"before: {student.student_model} has no trained reranking head; its 'before' row is a freshly "
                      f"initialised head (seed {args.seed}, as training started from)")
-    notes.append(f"students: {resolve_dtype(args.student_dtype)} on {after['device']}, batch {args.batch_size}, pairs/s over "
+    notes.append(f"students: {resolve_dtype(student.student_dtype)} on {after['device']}, batch "
+                 f"{student.student_batch_size}, pairs/s over "
                  f"{min(args.speed_pairs, len(pairs))} test pairs; metrics over all {len(pairs)} candidates of "
                  f"{len(samples)} queries (CrossEncoderRerankingEvaluator)")
     if instruction:
@@ -121,14 +121,14 @@ def main(argv: list[str] | None = None) -> None:
 
     comparison = Comparison(
         title=f"Reranker distillation on {os.path.basename(args.test_file)}: "
-              f"{os.path.basename(os.path.normpath(args.student_model))} before / after",
+              f"{os.path.basename(os.path.normpath(student.student_model))} before / after",
         before={k: pick(before)[k] for k in rows}, after=pick(after), teacher=pick(teacher), notes=notes,
     )
 
     # 5. save the table (JSON + Markdown) and the score scatter
     output_dir = Path(args.output_dir)
     extra = {"test_file": args.test_file, "num_queries": len(samples), "num_pairs": len(pairs),
-             "student_model": args.student_model, "trained_model": args.trained_model,
+             "student_model": student.student_model, "trained_model": student.trained_model,
              "teacher_scores": args.teacher_scores or None}
     save_comparisons([comparison], output_dir, name="reranker_results", extra=extra)
     if teacher_scores is not None:

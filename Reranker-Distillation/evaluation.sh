@@ -24,7 +24,7 @@ SEED="${SEED:-42}"                          # as in train.sh (a plain encoder's 
   --output_dir "$OUTPUT_DIR/results" \
   --max_queries "$MAX_QUERIES" \
   --max_seq_length "$MAX_SEQ_LENGTH" \
-  --batch_size "$EVAL_BATCH_SIZE" \
+  --student_batch_size "$EVAL_BATCH_SIZE" \
   --student_dtype "$STUDENT_DTYPE" \
   --seed "$SEED" \
   "$@"

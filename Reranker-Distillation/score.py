@@ -23,6 +23,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
+from ragdistill.core.arguments import ScoringInputArguments
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.leakage import leaked_test_queries
@@ -41,12 +42,6 @@ class TeacherScoringArguments:
     teacher_model: str = field(default="Qwen/Qwen3-Reranker-8B", metadata={
         "help": "Teacher: a yes/no LLM reranker (Qwen3-Reranker-*), a cross-encoder (bge-reranker-*), or for "
                 "--backend bi-encoder any SentenceTransformer. Hub id or local folder."})
-    train_files: str = field(default=None, metadata={
-        "help": "MTEB reranking file(s) {query, positive, negative} whose queries train the student, "
-                "comma-separated (.jsonl or .jsonl.gz)."})
-    test_files: str = field(default="", metadata={
-        "help": "MTEB reranking file(s) the student is tested on, comma-separated: scored too (the teacher's row "
-                "of the evaluation), and a warning says how many of their queries also appear in --train_files."})
     output_dir: str = field(default="output/reranker/teacher_scores", metadata={
         "help": "Where <input name>.scores.jsonl files go (one per input)."})
     output_files: str = field(default=None, metadata={
@@ -79,17 +74,14 @@ class TeacherScoringArguments:
     device: str = field(default=None, metadata={"help": "torch/bi-encoder device; default cuda if present."})
     chunk_size: int = field(default=4096, metadata={
         "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
-    max_queries: int = field(default=0, metadata={"help": "Score only the first N queries of each file (smoke runs)."})
-    skip_invalid: bool = field(default=False, metadata={
-        "help": "Skip malformed input rows (counted and reported) instead of stopping at the first."})
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, vllm, engine, shards = parse_args(TeacherScoringArguments, VLLMArguments, EngineArguments, ShardArguments,
-                                            args=argv)
+    files, args, vllm, engine, shards = parse_args(ScoringInputArguments, TeacherScoringArguments, VLLMArguments,
+                                                   EngineArguments, ShardArguments, args=argv)
 
     # 1. inputs and outputs
-    train_files, test_files = split_paths(args.train_files), split_paths(args.test_files)
+    train_files, test_files = split_paths(files.train_files), split_paths(files.test_files)
     if not train_files and not test_files:
         raise InputError(None, "give --train_files (MTEB reranking files, comma-separated) and/or --test_files")
     inputs = train_files + [path for path in test_files if path not in train_files]
@@ -108,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. score every file's pairs chunk by chunk, in this process or on Ray actors (re-running resumes)
     score_files(inputs, outputs, settings, functools.partial(load_teacher, options), chunk_size=args.chunk_size,
-                max_queries=args.max_queries, num_shards=shards.num_shards, shard_id=shards.shard_id,
-                skip_invalid=args.skip_invalid, engine=engine, tensor_parallel_size=vllm.tensor_parallel_size)
+                max_queries=files.max_queries, num_shards=shards.num_shards, shard_id=shards.shard_id,
+                skip_invalid=files.skip_invalid, engine=engine, tensor_parallel_size=vllm.tensor_parallel_size)
 
 
 if __name__ == "__main__":

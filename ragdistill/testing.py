@@ -43,6 +43,15 @@ An embedding model maps each text to a vector; similar texts get nearby vectors.
 """.strip()
 
 
+def stage_main(folder: str, name: str):
+    """main(argv) of a stage script (e.g. stage_main("Reranker-Distillation", "train")), loaded to run in this
+    process: the script as a user runs it, without a subprocess."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
+    return runpy.run_path(str(script), run_name=f"{folder.split('-')[0].lower()}_{name}")["main"]
+
+
 def repo_env(**extra: str) -> dict[str, str]:
     """The environment for running the project's scripts in a subprocess: this repository first on PYTHONPATH
     (what is already there stays: a site folder of extra packages, say), offline, plus `extra`."""

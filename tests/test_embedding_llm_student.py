@@ -6,7 +6,6 @@ dimensions included."""
 
 from __future__ import annotations
 
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from ragdistill.core.jsonl import read_json
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import load_student, load_training_rows
 from ragdistill.testing import build_qwen3
+from ragdistill.testing import stage_main as script_main
 from tests import test_embedding_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def trained(tmp_path_factory, rows_file):
     """A tiny Qwen3 embedder of its own seed, trained with LoRA adapters and Matryoshka dimensions."""
     student = build_qwen3(tmp_path_factory.mktemp("student"), embedder=True, seed=5)
     output = tmp_path_factory.mktemp("trained") / "model"
-    main = runpy.run_path(str(REPO / "Embedding-Distillation" / "train.py"), run_name="embedding_train")["main"]
+    main = script_main("Embedding-Distillation", "train")
     main(["--student_model", str(student), "--training_rows", str(rows_file), "--output_dir", str(output),
           "--max_seq_length", str(MAX_LENGTH), "--matryoshka_dims", ",".join(map(str, DIMS)), "--max_steps", "30",
           "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",

@@ -178,6 +178,22 @@ def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
     assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
 
 
+def test_rows_of_several_files_train_together(tmp_path, rows_file):
+    # --training_rows takes several stage-1 outputs, comma-separated, as in Reranker-Distillation; rows of another
+    # teacher setting or other columns are refused, naming the file
+    single, meta = load_training_rows(rows_file)
+    second = tmp_path / "more.jsonl"
+    second.write_bytes(rows_file.read_bytes())
+    meta_path(second).write_text(json.dumps(read_json(meta_path(rows_file))))
+    both, both_meta = load_training_rows(f"{rows_file},{second}")
+    assert len(both) == 2 * len(single) and both.column_names == single.column_names and both_meta == meta
+    assert both["query"][len(single):] == single["query"]
+    assert len(load_training_rows([rows_file, second], max_rows=3)[0]) == 3
+    meta_path(second).write_text(json.dumps({**read_json(meta_path(rows_file)), "query_prompt": "other: "}))
+    with pytest.raises(InputError, match=f"{second}: its rows have query_prompt 'other: '"):
+        load_training_rows([rows_file, second])
+
+
 def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeypatch):
     output = tmp_path / "ddp"
     env = repo_env()

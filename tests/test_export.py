@@ -4,7 +4,6 @@ backend that is not installed is left out with a clear message."""
 
 from __future__ import annotations
 
-import runpy
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.mteb import read_samples
 from ragdistill.reranker.evaluation import flat_pairs
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_FILE = REPO / "data" / "wikiqa" / "test.jsonl.gz"
@@ -31,7 +31,7 @@ MIN_SPEARMAN = 0.99
 
 
 def stage(module: str):
-    return runpy.run_path(str(REPO / module / "export.py"), run_name=f"export_{module}")["main"]
+    return script_main(module, "export")
 
 
 @pytest.fixture(scope="module")

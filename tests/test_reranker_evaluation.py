@@ -5,7 +5,6 @@ and scatter; a plain encoder's 'before' row is the head training starts from."""
 from __future__ import annotations
 
 import json
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,15 @@ from ragdistill.reranker.evaluation import (
 )
 from ragdistill.reranker.scoring import score_file
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO / "data/wikiqa/test.jsonl.gz"
 
 
 def stage_main(name: str):
-    """main(argv) of a stage script, run in this process."""
-    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+    """main(argv) of a Reranker-Distillation stage script, run in this process."""
+    return script_main("Reranker-Distillation", name)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
     stage_main("evaluation")([
         "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
         "--trained_model", str(trained), "--teacher_scores", str(teacher_scores), "--output_dir", str(results),
-        "--batch_size", "16", "--speed_pairs", "32"])
+        "--student_batch_size", "16", "--speed_pairs", "32"])
     table = json.loads((results / "reranker_results.json").read_text())["tables"][0]
     rows = {row["metric"]: row for row in table["rows"]}
     assert list(rows) == ["MAP", "MRR@10", "NDCG@10", "pairs/s"]

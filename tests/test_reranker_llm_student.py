@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from ragdistill.reranker.rows import RowSettings, build_rows
 from ragdistill.reranker.teachers import TeacherOptions, load_teacher
 from ragdistill.reranker.training import load_student
 from ragdistill.testing import build_qwen3
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 160
@@ -86,7 +86,7 @@ def test_student_reads_the_teachers_prompt_and_scores_in_fp32(tiny_models):
 
 
 def train_script():
-    return runpy.run_path(str(REPO / "Reranker-Distillation" / "train.py"), run_name="reranker_train")["main"]
+    return script_main("Reranker-Distillation", "train")
 
 
 def train(student: Path, rows: Path, output: Path, *extra: str) -> None:

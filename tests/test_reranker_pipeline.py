@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import runpy
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from ragdistill.core.resumable import is_complete
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "Reranker-Distillation"
@@ -58,8 +58,8 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
 
 
 def stage_main(name: str):
-    """main(argv) of a stage script, run in this process."""
-    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+    """main(argv) of a Reranker-Distillation stage script, run in this process."""
+    return script_main("Reranker-Distillation", name)
 
 
 @pytest.mark.parametrize("script", ["score", "rows", "train", "evaluation", "export"])

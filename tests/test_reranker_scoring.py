@@ -4,7 +4,6 @@ duplicates, truncation, determinism, bad input, bad models, non-finite scores, s
 from __future__ import annotations
 
 import json
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from ragdistill.reranker.teachers import (
     resolve_max_batch_tokens,
     resolve_share_prefixes,
 )
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"
@@ -54,8 +54,8 @@ def _score(data, output, options, teacher, **kwargs):
 
 
 def stage_main(name: str):
-    """main(argv) of a stage script, run in this process."""
-    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+    """main(argv) of a Reranker-Distillation stage script, run in this process."""
+    return script_main("Reranker-Distillation", name)
 
 
 def _rows(path):

@@ -15,6 +15,7 @@ batch, at the same temperature) is added to the KL divergence.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -30,9 +31,36 @@ DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
 STAGE1_COMMAND = "Embedding-Distillation/score.py (bash score.sh)"
 
 
-def load_training_rows(path: str | os.PathLike, max_rows: int = 0):
-    """The stage-1 rows as a datasets.Dataset (columns: query, positive, negative..., label) and their metadata.
-    Refuses a stage-1 output that is not complete, or that holds no training rows."""
+def load_training_rows(paths: str | os.PathLike | Sequence[str | os.PathLike], max_rows: int = 0):
+    """The stage-1 rows of one file or several (comma-separated, or a list) as one datasets.Dataset (columns: query,
+    positive, negative..., label) and their metadata. Several files must come from the same teacher settings and
+    hold rows of the same columns."""
+    from datasets import concatenate_datasets
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [p for p in str(os.fspath(paths)).split(",") if p.strip()]
+    loaded = [_load_rows_file(path) for path in paths]
+    if not loaded:
+        raise InputError(None, "give --training_rows (the rows score.py wrote)")
+    (dataset, meta), first = loaded[0], paths[0]
+    for path, (other, other_meta) in zip(paths[1:], loaded[1:]):
+        for key in ("teacher", "format", "query_prompt", "document_prompt"):
+            if other_meta.get(key) != meta.get(key):
+                raise InputError(path, f"its rows have {key} {other_meta.get(key)!r}, {first}'s "
+                                       f"{meta.get(key)!r}: train on rows of one teacher setting")
+        if other.column_names != dataset.column_names:
+            raise InputError(path, f"columns {other.column_names} differ from {first}'s {dataset.column_names} "
+                                   "(use the same --num_negatives in score.py)")
+    if len(loaded) > 1:
+        dataset = concatenate_datasets([rows for rows, _ in loaded])
+    if max_rows:
+        dataset = dataset.select(range(min(max_rows, len(dataset))))
+    return dataset, meta
+
+
+def _load_rows_file(path: str | os.PathLike):
+    """One stage-1 output as a Dataset, and its metadata. Refuses an output that is not complete, or that holds no
+    training rows."""
     from datasets import load_dataset
 
     meta = require_complete(path, STAGE1_COMMAND)
@@ -52,8 +80,6 @@ def load_training_rows(path: str | os.PathLike, max_rows: int = 0):
     if widths != {len(text_columns) - 1}:
         raise InputError(path, f"labels must hold one score per candidate column ({len(text_columns) - 1}); "
                                f"found lengths {sorted(widths)}")
-    if max_rows:
-        dataset = dataset.select(range(min(max_rows, len(dataset))))
     return dataset, meta
 
 
@@ -231,13 +257,15 @@ def load_student(model_name: str, max_seq_length: int | None = None, device: str
     return model
 
 
-def reranking_evaluator(path: str | os.PathLike | None, name: str = "dev", batch_size: int = 32):
-    """RerankingEvaluator over an MTEB reranking file, for evaluation during training (None without a file)."""
+def reranking_evaluator(path: str | os.PathLike | None, max_queries: int = 0, name: str = "dev",
+                        batch_size: int = 32):
+    """RerankingEvaluator over (the first `max_queries` queries of) an MTEB reranking file, for evaluation during
+    training (None without a file)."""
     if not path:
         return None
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
 
-    from ragdistill.core.mteb import read_samples
+    from ragdistill.core.mteb import first_queries, iter_samples
 
-    samples = [sample.as_dict() for sample in read_samples(path)]
+    samples = [sample.as_dict() for sample in first_queries(iter_samples(path), max_queries)]
     return RerankingEvaluator(samples, name=name or Path(path).stem, batch_size=batch_size)
