@@ -26,9 +26,10 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 from transformers import set_seed
 
+from ragdistill.core.arguments import StudentTrainingArguments
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.training import (
@@ -42,34 +43,36 @@ from ragdistill.core.training import (
 )
 from ragdistill.reranker.evaluation import read_test_samples
 from ragdistill.reranker.training import (
+    DEFAULT_LABEL_WEIGHT,
     LAMBDA_LABELS,
     LOSSES,
     build_loss,
     card_facts,
+    default_label_weight,
     is_yes_no_llm,
     load_student,
     load_training_rows,
     rows_provenance,
     student_has_trained_head,
     student_instruction,
+    student_trainer_class,
     teacher_instruction,
 )
 
 logger = logging.getLogger(__name__)
 
 
+DEFAULTS = {"student_model": "BAAI/bge-reranker-v2-m3", "training_rows": "output/reranker/training_rows.jsonl"}
+
+
 @dataclass
 class DistillationArguments:
-    student_model: str = field(default="BAAI/bge-reranker-v2-m3", metadata={
-        "help": "Student: a CrossEncoder, a plain Hugging Face encoder (a one-logit head is added), or a yes/no LLM "
-                "reranker such as Qwen/Qwen3-Reranker-0.6B."})
-    training_rows: str = field(default="output/reranker/training_rows.jsonl", metadata={
-        "help": "Stage-2 rows (rows.py), comma-separated."})
+    """The reranker's own settings, beside the student and its rows (core.arguments.StudentTrainingArguments)."""
+
     loss: str = field(default="listnet", metadata={
         "help": f"One of {', '.join(LOSSES)}. listnet (default): softmax over each query's passages, teacher vs student."})
     teacher_model: str = field(default=None, metadata={
         "help": "Teacher name for the model card; default: what stage 2 recorded beside the rows."})
-    max_seq_length: int = field(default=512, metadata={"help": "Student max tokens per (query, passage) pair."})
     instruction: str = field(default=None, metadata={
         "help": "yes/no LLM students: the instruction in their prompt. Default: the teacher's, as stage 1 recorded "
                 "it beside its scores (else the student's own saved one, else Qwen3-Reranker's default)."})
@@ -79,17 +82,24 @@ class DistillationArguments:
                 "teachers); raw."})
     mini_batch_size: int = field(default=0, metadata={
         "help": "listnet/lambda: pairs per forward pass inside a batch (0 = the batch); lowers memory."})
-    eval_file: str = field(default=None, metadata={
-        "help": "Optional MTEB test file evaluated during training (with --eval_strategy steps --eval_steps N)."})
-    eval_max_queries: int = field(default=0, metadata={"help": "Use only the first N queries of --eval_file."})
+    label_weight: float | None = field(default=None, metadata={
+        "help": "listnet: weight of the data's own labels beside the teacher: the cross-entropy of the student's "
+                "softmax over a query's documents against its positives (the rows' relevance, from the MTEB files "
+                f"stage 1 scored). 0: the teacher only. Default: {DEFAULT_LABEL_WEIGHT} with --loss listnet on rows "
+                "that carry the labels, else 0."})
+    head_learning_rate: float = field(default=0.0, metadata={
+        "help": "Learning rate of the classification head, in optimizer groups of its own; 0: --learning_rate, as "
+                "for every other weight."})
+
+    def __post_init__(self):
+        if (self.label_weight or 0) < 0 or self.head_learning_rate < 0:
+            raise InputError(None, "--label_weight and --head_learning_rate must be >= 0")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, lora, training_args = parse_args(DistillationArguments, LoraArguments, CrossEncoderTrainingArguments,
-                                           args=argv)
-    train_files = split_paths(args.training_rows)
-    if not train_files:
-        raise InputError(None, "give --training_rows (stage-2 rows)")
+    student, args, lora, training_args = parse_args(StudentTrainingArguments, DistillationArguments, LoraArguments,
+                                                    CrossEncoderTrainingArguments, args=argv, defaults=DEFAULTS)
+    train_files = split_paths(student.training_rows)
     check_distributed(training_args)  # torchrun on CPUs needs --use_cpu true, or N copies would train apart
 
     # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py); a yes/no
@@ -99,42 +109,45 @@ def main(argv: list[str] | None = None) -> None:
     instruction = args.instruction or teacher_instruction(provenance, train_files[0])
     # float32: the Trainer's master weights (--bf16 is autocast); a bf16 checkpoint (Qwen3) would otherwise
     # train in bf16, where small updates round away
-    model = load_student(args.student_model, args.max_seq_length, torch.float32, str(training_args.device),
+    model = load_student(student.student_model, student.max_seq_length, torch.float32, str(training_args.device),
                          instruction=instruction)
-    if not student_has_trained_head(args.student_model):
-        logger.info(f"{args.student_model} has no classification head: training a freshly initialised one")
+    if not student_has_trained_head(student.student_model):
+        logger.info(f"{student.student_model} has no classification head: training a freshly initialised one")
     if is_yes_no_llm(model):
         teacher_length = provenance["teacher_max_length"]
         logger.info(f"yes/no LLM student: the teacher's prompt with the instruction {student_instruction(model)!r}, "
-                    f"cut to --max_seq_length {args.max_seq_length} (the teacher's: {teacher_length or 'unknown'})")
+                    f"cut to --max_seq_length {student.max_seq_length} (the teacher's: {teacher_length or 'unknown'})")
     add_lora(model, lora)
 
-    # 2. data: the stage-2 rows, laid out for the loss (read once, on the main process first under torchrun)
+    # 2. data: the stage-2 rows, laid out for the loss and its label term (read once, on the main process first
+    # under torchrun)
+    label_weight = default_label_weight(args.loss, args.label_weight, train_files)
     with training_args.main_process_first(desc="loading training rows"):
-        train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels)
-    logger.info(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}")
+        train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels, label_weight)
+    logger.info(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}"
+                + (f", + {label_weight:g} x the data's labels" if label_weight else ""))
 
     # 3. loss
-    loss = build_loss(args.loss, model, args.mini_batch_size or None)
+    loss = build_loss(args.loss, model, args.mini_batch_size or None, label_weight)
 
     # 4. optional evaluator on a test file during training
     evaluator = None
-    if args.eval_file:
+    if student.eval_file:
         from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
-        samples = read_test_samples(args.eval_file, args.eval_max_queries)
+        samples = read_test_samples(student.eval_file, student.eval_max_queries)
         evaluator = CrossEncoderRerankingEvaluator([s.as_dict() for s in samples], name="eval", at_k=10)
 
     # 5. model card data
     teacher = args.teacher_model or ", ".join(provenance["teachers"]) or "unknown teacher"
-    describe_distillation(model, args.student_model, teacher, train_files, tags=["reranker", f"loss:{args.loss}"])
+    describe_distillation(model, student.student_model, teacher, train_files, tags=["reranker", f"loss:{args.loss}"])
 
     # 6. trainer. Under torchrun (DDP) the losses run the model several times per step (positive, negatives),
     # which DDP's unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
     if training_args.ddp_find_unused_parameters is None:
         training_args.ddp_find_unused_parameters = False
-    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
-                                  evaluator=evaluator)
+    trainer = student_trainer_class()(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
+                                      evaluator=evaluator, head_learning_rate=args.head_learning_rate or None)
 
     # 7. train (resuming from a checkpoint if asked: a path, or "last" for the newest in --output_dir)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -145,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     merge_lora(model)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        facts = card_facts(args.student_model, teacher, train_files, row_format, args.loss, len(train_dataset),
-                           provenance, student_instruction(model), lora.describe() if lora.enabled else None)
+        facts = card_facts(student.student_model, teacher, train_files, row_format, args.loss, len(train_dataset),
+                           provenance, student_instruction(model), lora.describe() if lora.enabled else None,
+                           label_weight)
         saved = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
                                      title="Student training loss")
         logger.info(f"saved the student to {training_args.output_dir} "

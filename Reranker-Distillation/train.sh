@@ -23,6 +23,8 @@ MAX_STEPS="${MAX_STEPS:--1}"                # >0 overrides EPOCHS
 BATCH_SIZE="${BATCH_SIZE:-16}"              # rows per GPU per step
 GRAD_ACCUM="${GRAD_ACCUM:-1}"
 LEARNING_RATE="${LEARNING_RATE:-auto}"      # auto: 1e-4 for a plain encoder (new head), 1e-5 for a trained reranker
+HEAD_LEARNING_RATE="${HEAD_LEARNING_RATE:-0}"      # >0: the classification head's own rate (0 = LEARNING_RATE)
+LABEL_WEIGHT="${LABEL_WEIGHT:-}"            # listnet: weight of the data's own labels beside the teacher; 0 = teacher only; empty = 0.5 with listnet
 WARMUP="${WARMUP:-0.1}"                     # warmup: a fraction of the steps (<1) or a number of steps
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"             # student tokens per (query, passage)
 BF16="${BF16:-auto}"                        # true | false | auto (true when nvidia-smi finds a GPU; use false on V100/T4)
@@ -51,6 +53,8 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
   --per_device_train_batch_size "$BATCH_SIZE" \
   --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" \
+  --head_learning_rate "$HEAD_LEARNING_RATE" \
+  ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"} \
   --warmup_steps "$WARMUP" \
   --max_seq_length "$MAX_SEQ_LENGTH" \
   ${INSTRUCTION:+--instruction "$INSTRUCTION"} \

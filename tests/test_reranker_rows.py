@@ -166,3 +166,29 @@ def test_bad_settings(score_file, tmp_path):
         build_rows([score_file], tmp_path / "r.jsonl", RowSettings(format="pairs"))
     with pytest.raises(InputError, match="at least 1"):
         build_rows([score_file], tmp_path / "r.jsonl", RowSettings(num_negatives=0))
+
+
+def test_listwise_rows_carry_the_data_labels_of_the_scored_file(tmp_path):
+    # relevance: 1 for a positive of the MTEB file stage 1 scored (named and digested in its metadata), else 0;
+    # left out, with a warning, when that file has changed since; every file of a run must have it
+    from ragdistill.core.hashing import file_digest
+
+    source = tmp_path / "train.jsonl"
+    source.write_text(dumps({"query": "A", "positive": ["A-p3", "A-p8"], "negative": [f"A-p{i}" for i in range(10)
+                                                                                  if i not in (3, 8)]}) + "\n" +
+                      dumps({"query": "B", "positive": ["B-p0"], "negative": ["B-p1", "B-p2"]}) + "\n")
+    scores = finished_scores(tmp_path / "train.scores.jsonl", scored("A", SCORES) + scored("B", [1.0, 2.0, 0.0]))
+    write_json(meta_path(scores), {"teacher": "tiny-teacher", "complete": True, "input": str(source),
+                                   "input_digest": file_digest(source)})
+    out = tmp_path / "listwise.jsonl"
+    stats = build_rows([scores], out, RowSettings(format="listwise", top_k=3, num_negatives=10))
+    a, b = read_rows(out)
+    assert list(a) == ["query", "documents", "scores", "relevance"]
+    assert a["relevance"] == [1.0 if d in ("A-p3", "A-p8") else 0.0 for d in a["documents"]]
+    assert sum(a["relevance"]) == 2 and b["relevance"] == [0.0, 1.0, 0.0]  # B ranked p1, p0, p2
+    assert stats.relevance and read_json(meta_path(out))["relevance"] is True
+
+    source.write_text(source.read_text().replace("A-p8", "A-p9", 1))  # changed after stage 1 scored it
+    stats = build_rows([scores], out, RowSettings(format="listwise", top_k=3, num_negatives=10))
+    assert not stats.relevance and "relevance" not in read_rows(out)[0]
+    assert read_json(meta_path(out))["relevance"] is False

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +18,14 @@ from ragdistill.core.mteb import read_samples
 from ragdistill.core.resumable import meta_path
 from ragdistill.reranker.rows import RowSettings, build_rows
 from ragdistill.testing import repo_env
+from ragdistill.testing import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def stage_main(name: str):
-    """main(argv) of a stage script, run in this process."""
-    return runpy.run_path(str(REPO / "Reranker-Distillation" / f"{name}.py"), run_name=f"reranker_{name}")["main"]
+    """main(argv) of a Reranker-Distillation stage script, run in this process."""
+    return script_main("Reranker-Distillation", name)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,107 @@ def test_default_learning_rate_follows_the_head(tiny_models, tmp_path):
 
     assert default_learning_rate(str(tiny_models["bert"])) == 1e-4
     assert default_learning_rate(str(tiny_models["qwen3_reranker"])) == 1e-5
+
+
+def test_head_trains_at_its_own_learning_rate(tiny_models, score_file, tmp_path):
+    # --head_learning_rate: the classification head in param groups of its own at that rate; every parameter is in
+    # exactly one group; a yes/no LLM student has no such head
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    from ragdistill.reranker.training import (
+        build_loss,
+        head_parameters,
+        load_student,
+        load_training_rows,
+        student_trainer_class,
+    )
+
+    student = load_student(str(tiny_models["bert"]), 128, device="cpu")
+    dataset, _ = load_training_rows([str(rows_file(score_file, tmp_path, "listwise"))], "listnet")
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "model"), learning_rate=1e-4, report_to="none",
+                                         use_cpu=True)
+    trainer = student_trainer_class()(model=student, args=args, train_dataset=dataset,
+                                      loss=build_loss("listnet", student), head_learning_rate=1e-3)
+    optimizer = trainer.create_optimizer()
+    assert trainer.create_optimizer() is optimizer  # a second call changes nothing
+    head = {id(p) for p in head_parameters(student)}
+    assert head and len(head) < len(list(student.parameters()))
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(rate)
+    assert set(rate) == {id(p) for p in student.parameters() if p.requires_grad}
+    assert {rate[i] for i in head} == {1e-3}
+    assert {r for i, r in rate.items() if i not in head} == {1e-4}
+    assert head_parameters(load_student(str(tiny_models["qwen3_reranker"]), 128, device="cpu")) == []
+
+
+def test_label_term_beside_the_teacher(tiny_models, tmp_path):
+    # --label_weight w: ListNet on the teacher's scores (exactly sentence-transformers' ListNetLoss) plus w x the
+    # cross-entropy against the data's positives; a query without a positive adds no label term
+    import torch
+    from sentence_transformers.cross_encoder.losses import ListNetLoss
+
+    from ragdistill.reranker.training import build_loss, load_student
+
+    student = load_student(str(tiny_models["bert"]), 64, device="cpu").eval()  # no dropout: comparable passes
+    queries = ["what is a glacier cave", "who wrote it"]
+    documents = [["ice cave in a glacier", "a river", "snow"], ["an author", "a book"]]
+    teacher = [torch.tensor([3.0, 1.0, -1.0]), torch.tensor([0.5, 2.0])]
+    relevance = [[1.0, 0.0, 1.0], [0.0, 0.0]]
+    with torch.no_grad():
+        terms = build_loss("listnet", student, label_weight=0.5)([queries, documents, relevance], teacher)
+        plain = ListNetLoss(student)([queries, documents], teacher)
+        scores = [student.predict([(queries[0], d) for d in documents[0]], activation_fn=torch.nn.Identity(),
+                                  convert_to_tensor=True).float()]
+    torch.testing.assert_close(terms["teacher"], plain, atol=1e-6, rtol=1e-6)
+    # query 1: half the positives' mass each, over the 2 queries of the batch; query 2 has no positive
+    expected = -(0.5 * scores[0].log_softmax(0)[0] + 0.5 * scores[0].log_softmax(0)[2]) / 2
+    torch.testing.assert_close(terms["labels"], 0.5 * expected, atol=1e-5, rtol=1e-5)
+    assert build_loss("listnet", student).__class__ is ListNetLoss  # weight 0: the library's loss, unchanged
+
+
+def test_label_weight_needs_rows_with_relevance(train_script, tiny_models, score_file, tmp_path):
+    rows = rows_file(score_file, tmp_path, "listwise")  # its stage-1 metadata names no input file: no relevance
+    with pytest.raises(InputError, match="have none: re-run stage 2"):
+        train_script(train_args(tiny_models, rows, tmp_path / "m", "--loss", "listnet", "--label_weight", "0.5"))
+    with pytest.raises(InputError, match="--label_weight goes with --loss listnet"):
+        train_script(train_args(tiny_models, rows_file(score_file, tmp_path, "ntuple"), tmp_path / "m",
+                                "--loss", "margin_mse", "--label_weight", "0.5"))
+
+
+def test_label_term_trains_end_to_end(train_script, tiny_models, score_file, tmp_path):
+    # rows whose stage-1 metadata names the scored MTEB file carry relevance; --label_weight trains on it and logs
+    # both terms
+    from ragdistill.core.hashing import file_digest
+    from ragdistill.core.jsonl import write_jsonl
+
+    source = tmp_path / "train.jsonl"
+    write_jsonl(source, [s.as_dict() for s in read_samples(REPO / "data/wikiqa/dev.jsonl.gz")[:6]])
+    scores = tmp_path / "train.scores.jsonl"
+    scores.write_bytes(score_file.read_bytes())
+    write_json(meta_path(scores), {**read_json(meta_path(score_file)), "input": str(source),
+                                   "input_digest": file_digest(source)})
+    rows = tmp_path / "rows.jsonl"
+    build_rows([scores], rows, RowSettings(format="listwise", top_k=3, num_negatives=20))
+    output = tmp_path / "model"
+    train_script(train_args(tiny_models, rows, output, "--loss", "listnet", "--label_weight", "0.5"))
+    logged = [entry for entry in read_json(output / "log_history.json") if "loss" in entry]
+    assert logged and all(entry["teacher"] > 0 and entry["labels"] > 0 for entry in logged)
+    assert all(entry["loss"] == pytest.approx(entry["teacher"] + entry["labels"], rel=1e-3) for entry in logged)
+
+
+def test_default_label_weight_follows_the_rows(score_file, tmp_path, caplog):
+    # unset: DEFAULT_LABEL_WEIGHT with listnet on rows that carry relevance; rows without it train on the teacher
+    # alone, and a warning names the file; other losses have no label term; a given weight is kept
+    from ragdistill.reranker.training import DEFAULT_LABEL_WEIGHT, default_label_weight
+
+    plain = rows_file(score_file, tmp_path, "listwise")
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(dumps({**row, "relevance": [1.0] + [0.0] * (len(row["documents"]) - 1)}) + "\n"
+                                for row in map(json.loads, plain.read_text().splitlines())))
+    assert default_label_weight("listnet", None, [str(labelled)]) == DEFAULT_LABEL_WEIGHT > 0
+    with caplog.at_level("WARNING"):
+        assert default_label_weight("listnet", None, [str(labelled), str(plain)]) == 0.0
+    assert f"{plain}: the rows carry no data labels" in caplog.text
+    assert default_label_weight("lambda", None, [str(labelled)]) == 0.0
+    assert default_label_weight("listnet", 0.0, [str(labelled)]) == 0.0
+    assert default_label_weight("listnet", 2.0, [str(plain)]) == 2.0  # refused later, by load_training_rows

@@ -9,8 +9,11 @@ Formats, all read by sentence-transformers' CrossEncoderTrainer:
   and turns them into the n margins gold(q, pos) - gold(q, neg_i) itself; the positive is encoded once per row,
   not once per negative. A positive with fewer than n lower-scored passages left gets no row (counted).
 - `triplet`: {"query", "positive", "negative", "score": s_pos - s_neg}, one row per (positive, negative).
-- `listwise`: {"query", "documents": [...], "scores": [...]} for ListNetLoss / LambdaLoss: the top `top_k`
-  passages plus `num_negatives` more (the next ones, or random from the rest), in teacher order.
+- `listwise`: {"query", "documents": [...], "scores": [...], "relevance": [...]} for ListNetLoss / LambdaLoss: the
+  top `top_k` passages plus `num_negatives` more (the next ones, or random from the rest), in teacher order.
+  `relevance` is the data's own label of each document (1 = a positive of the MTEB file stage 1 scored, else 0),
+  for train.py's --label_weight; it is left out, with a warning, when that file is no longer where stage 1 read it
+  or has changed since.
 
 Streams: stage-1 output lists each query's passages together (it is written that way), so only one query's
 passages are in memory at a time; a query that comes back after another one is an error (the file was edited
@@ -65,6 +68,7 @@ class RowStats:
     queries_too_small: int = 0
     skipped_rows: int = 0
     files: list[str] = field(default_factory=list)
+    relevance: bool = False  # listwise rows carry the data's labels
 
 
 def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[str, list[tuple[str, float]]]]:
@@ -113,6 +117,23 @@ def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[st
         yield query, group
 
 
+def data_positives(score_file: str | Path, meta: dict) -> dict[str, set[str]] | None:
+    """Per query, the positives of the MTEB file that stage 1 scored into `score_file` (its metadata names the file
+    and its digest); None, with a warning, when that file is gone or has changed since."""
+    from ragdistill.core.hashing import file_digest
+    from ragdistill.core.mteb import iter_samples
+
+    source = Path(str(meta.get("input", "")))
+    if not meta.get("input") or not source.is_file() or file_digest(source) != meta.get("input_digest"):
+        logger.warning(f"{score_file}: rows without the data's labels (relevance): the file stage 1 scored "
+                       f"({meta.get('input') or 'not recorded'}) is not there as it was scored")
+        return None
+    positives: dict[str, set[str]] = {}
+    for sample in iter_samples(source, SkipCounter(skip_invalid=True)):
+        positives.setdefault(sample.query, set()).update(sample.positive)
+    return positives
+
+
 def _negative_indices(rank: int, count: int, settings: RowSettings, rng: random.Random) -> list[int]:
     """Indices (into the teacher ranking) of the negatives for the positive at `rank`."""
     lower = range(rank + 1, count)
@@ -124,8 +145,9 @@ def _negative_indices(rank: int, count: int, settings: RowSettings, rng: random.
 
 
 def rows_for_query(query: str, group: Sequence[tuple[str, float]], settings: RowSettings, rng: random.Random,
-                   stats: RowStats) -> list[dict]:
-    """The training rows of one query (see the module docstring)."""
+                   stats: RowStats, positives: set[str] | None = None) -> list[dict]:
+    """The training rows of one query (see the module docstring); `positives`: the data's positives of the query,
+    for listwise rows' relevance (None: none recorded)."""
     # Stable sort: equal scores keep stage-1 order, so the rows do not depend on anything but the inputs.
     ranked = sorted(group, key=lambda item: -item[1])
     if len(ranked) < 2:
@@ -140,7 +162,10 @@ def rows_for_query(query: str, group: Sequence[tuple[str, float]], settings: Row
         else:
             extra = sorted(rng.sample(rest, settings.num_negatives))
         chosen = list(range(keep)) + extra
-        return [{"query": query, "documents": [ranked[i][0] for i in chosen], "scores": [ranked[i][1] for i in chosen]}]
+        row = {"query": query, "documents": [ranked[i][0] for i in chosen], "scores": [ranked[i][1] for i in chosen]}
+        if positives is not None:
+            row["relevance"] = [1.0 if ranked[i][0] in positives else 0.0 for i in chosen]
+        return [row]
     for rank in range(min(settings.top_k, len(ranked) - 1)):
         positive, positive_score = ranked[rank]
         negatives = _negative_indices(rank, len(ranked), settings, rng)
@@ -169,12 +194,17 @@ def build_rows(score_files: Sequence[str | Path], output: str | Path, settings: 
     stats = RowStats(files=[str(p) for p in score_files])
     # One seeded generator over the whole run: same inputs, same seed, same rows.
     rng = random.Random(settings.seed)
+    labelled = [data_positives(path, meta) if settings.format == "listwise" else None
+                for path, meta in zip(score_files, metas)]
+    # Rows of one file carry the labels only if every file has them: the columns of a run are the same throughout.
+    stats.relevance = all(positives is not None for positives in labelled) and settings.format == "listwise"
     with atomic_open(output) as handle:
-        for path in score_files:
+        for path, positives in zip(score_files, labelled):
             for query, group in iter_query_groups(path, skips):
                 stats.queries += 1
                 stats.scored_pairs += len(group)
-                for row in rows_for_query(query, group, settings, rng, stats):
+                query_positives = positives.get(query, set()) if stats.relevance else None
+                for row in rows_for_query(query, group, settings, rng, stats, query_positives):
                     handle.write(dumps(row) + "\n")
                     stats.rows += 1
         if stats.rows == 0:

@@ -24,6 +24,8 @@ from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, chat_template, templ
 logger = logging.getLogger(__name__)
 
 LOSSES = ("margin_mse", "listnet", "lambda", "mse")
+LABEL_LOSSES = ("listnet",)  # the losses with a term for the data's own labels (--label_weight)
+DEFAULT_LABEL_WEIGHT = 0.5  # measured with listnet, module README
 LAMBDA_LABELS = ("sigmoid", "minmax", "raw")
 _LOSS_FORMATS = {"margin_mse": ("ntuple", "triplet"), "listnet": ("listwise",), "lambda": ("listwise",),
                  "mse": ("ntuple", "listwise")}
@@ -45,6 +47,42 @@ def default_learning_rate(model: str) -> float:
     """train.sh's LEARNING_RATE=auto: a student whose reranking head is new (a plain encoder) needs 10x the rate of
     one that is a reranker already, whose trained head a high rate would throw away (measured, module README)."""
     return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
+
+
+def head_parameters(student) -> list:
+    """The parameters of a cross-encoder's sequence-classification head (`classifier` in BERT-like models, `score`
+    in LLMs); none for a yes/no LLM reranker, which scores with its language-model head."""
+    if is_yes_no_llm(student):
+        return []
+    model = student.transformers_model
+    head = getattr(model, "classifier", None) or getattr(model, "score", None)
+    return list(head.parameters()) if head is not None else []
+
+
+def student_trainer_class():
+    """CrossEncoderTrainer with a `head_learning_rate`: the optimizer puts the student's classification head in
+    param groups of their own at that rate (None: one rate for all). The scheduler scales every group alike."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+
+    class StudentTrainer(CrossEncoderTrainer):
+        def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
+            self.head_learning_rate = head_learning_rate
+            super().__init__(*args, **kwargs)
+
+        def create_optimizer(self, model=None):
+            first = self.optimizer is None
+            optimizer = super().create_optimizer(model)
+            if first and self.head_learning_rate:
+                head = {id(p) for p in head_parameters(self.model)}
+                for group in list(optimizer.param_groups):
+                    moved = [p for p in group["params"] if id(p) in head]
+                    if moved:
+                        group["params"] = [p for p in group["params"] if id(p) not in head]
+                        settings = {key: value for key, value in group.items() if key != "params"}
+                        optimizer.add_param_group({**settings, "params": moved, "lr": self.head_learning_rate})
+            return optimizer
+
+    return StudentTrainer
 
 
 def load_student(model: str, max_seq_length: int = 0, dtype=None, device: str | None = None,
@@ -98,6 +136,34 @@ def student_instruction(student) -> str | None:
 
 def row_format(path: str | Path) -> str:
     """ntuple, triplet or listwise, from the keys of the first row of a stage-2 file."""
+    keys = first_row_keys(path)
+    if {"query", "documents", "scores"} <= keys:
+        return "listwise"
+    if {"query", "positive", "negative_1", "label"} <= keys:
+        return "ntuple"
+    if {"query", "positive", "negative", "score"} <= keys:
+        return "triplet"
+    raise InputError(path, f"not stage-2 rows: keys {sorted(keys)}; expected ntuple, triplet or listwise rows "
+                           "from rows.py", 1)
+
+
+def default_label_weight(loss: str, label_weight: float | None, paths: Sequence[str]) -> float:
+    """--label_weight as given; unset: DEFAULT_LABEL_WEIGHT with listnet on rows that carry the data's labels
+    (relevance), else 0 (rows without them are trained on the teacher alone, and a warning says why)."""
+    if label_weight is not None:
+        return label_weight
+    if loss not in LABEL_LOSSES:
+        return 0.0
+    unlabelled = [path for path in paths if "relevance" not in first_row_keys(path)]
+    if unlabelled:
+        logger.warning(f"{unlabelled[0]}: the rows carry no data labels (relevance): training on the teacher alone "
+                       f"(stage 2 adds them where the MTEB files stage 1 scored still are)")
+        return 0.0
+    return DEFAULT_LABEL_WEIGHT
+
+
+def first_row_keys(path: str | Path) -> set[str]:
+    """The keys of the first row of a stage-2 file."""
     import gzip
 
     path = Path(path)
@@ -112,19 +178,12 @@ def row_format(path: str | Path) -> str:
         keys = set(json.loads(first))
     except (json.JSONDecodeError, TypeError):
         raise InputError(path, "malformed JSON", 1) from None
-    if {"query", "documents", "scores"} <= keys:
-        return "listwise"
-    if {"query", "positive", "negative_1", "label"} <= keys:
-        return "ntuple"
-    if {"query", "positive", "negative", "score"} <= keys:
-        return "triplet"
-    raise InputError(path, f"not stage-2 rows: keys {sorted(keys)}; expected ntuple, triplet or listwise rows "
-                           "from rows.py", 1)
+    return keys
 
 
-def _ordered_columns(fmt: str, column_names: Sequence[str]) -> list[str]:
-    if fmt == "listwise":
-        return ["query", "documents", "scores"]
+def _ordered_columns(fmt: str, column_names: Sequence[str], label_weight: float = 0.0) -> list[str]:
+    if fmt == "listwise":  # the loss reads the inputs first (the data's labels among them), the teacher's scores last
+        return ["query", "documents", "relevance", "scores"] if label_weight else ["query", "documents", "scores"]
     if fmt == "triplet":
         return ["query", "positive", "negative", "score"]
     negatives = sorted((c for c in column_names if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
@@ -158,8 +217,8 @@ def _pointwise(rows: dict, fmt: str) -> dict:
     return out
 
 
-def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "sigmoid"):
-    """The stage-2 rows as a Dataset laid out for `loss`."""
+def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "sigmoid", label_weight: float = 0.0):
+    """The stage-2 rows as a Dataset laid out for `loss` (and its label term, with `label_weight` > 0)."""
     import datasets
 
     if loss not in LOSSES:
@@ -172,8 +231,13 @@ def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "si
         wanted = " or ".join(_LOSS_FORMATS[loss])
         raise InputError(paths[0], f"--loss {loss} needs {wanted} rows, this file holds {fmt} rows: re-run stage 2 "
                                    f"(rows.py) with --format {_LOSS_FORMATS[loss][0]}")
+    if label_weight and loss not in LABEL_LOSSES:
+        raise InputError(None, f"--label_weight goes with --loss {' or '.join(LABEL_LOSSES)}, not {loss}")
     dataset = datasets.load_dataset("json", data_files=[str(p) for p in paths], split="train")
-    dataset = dataset.select_columns(_ordered_columns(fmt, dataset.column_names))
+    if label_weight and "relevance" not in dataset.column_names:
+        raise InputError(paths[0], "--label_weight needs the data's labels in the rows (relevance), and these rows "
+                                   "have none: re-run stage 2 (rows.py) where the MTEB files stage 1 scored are")
+    dataset = dataset.select_columns(_ordered_columns(fmt, dataset.column_names, label_weight))
     if loss == "mse":
         dataset = dataset.map(_pointwise, batched=True, remove_columns=dataset.column_names, fn_kwargs={"fmt": fmt})
         # A passage that is a negative for several positives is one pair, trained on once.
@@ -189,16 +253,64 @@ def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "si
     return dataset, fmt
 
 
-def build_loss(name: str, model, mini_batch_size: int | None = None):
+def build_loss(name: str, model, mini_batch_size: int | None = None, label_weight: float = 0.0):
     from sentence_transformers.cross_encoder import losses
 
     if name == "margin_mse":
         return losses.MarginMSELoss(model)
+    if name == "listnet" and label_weight:
+        return listnet_with_labels_loss_class()(model, label_weight, mini_batch_size=mini_batch_size)
     if name == "listnet":
         return losses.ListNetLoss(model, mini_batch_size=mini_batch_size)
     if name == "lambda":
         return losses.LambdaLoss(model, mini_batch_size=mini_batch_size)
     return losses.MSELoss(model)
+
+
+def listnet_with_labels_loss_class():
+    """ListNetLoss plus a term for the data's own labels, as a class (sentence-transformers imported on use)."""
+    import torch
+    from sentence_transformers.cross_encoder import losses
+    from sentence_transformers.util import batch_to_device
+
+    class ListNetWithLabelsLoss(losses.ListNetLoss):
+        """ListNet on the teacher's scores, plus `label_weight` x the cross-entropy of the same softmax of the
+        student's scores over a query's documents against the data's labels (uniform over the query's positives;
+        a query without a positive among its documents has no label term). Inputs: queries, documents, relevance."""
+
+        def __init__(self, model, label_weight: float, mini_batch_size: int | None = None):
+            super().__init__(model, mini_batch_size=mini_batch_size)
+            self.label_weight = label_weight
+
+        def forward(self, inputs, labels, prompt=None, task=None):
+            queries, documents, relevance = inputs
+            counts = [len(docs) for docs in documents]
+            pairs = [(query, doc) for query, docs in zip(queries, documents) for doc in docs]
+            step = self.mini_batch_size or len(queries)  # as ListNetLoss: little padding per forward pass
+            logits = torch.cat([self.model(batch_to_device(self.model.preprocess(pairs[i:i + step], prompt=prompt,
+                                                                                  task=task), self.model.device)
+                                           )["scores"].view(-1) for i in range(0, len(pairs), step)]).float()
+            rows = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)).to(logits.device)
+            columns = torch.cat([torch.arange(n) for n in counts]).to(logits.device)
+            scores = torch.full((len(counts), max(counts)), float("-inf"), device=logits.device)
+            scores[rows, columns] = logits
+            log_probs = scores.log_softmax(dim=1).masked_fill(scores == float("-inf"), 0.0)
+            teacher = torch.full_like(scores, float("-inf"))
+            teacher[rows, columns] = torch.cat(labels).float().to(logits.device)
+            teacher_term = -(teacher.softmax(dim=1) * log_probs).sum(dim=1).mean()
+            targets = torch.zeros_like(scores)
+            targets[rows, columns] = torch.tensor([r for rel in relevance for r in rel], dtype=torch.float,
+                                                  device=logits.device)
+            has_positive = targets.sum(dim=1) > 0
+            label_term = -(targets[has_positive] / targets[has_positive].sum(dim=1, keepdim=True)
+                           * log_probs[has_positive]).sum(dim=1)
+            label_term = label_term.sum() / len(counts)
+            return {"teacher": teacher_term, "labels": self.label_weight * label_term}
+
+        def get_config_dict(self):
+            return {**super().get_config_dict(), "label_weight": self.label_weight}
+
+    return ListNetWithLabelsLoss
 
 
 def rows_provenance(paths: Sequence[str]) -> dict:
@@ -230,7 +342,8 @@ def teacher_instruction(provenance: dict, path: str) -> str | None:
 
 
 def card_facts(student: str, teacher: str, train_files: Sequence[str], fmt: str, loss: str, num_rows: int,
-               provenance: dict, instruction: str | None = None, lora: str | None = None) -> list[str]:
+               provenance: dict, instruction: str | None = None, lora: str | None = None,
+               label_weight: float = 0.0) -> list[str]:
     """The lines of the model card's distillation section (core.training.save_training_record writes them)."""
     settings = provenance.get("settings") or {}
     facts = [f"Student: `{student}`", f"Teacher: `{teacher}`"]
@@ -242,7 +355,7 @@ def card_facts(student: str, teacher: str, train_files: Sequence[str], fmt: str,
     if settings:
         facts.append(f"Rows: top {settings.get('top_k')} passages by teacher score as positives, "
                      f"{settings.get('num_negatives')} {settings.get('negative_sampling')} negatives each")
-    facts.append(f"Loss: {loss}")
+    facts.append(f"Loss: {loss}" + (f" + {label_weight:g} x the data's own labels" if label_weight else ""))
     if lora:
         facts.append(f"Trained with {lora}; the adapters are merged into these weights")
     return facts
