@@ -18,7 +18,7 @@ import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
 from ragdistill.core.arguments import StudentTrainingArguments
-from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.training import (
     LoraArguments,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None):
                     f"{repr(meta['document_prompt']) if meta['document_prompt'] else 'none'}")
     if training_args.prompts is None:
         training_args.prompts = column_prompts(model, train_dataset.column_names)
-    describe_distillation(model, student.student_model, meta["teacher"], [student.training_rows])
+    describe_distillation(model, student.student_model, meta["teacher"], split_paths(student.training_rows))
     add_lora(model, lora)
 
     # 4. loss on cosine similarities, matching the teacher's labels

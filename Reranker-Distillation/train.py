@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import set_seed
 
 from ragdistill.core.arguments import StudentTrainingArguments
@@ -55,7 +55,6 @@ from ragdistill.reranker.training import (
     rows_provenance,
     student_has_trained_head,
     student_instruction,
-    student_trainer_class,
     teacher_instruction,
 )
 
@@ -87,13 +86,10 @@ class DistillationArguments:
                 "softmax over a query's documents against its positives (the rows' relevance, from the MTEB files "
                 f"stage 1 scored). 0: the teacher only. Default: {DEFAULT_LABEL_WEIGHT} with --loss listnet on rows "
                 "that carry the labels, else 0."})
-    head_learning_rate: float = field(default=0.0, metadata={
-        "help": "Learning rate of the classification head, in optimizer groups of its own; 0: --learning_rate, as "
-                "for every other weight."})
 
     def __post_init__(self):
-        if (self.label_weight or 0) < 0 or self.head_learning_rate < 0:
-            raise InputError(None, "--label_weight and --head_learning_rate must be >= 0")
+        if (self.label_weight or 0) < 0 or self.mini_batch_size < 0:
+            raise InputError(None, "--label_weight and --mini_batch_size must be >= 0")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     # which DDP's unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
     if training_args.ddp_find_unused_parameters is None:
         training_args.ddp_find_unused_parameters = False
-    trainer = student_trainer_class()(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
-                                      evaluator=evaluator, head_learning_rate=args.head_learning_rate or None)
+    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
+                                  evaluator=evaluator)
 
     # 7. train (resuming from a checkpoint if asked: a path, or "last" for the newest in --output_dir)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)

@@ -23,8 +23,7 @@ MAX_STEPS="${MAX_STEPS:--1}"                # >0 overrides EPOCHS
 BATCH_SIZE="${BATCH_SIZE:-16}"              # rows per GPU per step
 GRAD_ACCUM="${GRAD_ACCUM:-1}"
 LEARNING_RATE="${LEARNING_RATE:-auto}"      # auto: 1e-4 for a plain encoder (new head), 1e-5 for a trained reranker
-HEAD_LEARNING_RATE="${HEAD_LEARNING_RATE:-0}"      # >0: the classification head's own rate (0 = LEARNING_RATE)
-LABEL_WEIGHT="${LABEL_WEIGHT:-}"            # listnet: weight of the data's own labels beside the teacher; 0 = teacher only; empty = 0.5 with listnet
+LABEL_WEIGHT="${LABEL_WEIGHT:-}"            # listnet: weight of the data's own labels beside the teacher; 0 = teacher only; empty = 0.5 with listnet on rows that carry them
 WARMUP="${WARMUP:-0.1}"                     # warmup: a fraction of the steps (<1) or a number of steps
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"             # student tokens per (query, passage)
 BF16="${BF16:-auto}"                        # true | false | auto (true when nvidia-smi finds a GPU; use false on V100/T4)
@@ -32,6 +31,7 @@ SAVE_STEPS="${SAVE_STEPS:-500}"             # checkpoints in $OUTPUT_DIR/model/c
 LOGGING_STEPS="${LOGGING_STEPS:-10}"
 SEED="${SEED:-42}"
 NPROC="${NPROC:-1}"                         # >1: data parallel on NPROC GPUs (torchrun)
+TRAIN_ARGS="${TRAIN_ARGS:-}"                # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"
 
 if [ "$BF16" = auto ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then BF16=true; else BF16=false; fi
@@ -43,6 +43,7 @@ fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
 
+# shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
 "${LAUNCH[@]}" "$RAGDISTILL_ROOT/Reranker-Distillation/train.py" \
   --student_model "$STUDENT_MODEL" \
   --training_rows "$TRAINING_ROWS" \
@@ -53,7 +54,6 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
   --per_device_train_batch_size "$BATCH_SIZE" \
   --gradient_accumulation_steps "$GRAD_ACCUM" \
   --learning_rate "$LEARNING_RATE" \
-  --head_learning_rate "$HEAD_LEARNING_RATE" \
   ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"} \
   --warmup_steps "$WARMUP" \
   --max_seq_length "$MAX_SEQ_LENGTH" \
@@ -66,4 +66,4 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_p
   --logging_steps "$LOGGING_STEPS" \
   --seed "$SEED" \
   --report_to none \
-  "$@"
+  $TRAIN_ARGS "$@"

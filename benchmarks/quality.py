@@ -39,12 +39,10 @@ def embedding(epochs: int, learning_rate: str, label_weight: str = "0") -> dict[
     return {"EPOCHS": str(epochs), "LEARNING_RATE": learning_rate, "LABEL_WEIGHT": label_weight}
 
 
-def listnet(learning_rate: str, epochs: int = 1, head_learning_rate: str = "0", label_weight: str = "0"
-            ) -> dict[str, str]:
+def listnet(learning_rate: str, epochs: int = 1, label_weight: str = "0", **more: str) -> dict[str, str]:
     """ListNet over every candidate of a query (up to 8 positives and 32 negatives)."""
     return {"LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32",
-            "LEARNING_RATE": learning_rate, "HEAD_LEARNING_RATE": head_learning_rate, "LABEL_WEIGHT": label_weight,
-            "EPOCHS": str(epochs)}
+            "LEARNING_RATE": learning_rate, "LABEL_WEIGHT": label_weight, "EPOCHS": str(epochs), **more}
 
 
 # name -> (what it tests, wrapper variables on top of the defaults)
@@ -66,7 +64,8 @@ EXPERIMENTS = {
         "listnet_lr_1e-4": ("ListNet over every candidate of a query, lr 1e-4", listnet("1e-4")),
         "listnet_lr_1e-4_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs", listnet("1e-4", epochs=3)),
         "listnet_head_lr_1e-3_3_epochs": ("ListNet over every candidate, lr 1e-4 and 1e-3 for the new head, 3 epochs",
-                                          listnet("1e-4", epochs=3, head_learning_rate="1e-3")),
+                                          listnet("1e-4", epochs=3,
+                                                  TRAIN_ARGS='--learning_rate_mapping {"classifier":1e-3}')),
         "listnet_labels_0.5_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs, + 0.5 x the data's labels",
                                         listnet("1e-4", epochs=3, label_weight="0.5")),
     },

@@ -93,7 +93,8 @@ def train(student: Path, rows: Path, output: Path, *extra: str) -> None:
     train_script()(["--student_model", str(student), "--training_rows", str(rows), "--output_dir", str(output),
                     "--max_seq_length", str(MAX_LENGTH), "--per_device_train_batch_size", "4", "--logging_steps", "4",
                     "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true", "--seed", "0",
-                    "--dataloader_pin_memory", "false", "--lr_scheduler_type", "constant", *extra])
+                    "--dataloader_pin_memory", "false", "--lr_scheduler_type", "constant",
+                    "--label_weight", "0", *extra])  # the teacher alone: agreement with it is what is measured
 
 
 @pytest.mark.parametrize("loss,fmt,steps,lr", [("margin_mse", "ntuple", 24, "1e-4"), ("listnet", "listwise", 24, "1e-4"),

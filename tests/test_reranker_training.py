@@ -143,35 +143,26 @@ def test_default_learning_rate_follows_the_head(tiny_models, tmp_path):
     assert default_learning_rate(str(tiny_models["qwen3_reranker"])) == 1e-5
 
 
-def test_head_trains_at_its_own_learning_rate(tiny_models, score_file, tmp_path):
-    # --head_learning_rate: the classification head in param groups of its own at that rate; every parameter is in
-    # exactly one group; a yes/no LLM student has no such head
-    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+def test_head_learning_rate_through_the_trainer_flag(tiny_models, score_file, tmp_path):
+    # the README's way to give a new head its own rate: sentence-transformers' --learning_rate_mapping (a
+    # TRAIN_ARGS flag) with the pattern "classifier" puts exactly the head's weights in groups at that rate
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    from ragdistill.reranker.training import (
-        build_loss,
-        head_parameters,
-        load_student,
-        load_training_rows,
-        student_trainer_class,
-    )
+    from ragdistill.core.cli import parse_args
+    from ragdistill.reranker.training import build_loss, load_student, load_training_rows
 
     student = load_student(str(tiny_models["bert"]), 128, device="cpu")
     dataset, _ = load_training_rows([str(rows_file(score_file, tmp_path, "listwise"))], "listnet")
-    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "model"), learning_rate=1e-4, report_to="none",
-                                         use_cpu=True)
-    trainer = student_trainer_class()(model=student, args=args, train_dataset=dataset,
-                                      loss=build_loss("listnet", student), head_learning_rate=1e-3)
+    (args,) = parse_args(CrossEncoderTrainingArguments, args=[
+        "--output_dir", str(tmp_path / "model"), "--learning_rate", "1e-4", "--report_to", "none", "--use_cpu", "true",
+        "--learning_rate_mapping", '{"classifier": 1e-3}'])
+    trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=dataset, loss=build_loss("listnet", student))
     optimizer = trainer.create_optimizer()
-    assert trainer.create_optimizer() is optimizer  # a second call changes nothing
-    head = {id(p) for p in head_parameters(student)}
-    assert head and len(head) < len(list(student.parameters()))
+    head = {id(p) for p in student.transformers_model.classifier.parameters()}
     rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert sum(len(group["params"]) for group in optimizer.param_groups) == len(rate)
     assert set(rate) == {id(p) for p in student.parameters() if p.requires_grad}
-    assert {rate[i] for i in head} == {1e-3}
-    assert {r for i, r in rate.items() if i not in head} == {1e-4}
-    assert head_parameters(load_student(str(tiny_models["qwen3_reranker"]), 128, device="cpu")) == []
+    assert {rate[i] for i in head} == {1e-3} and {r for i, r in rate.items() if i not in head} == {1e-4}
 
 
 def test_label_term_beside_the_teacher(tiny_models, tmp_path):
@@ -203,6 +194,11 @@ def test_label_weight_needs_rows_with_relevance(train_script, tiny_models, score
     rows = rows_file(score_file, tmp_path, "listwise")  # its stage-1 metadata names no input file: no relevance
     with pytest.raises(InputError, match="have none: re-run stage 2"):
         train_script(train_args(tiny_models, rows, tmp_path / "m", "--loss", "listnet", "--label_weight", "0.5"))
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(dumps({**row, "relevance": [0.0] * len(row["documents"])}) + "\n"
+                                for row in map(json.loads, rows.read_text().splitlines())))
+    with pytest.raises(InputError, match=f"{rows}: --label_weight needs the data's labels"):  # one file of two
+        train_script(train_args(tiny_models, f"{labelled},{rows}", tmp_path / "m", "--label_weight", "0.5"))
     with pytest.raises(InputError, match="--label_weight goes with --loss listnet"):
         train_script(train_args(tiny_models, rows_file(score_file, tmp_path, "ntuple"), tmp_path / "m",
                                 "--loss", "margin_mse", "--label_weight", "0.5"))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ragdistill.core.cli import split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.resumable import require_complete
 from ragdistill.embedding.scoring import TRAINING_FORMATS
@@ -38,7 +39,7 @@ def load_training_rows(paths: str | os.PathLike | Sequence[str | os.PathLike], m
     from datasets import concatenate_datasets
 
     if isinstance(paths, (str, os.PathLike)):
-        paths = [p for p in str(os.fspath(paths)).split(",") if p.strip()]
+        paths = split_paths(os.fspath(paths))
     loaded = [_load_rows_file(path) for path in paths]
     if not loaded:
         raise InputError(None, "give --training_rows (the rows score.py wrote)")
@@ -236,7 +237,8 @@ def card_facts(student: str, meta: dict, rows: str, num_rows: int, loss: str, pr
     facts = [f"Student: `{student}`", f"Teacher: `{meta['teacher']}`"]
     if prompts:
         facts.append("Prompts: " + ", ".join(f"{column} {prompt!r}" for column, prompt in prompts.items()))
-    facts += [f"Training rows: {num_rows} {meta['format']} rows from `{rows}`", f"Loss: {loss}"]
+    sources = ", ".join(f"`{path}`" for path in split_paths(rows))
+    facts += [f"Training rows: {num_rows} {meta['format']} rows from {sources}", f"Loss: {loss}"]
     if lora:
         facts.append(f"Trained with {lora}; the adapters are merged into these weights")
     return facts

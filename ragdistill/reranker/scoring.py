@@ -226,7 +226,7 @@ def plan_file(input_path: str | Path, output: Path, settings, chunk_size: int = 
         logger.warning(skips.summary())
     metadata = {
         "stage": "teacher_scores",
-        "input": str(input_path),
+        "input": str(Path(input_path).resolve()),  # stage 2 reads the data's labels from it, from any folder
         "input_digest": file_digest(input_path),
         "teacher": settings.model,
         "backend": settings.backend,

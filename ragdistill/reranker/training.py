@@ -49,42 +49,6 @@ def default_learning_rate(model: str) -> float:
     return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
 
 
-def head_parameters(student) -> list:
-    """The parameters of a cross-encoder's sequence-classification head (`classifier` in BERT-like models, `score`
-    in LLMs); none for a yes/no LLM reranker, which scores with its language-model head."""
-    if is_yes_no_llm(student):
-        return []
-    model = student.transformers_model
-    head = getattr(model, "classifier", None) or getattr(model, "score", None)
-    return list(head.parameters()) if head is not None else []
-
-
-def student_trainer_class():
-    """CrossEncoderTrainer with a `head_learning_rate`: the optimizer puts the student's classification head in
-    param groups of their own at that rate (None: one rate for all). The scheduler scales every group alike."""
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer
-
-    class StudentTrainer(CrossEncoderTrainer):
-        def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
-            self.head_learning_rate = head_learning_rate
-            super().__init__(*args, **kwargs)
-
-        def create_optimizer(self, model=None):
-            first = self.optimizer is None
-            optimizer = super().create_optimizer(model)
-            if first and self.head_learning_rate:
-                head = {id(p) for p in head_parameters(self.model)}
-                for group in list(optimizer.param_groups):
-                    moved = [p for p in group["params"] if id(p) in head]
-                    if moved:
-                        group["params"] = [p for p in group["params"] if id(p) not in head]
-                        settings = {key: value for key, value in group.items() if key != "params"}
-                        optimizer.add_param_group({**settings, "params": moved, "lr": self.head_learning_rate})
-            return optimizer
-
-    return StudentTrainer
-
-
 def load_student(model: str, max_seq_length: int = 0, dtype=None, device: str | None = None,
                  instruction: str | None = None):
     """The student CrossEncoder with one output logit, on `device` (training: the Trainer's device; left to
@@ -233,10 +197,12 @@ def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "si
                                    f"(rows.py) with --format {_LOSS_FORMATS[loss][0]}")
     if label_weight and loss not in LABEL_LOSSES:
         raise InputError(None, f"--label_weight goes with --loss {' or '.join(LABEL_LOSSES)}, not {loss}")
+    unlabelled = [path for path in paths if label_weight and "relevance" not in first_row_keys(path)]
+    if unlabelled:
+        raise InputError(unlabelled[0], "--label_weight needs the data's labels in the rows (relevance), and these "
+                                        "rows have none: re-run stage 2 (rows.py) where the MTEB files stage 1 "
+                                        "scored are")
     dataset = datasets.load_dataset("json", data_files=[str(p) for p in paths], split="train")
-    if label_weight and "relevance" not in dataset.column_names:
-        raise InputError(paths[0], "--label_weight needs the data's labels in the rows (relevance), and these rows "
-                                   "have none: re-run stage 2 (rows.py) where the MTEB files stage 1 scored are")
     dataset = dataset.select_columns(_ordered_columns(fmt, dataset.column_names, label_weight))
     if loss == "mse":
         dataset = dataset.map(_pointwise, batched=True, remove_columns=dataset.column_names, fn_kwargs={"fmt": fmt})
