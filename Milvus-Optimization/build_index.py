@@ -25,8 +25,8 @@ from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.retrieval.chain import redact_uri
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.encoder import EmbedderArguments, load_document_encoder
 from ragdistill.retrieval.index import (
-    EmbedderArguments,
     IndexArguments,
     MilvusArguments,
     check_index_type,
@@ -36,7 +36,6 @@ from ragdistill.retrieval.index import (
     index_documents,
     index_documents_on_ray,
     index_size,
-    load_document_encoder,
     mark_incomplete,
     open_collection,
 )

@@ -35,8 +35,9 @@ from ragdistill.retrieval.chain import (
     serving_backend,
 )
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.encoder import load_query_encoder
 from ragdistill.retrieval.evaluation import latency_summary
-from ragdistill.retrieval.index import MilvusArguments, connect, index_size, load_query_encoder, open_collection
+from ragdistill.retrieval.index import MilvusArguments, connect, index_size, open_collection
 
 logger = logging.getLogger(__name__)
 

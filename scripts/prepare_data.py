@@ -34,16 +34,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
-from ragdistill.data.datasets import (
-    DEFAULT_DATASETS,
-    DownloadError,
-    download_snapshot,
-    local_dataset_folder,
-    prepare_beir,
-    prepare_dataset,
-    repo_id,
-    text_table,
-)
+from ragdistill.data.beir import prepare_beir
+from ragdistill.data.datasets import local_dataset_folder, prepare_dataset, text_table
+from ragdistill.data.hub import DEFAULT_DATASETS, DownloadError, download_snapshot, repo_id
 
 logger = logging.getLogger(__name__)
 

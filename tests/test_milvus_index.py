@@ -16,8 +16,8 @@ import pytest
 from ragdistill.core.cli import setup_logging
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+from ragdistill.retrieval.encoder import EmbedderArguments, load_document_encoder, load_query_encoder
 from ragdistill.retrieval.index import (
-    EmbedderArguments,
     IndexArguments,
     MilvusArguments,
     check_index_type,
@@ -25,8 +25,6 @@ from ragdistill.retrieval.index import (
     count_rows,
     create_collection,
     index_documents,
-    load_document_encoder,
-    load_query_encoder,
     open_collection,
     search,
 )

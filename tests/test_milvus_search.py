@@ -21,7 +21,8 @@ from ragdistill.retrieval.chain import (
     run_queries,
 )
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
-from ragdistill.retrieval.index import MilvusArguments, connect, load_query_encoder, open_collection, search
+from ragdistill.retrieval.encoder import load_query_encoder
+from ragdistill.retrieval.index import MilvusArguments, connect, open_collection, search
 from tests.test_milvus_index import run_stage, wikiqa_small  # noqa: F401  (fixture)
 
 

@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py and ragdistill.data.datasets / ragdistill.data.bm25, on local files only (no network).
+"""scripts/prepare_data.py and ragdistill.data.{hub,datasets,beir,bm25}, on local files only (no network).
 
 The download step is replaced by local folders laid out like the hub repos (--from_dir), or by fakes of the hub
 clients' snapshot functions that copy the files matching the requested patterns out of such a folder; everything
@@ -25,7 +25,7 @@ import pytest
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
-from ragdistill.data import datasets
+from ragdistill.data import datasets, hub
 from ragdistill.data.bm25 import BM25, tokenize
 from ragdistill.testing import repo_env
 
@@ -176,10 +176,10 @@ def test_split_names_from_repo_paths():
 
 
 def test_repo_ids_per_source():
-    assert datasets.repo_id("scidocs-reranking", "modelscope") == "MTEB/scidocs-reranking"
-    assert datasets.repo_id("mteb/scidocs-reranking", "modelscope") == "MTEB/scidocs-reranking"
-    assert datasets.repo_id("MTEB/scidocs-reranking", "hf") == "mteb/scidocs-reranking"
-    assert datasets.repo_id("someone/my-set", "hf") == "someone/my-set"
+    assert hub.repo_id("scidocs-reranking", "modelscope") == "MTEB/scidocs-reranking"
+    assert hub.repo_id("mteb/scidocs-reranking", "modelscope") == "MTEB/scidocs-reranking"
+    assert hub.repo_id("MTEB/scidocs-reranking", "hf") == "mteb/scidocs-reranking"
+    assert hub.repo_id("someone/my-set", "hf") == "someone/my-set"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_download_fetches_only_wanted_split(tmp_path, monkeypatch, source, layou
     hf_fake, ms_fake = _fake_hub(tmp_path / "remote", tmp_path / "cache", calls)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hf_fake)
     monkeypatch.setattr(ms, "dataset_snapshot_download", ms_fake)
-    monkeypatch.setattr(datasets, "unreachable_reason", lambda url, timeout: None)  # "the network works"
+    monkeypatch.setattr(hub, "unreachable_reason", lambda url, timeout: None)  # "the network works"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
     run_script(monkeypatch, "--source", source, "--datasets", "scidocs-reranking", "--splits", "test",
@@ -268,7 +268,7 @@ def test_probe_times_out_on_a_silent_server_and_accepts_any_http_answer():
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
-        reason = datasets.unreachable_reason(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        reason = hub.unreachable_reason(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
     assert reason is not None and "timed out" in reason
 
     class NotFound(http.server.BaseHTTPRequestHandler):
@@ -282,7 +282,7 @@ def test_probe_times_out_on_a_silent_server_and_accepts_any_http_answer():
     server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        assert datasets.unreachable_reason(f"http://127.0.0.1:{server.server_port}", timeout=5) is None
+        assert hub.unreachable_reason(f"http://127.0.0.1:{server.server_port}", timeout=5) is None
     finally:
         server.shutdown()
 

@@ -240,8 +240,8 @@ def test_milvus_corpus_embedded_on_ray_resumes_a_partial_build(tiny_models, tmp_
     documents (no model on the driver), checks the replicas' encoder against the collection's record, and ends
     with the vectors a direct build stores."""
     from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
+    from ragdistill.retrieval.encoder import EmbedderArguments, load_document_encoder
     from ragdistill.retrieval.index import (
-        EmbedderArguments,
         IndexArguments,
         MilvusArguments,
         connect,
@@ -249,7 +249,6 @@ def test_milvus_corpus_embedded_on_ray_resumes_a_partial_build(tiny_models, tmp_
         finish_collection,
         index_documents,
         index_documents_on_ray,
-        load_document_encoder,
     )
 
     small = tmp_path / "corpus.jsonl"

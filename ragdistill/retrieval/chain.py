@@ -26,7 +26,8 @@ from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, torch_dtype
-from ragdistill.retrieval.index import CollectionInfo, Encoder, Hit, parse_json_params, search, serving_dtype
+from ragdistill.retrieval.encoder import Encoder, serving_dtype
+from ragdistill.retrieval.index import CollectionInfo, Hit, parse_json_params, search
 
 logger = logging.getLogger(__name__)
 

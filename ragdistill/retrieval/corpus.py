@@ -148,7 +148,7 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
 def load_beir(folder: str | os.PathLike, split: str = "test", distractor_files: Sequence[str] = (),
               skip_invalid: bool = False, with_documents: bool = True) -> RetrievalSet:
     """A BEIR folder's corpus, and the queries judged in qrels/<split>.tsv with their judgements."""
-    from ragdistill.data.datasets import beir_splits, read_beir_corpus, read_beir_queries, read_qrels
+    from ragdistill.data.beir import beir_splits, read_beir_corpus, read_beir_queries, read_qrels
 
     folder = Path(folder)
     qrels_path = folder / "qrels" / f"{split}.tsv"

@@ -11,6 +11,8 @@
   queries the same way, and refuses an encoder whose probe vectors differ: a query encoder that does not match the
   index gives meaningless neighbours without any error from Milvus itself.
 - `dim` below the model's size keeps the first `dim` components (Matryoshka truncation) and re-normalises.
+
+The encoder and its record (model, prompts, probe) live in `ragdistill/retrieval/encoder.py`.
 """
 
 from __future__ import annotations
@@ -21,13 +23,22 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import primary_key
+from ragdistill.retrieval.encoder import (
+    PROBE_SAME_MODEL,
+    PROBE_TEXTS,
+    EmbedderArguments,
+    Encoder,
+    EncoderRecord,
+    load_document_encoder,
+    probe_similarity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +48,6 @@ LITE_INDEX_TYPES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8
 SERVER_ONLY_INDEX_TYPES = ("IVF_PQ", "IVF_RABITQ", "HNSW_PQ", "HNSW_PRQ", "SCANN", "DISKANN", "GPU_CAGRA",
                            "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE")
 METRICS = ("COSINE", "IP", "L2")
-EMBEDDING_BACKENDS = ("torch", "vllm")
 
 PROPERTY_ENCODER = "ragdistill.encoder"
 PROPERTY_COMPLETE = "ragdistill.complete"
@@ -48,14 +58,6 @@ MAX_TEXT_BYTES = 65535  # Milvus VARCHAR limit; longer passages are stored cut (
 MAX_QUERY_RESULT = 16384  # Milvus caps query results per call
 _INSERT_PAYLOAD_BYTES = 16 << 20  # rows per insert call stay well under gRPC's message size limit
 
-# The probe: two fixed texts embedded as documents at build time and again by the query encoder at search time.
-PROBE_TEXTS = ("Milvus keeps one vector per passage of the corpus.",
-               "What is the capital of France? Paris is the capital of France.")
-PROBE_COMPONENTS = 64
-# Probe cosine needed: the same model (same name) may run on another backend or kernel (bf16 rounding moves vectors
-# by well under 1%); a model under another name must give practically identical vectors (a copy of the weights).
-PROBE_SAME_MODEL = 0.99
-PROBE_OTHER_NAME = 0.999
 
 
 @dataclass
@@ -116,216 +118,6 @@ def connect(args: MilvusArguments):
 def _valid_collection_name(name: str) -> None:
     if not name or not name.replace("_", "a").isalnum() or name[0].isdigit() or len(name) > 255:
         raise InputError(None, f"--collection '{name}': use letters, digits and underscores, not starting with a digit")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The encoder and its record
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class EmbedderArguments:
-    """The embedding model and how its vectors are made."""
-
-    embedder: str = field(default="BAAI/bge-m3", metadata={
-        "help": "Embedding model: a Hugging Face id or a local sentence-transformers folder."})
-    backend: str = field(default="torch", metadata={
-        "help": "Document embedding backend: 'torch' (sentence-transformers, anywhere) or 'vllm' (pooling runner; the "
-                "fast path on GPUs). Queries are always embedded with sentence-transformers, one at a time, as a "
-                "serving chain does.", "choices": list(EMBEDDING_BACKENDS)})
-    dim: int = field(default=0, metadata={
-        "help": "Keep the first N components of each vector (Matryoshka truncation), then re-normalise. "
-                "0 = the model's full dimension."})
-    normalize: bool = field(default=True, metadata={
-        "help": "L2-normalise vectors (then COSINE and IP rank alike). vLLM always returns normalised vectors."})
-    instruction: str | None = field(default=None, metadata={
-        "help": "Task for the query prompt 'Instruct: {task}\\nQuery:' (instruction-tuned embedders such as "
-                "Qwen3-Embedding). Unset: the model's own 'query' prompt, if any. 'none': no prompt."})
-    max_length: int = field(default=512, metadata={"help": "Tokens per text; longer texts are truncated."})
-    dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPUs and on CPUs with AMX/AVX512-BF16, else fp32), float32, bfloat16, float16."})
-    batch_size: int = field(default=64, metadata={"help": "sentence-transformers: texts per forward pass."})
-
-    def __post_init__(self):
-        if self.backend not in EMBEDDING_BACKENDS:
-            raise InputError(None, f"--backend must be one of {', '.join(EMBEDDING_BACKENDS)}, got '{self.backend}'")
-        if self.dim < 0:
-            raise InputError(None, f"--dim must be 0 (full) or a positive size, got {self.dim}")
-        if self.backend == "vllm" and not self.normalize:
-            raise InputError(None, "--normalize false needs --backend torch (vLLM's embeddings "
-                                   "are normalised)")
-
-
-@dataclass
-class EncoderRecord:
-    """How a collection's vectors were made; stored with the collection, read back at search time."""
-
-    model: str
-    backend: str
-    query_prompt: str
-    document_prompt: str
-    max_length: int
-    dtype: str
-    model_dim: int
-    dim: int
-    normalize: bool
-    probe: list[list[float]]
-
-    def describe(self) -> str:
-        norm = "normalised" if self.normalize else "not normalised"
-        cut = f" (first {self.dim} of {self.model_dim}, Matryoshka)" if self.dim < self.model_dim else ""
-        return f"{self.model}, {self.dim} dims{cut}, {norm}"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str, where: str) -> EncoderRecord:
-        try:
-            return cls(**json.loads(text))
-        except (TypeError, ValueError) as exc:
-            raise InputError(where, f"unreadable encoder record ({exc}); rebuild the collection") from None
-
-
-def model_identity(model: str) -> str:
-    """A local folder by its real path (so ./m and /abs/m are one model); a hub id as written."""
-    path = Path(model).expanduser()
-    return os.path.realpath(path) if path.exists() else model
-
-
-def shape_vectors(vectors: np.ndarray, dim: int, normalize: bool) -> np.ndarray:
-    """Matryoshka truncation to `dim` components, then L2 normalisation (zero rows stay zero)."""
-    vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[:, :dim])
-    if normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norms > 0, norms, 1.0)
-    return vectors
-
-
-class Encoder:
-    """Embeds documents and queries the way a collection records: prompts, truncation, normalisation."""
-
-    def __init__(self, backend_model, record: EncoderRecord):
-        self.backend_model = backend_model  # a ragdistill.embedding.teachers.EmbeddingTeacher
-        self.record = record
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.record.document_prompt
-        return shape_vectors(self.backend_model.encode([prompt + text for text in texts]), self.record.dim,
-                             self.record.normalize)
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.record.query_prompt
-        return shape_vectors(self.backend_model.encode([prompt + text for text in texts]), self.record.dim,
-                             self.record.normalize)
-
-    def probe(self) -> list[list[float]]:
-        vectors = self.encode_documents(PROBE_TEXTS)[:, :PROBE_COMPONENTS]
-        return [[round(float(x), 6) for x in row] for row in vectors]
-
-    def close(self) -> None:
-        self.backend_model.close()
-
-
-def _teacher_arguments(model: str, backend: str, instruction: str | None, max_length: int, dtype: str,
-                       batch_size: int):
-    from ragdistill.embedding.teachers import TeacherArguments
-
-    return TeacherArguments(teacher_model=model, backend=backend, instruction=instruction,
-                            teacher_max_length=max_length, teacher_dtype=dtype, batch_size=batch_size)
-
-
-def load_document_encoder(args: EmbedderArguments, vllm_args=None) -> Encoder:
-    """The encoder build_index uses: loads the model, measures its dimension, embeds the probe texts."""
-    from ragdistill.core.vllm_engine import require_model_dir
-    from ragdistill.embedding.teachers import describe_teacher, load_teacher
-
-    require_model_dir(args.embedder, "embedding model")
-    teacher_args = _teacher_arguments(args.embedder, args.backend, args.instruction, args.max_length, args.dtype,
-                                      args.batch_size)
-    identity = describe_teacher(teacher_args)
-    backend_model = load_teacher(teacher_args, vllm_args)
-    record = EncoderRecord(
-        model=model_identity(args.embedder), backend=args.backend, query_prompt=identity["query_prompt"],
-        document_prompt=identity["document_prompt"], max_length=args.max_length, dtype=identity["dtype"],
-        model_dim=0, dim=0, normalize=args.normalize, probe=[])
-    record.model_dim = int(np.asarray(backend_model.encode([PROBE_TEXTS[0]])).shape[1])
-    if args.dim > record.model_dim:
-        raise InputError(args.embedder, f"--dim {args.dim} is larger than the model's {record.model_dim} dimensions")
-    record.dim = args.dim or record.model_dim
-    encoder = Encoder(backend_model, record)
-    record.probe = encoder.probe()
-    return encoder
-
-
-def serving_dtype(dtype: str | None = None) -> str:
-    """dtype for one-query-at-a-time work (query encoder, reranker). Unset or 'auto': bf16 (fp16) on GPUs; float32
-    on CPUs, even with AMX: oneDNN's bf16 kernels pay off on big batches, but one short query at a time they ran
-    10-40x slower than fp32 here (all-MiniLM-L6-v2 query: fp32 ~50 ms, bf16 ~1 s)."""
-    from ragdistill.core.hardware import has_cuda, resolve_dtype
-
-    if dtype and dtype != "auto":
-        return resolve_dtype(dtype)
-    return resolve_dtype("auto") if has_cuda() else "float32"
-
-
-def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: str | None = None,
-                       collection: str = "", backend: str = "torch", file: str | None = None) -> Encoder:
-    """The encoder search uses: the recorded prompts, length, dimension and normalisation on sentence-transformers,
-    `model` (default: the recorded one) as the weights, in `dtype` (default: serving_dtype), or its export run by
-    `backend` 'onnx' / 'openvino' from `file` (default: the int8 one the export stage writes); refused if its probe
-    vectors do not match the collection's (see check_probe: an int8 export of the indexed model passes)."""
-    from ragdistill.core.vllm_engine import require_model_dir
-    from ragdistill.embedding.teachers import load_teacher
-
-    model = model or record.model
-    require_model_dir(model, "query embedding model")
-    exported = backend in ("onnx", "openvino")
-    teacher_args = _teacher_arguments(model, "torch", "none", record.max_length,
-                                      "float32" if exported else serving_dtype(dtype), batch_size=1)
-    backend_model = load_teacher(teacher_args)
-    if exported:
-        from ragdistill.core.export import use_exported
-        from ragdistill.retrieval.chain import exported_file
-
-        backend_model.model.to("cpu")
-        use_exported(backend_model.model, "embedder", Path(model) / exported_file(backend, file), backend)
-    model_dim = int(np.asarray(backend_model.encode([PROBE_TEXTS[0]])).shape[1])
-    if model_dim < record.dim:
-        raise InputError(model, f"encoder mismatch: this model gives {model_dim}-dim vectors, the collection "
-                                f"'{collection}' holds {record.dim}-dim vectors of {record.describe()}")
-    query_record = EncoderRecord(**{**asdict(record), "model": model_identity(model), "model_dim": model_dim,
-                                    "backend": "torch", "dtype": teacher_args.teacher_dtype})
-    encoder = Encoder(backend_model, query_record)
-    check_probe(record, encoder.probe(), query_record.model, collection)
-    return encoder
-
-
-def probe_similarity(recorded: list[list[float]], measured: list[list[float]]) -> float:
-    """The lowest cosine between recorded and measured probe vectors."""
-    sims = []
-    for a, b in zip(recorded, measured):
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        n = min(len(a), len(b))
-        a, b = a[:n], b[:n]
-        denom = np.linalg.norm(a) * np.linalg.norm(b)
-        sims.append(float(a @ b / denom) if denom > 0 else 0.0)
-    return min(sims) if sims else 0.0
-
-
-def check_probe(record: EncoderRecord, probe: list[list[float]], model: str, collection: str = "") -> float:
-    """Refuse a query encoder whose vectors for the probe texts differ from those the collection recorded."""
-    similarity = probe_similarity(record.probe, probe)
-    same_name = model == record.model
-    needed = PROBE_SAME_MODEL if same_name else PROBE_OTHER_NAME
-    if similarity < needed:
-        raise InputError(
-            model, f"encoder mismatch: collection '{collection}' holds vectors of {record.describe()}; this query "
-                   f"encoder embeds the probe texts differently (cosine {similarity:.4f} < {needed}), so its "
-                   f"queries would be compared with vectors from another model. Search with the model the index "
-                   f"was built with (--embedder {record.model}), or build an index with this one")
-    if not same_name:
-        logger.info(f"query encoder {model} differs in name from the indexed {record.model}, but gives the same "
-              f"vectors (probe cosine {similarity:.5f}): accepted as a copy of the same model")
-    return similarity
 
 
 # ----------------------------------------------------------------------------------------------------------------
