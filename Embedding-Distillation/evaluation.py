@@ -67,8 +67,6 @@ def main():
     domains.update({path: "out-of-domain" for path in split_paths(args.out_of_domain_files)})
     if not domains:
         raise InputError(None, "no evaluation files: give --in_domain_files and/or --out_of_domain_files")
-    if not Path(student.trained_model).exists():
-        raise InputError(student.trained_model, "trained model not found: run train.py (bash train.sh) first")
 
     # 2. teacher similarities: from the cache, or one teacher pass per file (then cached)
     teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))

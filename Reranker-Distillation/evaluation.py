@@ -22,7 +22,6 @@ from transformers import set_seed
 
 from ragdistill.core.arguments import StudentEvaluationArguments
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype, torch_dtype
 from ragdistill.core.plots import score_scatter
 from ragdistill.core.report import Comparison, save_comparisons
@@ -77,8 +76,6 @@ def _evaluate(model_path: str, label: str, student: StudentEvaluationArguments, 
 
 def main(argv: list[str] | None = None) -> None:
     student, args = parse_args(StudentEvaluationArguments, EvaluationArguments, args=argv, defaults=DEFAULTS)
-    if not Path(student.trained_model).exists():
-        raise InputError(student.trained_model, "trained model does not exist: run train.py (bash train.sh) first")
 
     # 1. test data: every candidate of every query
     samples = read_test_samples(args.test_file, student.max_queries)

@@ -9,6 +9,7 @@ every module (README, "One vocabulary"), and a stage script parses its group bes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import DTYPES
@@ -70,3 +71,5 @@ class StudentEvaluationArguments:
     def __post_init__(self):
         if not self.student_model or not self.trained_model:
             raise InputError(None, "give --student_model (before training) and --trained_model (after)")
+        if not Path(self.trained_model).exists():
+            raise InputError(self.trained_model, "trained model not found: run train.py (bash train.sh) first")

@@ -414,7 +414,7 @@ class SoftLabelJob:
                        "rows": len(rows), "skipped_invalid": data.skips.total,
                        "skipped_invalid_by_reason": data.skips.by_reason, **row_stats},
             "truncated": truncated, "teacher_similarity": similarity_summary(sims, data.samples),
-            "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict(), "shards": 1},
+            "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict()},
             "engine": (self.teacher.engine or EngineArguments()).describe(),
             "seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

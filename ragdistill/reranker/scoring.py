@@ -238,12 +238,9 @@ def plan_file(input_path: str | Path, output: Path, settings, chunk_size: int = 
         "teacher_settings": settings.as_dict(),
         "max_queries": max_queries,
         "num_queries": len(plan.queries),
-        "num_queries_in_input": len(plan.queries),
         "duplicate_pairs_skipped": plan.duplicate_pairs,
         "skipped_invalid_rows": skips.total,
         "skipped_by_reason": skips.by_reason,
-        # Every output holds the whole file (shards are chunk subsets of one job); kept as older outputs have it.
-        "shard": {"id": 0, "count": 1, "query_range": [0, len(plan.queries)]},
         "run_fingerprint": run,
         "fingerprint": job_fingerprint,
     }

@@ -118,12 +118,17 @@ def default_label_weight(loss: str, label_weight: float | None, paths: Sequence[
         return label_weight
     if loss not in LABEL_LOSSES:
         return 0.0
-    unlabelled = [path for path in paths if "relevance" not in first_row_keys(path)]
+    unlabelled = files_without_labels(paths)
     if unlabelled:
         logger.warning(f"{unlabelled[0]}: the rows carry no data labels (relevance): training on the teacher alone "
                        f"(stage 2 adds them where the MTEB files stage 1 scored still are)")
         return 0.0
     return DEFAULT_LABEL_WEIGHT
+
+
+def files_without_labels(paths: Sequence[str]) -> list[str]:
+    """The stage-2 files whose rows carry no data labels (relevance)."""
+    return [path for path in paths if "relevance" not in first_row_keys(path)]
 
 
 def first_row_keys(path: str | Path) -> set[str]:
@@ -197,7 +202,7 @@ def load_training_rows(paths: Sequence[str], loss: str, lambda_labels: str = "si
                                    f"(rows.py) with --format {_LOSS_FORMATS[loss][0]}")
     if label_weight and loss not in LABEL_LOSSES:
         raise InputError(None, f"--label_weight goes with --loss {' or '.join(LABEL_LOSSES)}, not {loss}")
-    unlabelled = [path for path in paths if label_weight and "relevance" not in first_row_keys(path)]
+    unlabelled = files_without_labels(paths) if label_weight else []
     if unlabelled:
         raise InputError(unlabelled[0], "--label_weight needs the data's labels in the rows (relevance), and these "
                                         "rows have none: re-run stage 2 (rows.py) where the MTEB files stage 1 "
