@@ -19,12 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.export import (
-    ExportArguments,
-    TeacherRow,
-    export_and_measure,
-    save_report,
-)
+from ragdistill.core.export import ExportArguments
+from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
 from ragdistill.core.mteb import first_queries, iter_samples
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.evaluation import metrics_from_similarities, teacher_similarities

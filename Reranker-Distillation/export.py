@@ -17,12 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.export import (
-    ExportArguments,
-    TeacherRow,
-    export_and_measure,
-    save_report,
-)
+from ragdistill.core.export import ExportArguments
+from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
 from ragdistill.reranker.evaluation import (
     SPEED,
     read_test_samples,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ragdistill.core import export
+from ragdistill.core import export, export_evaluation
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.mteb import read_samples
@@ -177,9 +177,9 @@ def test_bad_arguments_name_the_problem(tmp_path):
 
 
 def test_best_variant_keeps_99_percent_of_fp32_map():
-    results = [export.VariantResult("torch-fp32", {"map": 0.80}, throughput=100.0),
-               export.VariantResult("onnx-int8", {"map": 0.795}, throughput=250.0),
-               export.VariantResult("openvino-int8", {"map": 0.70}, throughput=400.0)]
-    assert export.best_variant(results).variant == "onnx-int8"
+    results = [export_evaluation.VariantResult("torch-fp32", {"map": 0.80}, throughput=100.0),
+               export_evaluation.VariantResult("onnx-int8", {"map": 0.795}, throughput=250.0),
+               export_evaluation.VariantResult("openvino-int8", {"map": 0.70}, throughput=400.0)]
+    assert export_evaluation.best_variant(results).variant == "onnx-int8"
     results[1].metrics["map"] = 0.79  # 98.75% of fp32: out
-    assert export.best_variant(results).variant == "torch-fp32"
+    assert export_evaluation.best_variant(results).variant == "torch-fp32"
