@@ -25,7 +25,8 @@ from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
-from ragdistill.embedding.scoring import FORMATS, LazyTeacher, SoftLabelJob, cached_teacher_scores, parse_num_negatives
+from ragdistill.embedding.rows import FORMATS, parse_num_negatives
+from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
 logger = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ import pytest
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
+from ragdistill.embedding.rows import parse_num_negatives
 from ragdistill.embedding.scoring import (
     LazyTeacher,
     SoftLabelJob,
     cached_teacher_scores,
-    parse_num_negatives,
     teacher_scores_path,
 )
 from ragdistill.embedding.teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts

@@ -5,12 +5,8 @@
    each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`); a shard run (`num_shards` > 1)
    embeds only its chunks and stops there, the run without shard flags joins (ragdistill.core.resumable).
 3. Cosine similarities per query: one matrix-vector product over its candidates.
-4. Rows for sentence-transformers' distillation losses, with the teacher similarities as `label`:
-   - ntuple (default): one row per (query, positive) with the n hardest negatives by teacher similarity
-     (a query with fewer repeats its own to fill the row),
-     {"query", "positive", "negative_1", ..., "negative_n", "label": [sim_pos, sim_neg_1, ..., sim_neg_n]}
-   - triplet: every (positive, negative) pair of a query, {"query", "positive", "negative", "label": [p, n]}
-   - scores: one row per query with every candidate's similarity (what evaluation caches for the teacher)
+4. Rows for sentence-transformers' distillation losses, with the teacher similarities as `label`
+   (ragdistill.embedding.rows: ntuple, triplet or scores).
 5. The output is renamed into place when complete, then `<output>.meta.json` is written marked complete.
 """
 
@@ -30,7 +26,7 @@ import numpy as np
 
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.hashing import file_digest
-from ragdistill.core.jsonl import dumps, read_json
+from ragdistill.core.jsonl import read_json
 from ragdistill.core.mteb import RerankingSample, iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
@@ -41,6 +37,7 @@ from ragdistill.core.resumable import (
     meta_path,
     reuse_complete,
 )
+from ragdistill.embedding.rows import FORMATS, build_rows, write_rows
 from ragdistill.embedding.teachers import (
     EmbeddingTeacher,
     TeacherArguments,
@@ -51,8 +48,6 @@ from ragdistill.embedding.teachers import (
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("ntuple", "triplet", "scores")
-TRAINING_FORMATS = ("ntuple", "triplet")
 LABEL_PRECISION = "float32"  # part of every fingerprint: files written with rounded labels are not reused
 
 
@@ -247,71 +242,7 @@ def candidate_similarities(samples: Sequence[RerankingSample], texts: UniqueText
     return result
 
 
-# 4. rows ---------------------------------------------------------------------------------------------------------
-
-
-def parse_num_negatives(value: str | int) -> int:
-    """'all' or 0 -> 0 (every negative); else a positive count."""
-    text = str(value).strip().lower()
-    if text in ("all", "0"):
-        return 0
-    try:
-        count = int(text)
-    except ValueError:
-        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'") from None
-    if count < 0:
-        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'")
-    return count
-
-
-def _labels(values: np.ndarray) -> list[float]:
-    """Full float32 precision: rounding would tie similarities the evaluator tells apart, and ties change MRR."""
-    return [float(value) for value in np.asarray(values, dtype=np.float32)]
-
-
-def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], fmt: str,
-               num_negatives: int, pad_negatives: bool = True) -> tuple[list[dict], dict]:
-    """Training (or score) rows in input order, and counts.
-
-    Listwise rows all have the same columns (a dataset needs them): `num_negatives` n > 0, or 0 for as many as the
-    query with the most negatives has. A query with fewer negatives repeats its own, hardest first, to fill the row
-    (`pad_negatives`; teacher and student see the same repeats, so the best student scores are unchanged), or is
-    left out; either way it is counted.
-    """
-    rows: list[dict] = []
-    stats = {"queries_padded": 0, "queries_too_few_negatives": 0}
-    if fmt == "ntuple":
-        width = num_negatives or max(len(sample.negative) for sample in samples)
-        stats["negatives_per_row"] = width
-    for sample, sims in zip(samples, similarities):
-        num_pos = len(sample.positive)
-        pos_sims, neg_sims = sims[:num_pos], sims[num_pos:]
-        if fmt == "scores":
-            rows.append({"query": sample.query, "positive_scores": _labels(pos_sims),
-                         "negative_scores": _labels(neg_sims)})
-        elif fmt == "triplet":
-            for positive, pos_sim in zip(sample.positive, pos_sims):
-                for negative, neg_sim in zip(sample.negative, neg_sims):
-                    rows.append({"query": sample.query, "positive": positive, "negative": negative,
-                                 "label": _labels(np.array([pos_sim, neg_sim]))})
-        else:
-            hardest = np.argsort(-neg_sims, kind="stable")  # deterministic; ties only decide which of equals to keep
-            if len(hardest) < width:
-                if not pad_negatives:
-                    stats["queries_too_few_negatives"] += 1
-                    continue
-                stats["queries_padded"] += 1
-                hardest = np.resize(hardest, width)  # cycles through the negatives, hardest first
-            hardest = hardest[:width]
-            for positive, pos_sim in zip(sample.positive, pos_sims):
-                row = {"query": sample.query, "positive": positive}
-                row.update({f"negative_{i + 1}": sample.negative[j] for i, j in enumerate(hardest)})
-                row["label"] = _labels(np.concatenate([[pos_sim], neg_sims[hardest]]))
-                rows.append(row)
-    if not rows:
-        hint = " (every query has fewer negatives than --num_negatives; lower it)" if fmt == "ntuple" else ""
-        raise InputError(None, f"no rows to write{hint}")
-    return rows, stats
+# 4. stage summary ----------------------------------------------------------------------------------------------
 
 
 def similarity_summary(similarities: Sequence[np.ndarray], samples: Sequence[RerankingSample]) -> dict:
@@ -322,12 +253,7 @@ def similarity_summary(similarities: Sequence[np.ndarray], samples: Sequence[Rer
             "min": round(float(min(pos.min(), neg.min())), 4), "max": round(float(max(pos.max(), neg.max())), 4)}
 
 
-def write_rows(handle, rows: Sequence[dict]) -> None:
-    for row in rows:
-        handle.write(dumps(row) + "\n")
-
-
-# 5. the whole stage ----------------------------------------------------------------------------------------------
+# 5. the whole stage --------------------------------------------------------------------------------------------
 
 
 def _remove_stale_temporaries(path: Path) -> None:

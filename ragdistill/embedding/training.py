@@ -24,7 +24,7 @@ from torch import nn
 from ragdistill.core.cli import split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.resumable import require_complete
-from ragdistill.embedding.scoring import TRAINING_FORMATS
+from ragdistill.embedding.rows import TRAINING_FORMATS
 
 LOSSES = ("kl", "margin_mse", "mse")
 DEFAULT_TEMPERATURE = 0.05
