@@ -8,11 +8,21 @@ every module (README, "One vocabulary"), and a stage script parses its group bes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import DTYPES
+
+
+def check_choices(arguments) -> None:
+    """Refuse a value outside its field's `choices`: HfArgumentParser checks them on the command line, this also
+    when arguments are built in Python. An argument dataclass calls it first thing in `__post_init__`."""
+    for item in fields(arguments):
+        choices = item.metadata.get("choices")
+        value = getattr(arguments, item.name)
+        if choices is not None and value not in choices:
+            raise InputError(None, f"--{item.name} must be one of {', '.join(map(str, choices))}, got '{value}'")
 
 
 @dataclass
@@ -69,6 +79,7 @@ class StudentEvaluationArguments:
     max_queries: int = field(default=0, metadata={"help": "Only the first N queries of each test file; 0 = all."})
 
     def __post_init__(self):
+        check_choices(self)
         if not self.student_model or not self.trained_model:
             raise InputError(None, "give --student_model (before training) and --trained_model (after)")
         if not Path(self.trained_model).exists():

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,7 @@ class EngineArguments:
                 "chunk is retried each time."})
 
     def __post_init__(self):
-        if self.engine not in ENGINES:
-            raise InputError(None, f"--engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        check_choices(self)
         if self.num_replicas < 1 or self.cpus_per_replica <= 0 or self.max_restarts < 0:
             raise InputError(None, "--num_replicas and --cpus_per_replica must be positive, --max_restarts >= 0")
         if self.engine == "ray":

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, torch_dtype
 from ragdistill.retrieval.encoder import Encoder, serving_dtype
@@ -84,6 +85,7 @@ class ChainArguments:
     warmup: int = field(default=5, metadata={"help": "Untimed warm-up queries before the timed ones."})
 
     def __post_init__(self):
+        check_choices(self)
         if self.top_k < 1 or self.top_k > 16384:
             raise InputError(None, f"--top_k must be between 1 and 16384, got {self.top_k}")
         if self.rerank_top_k < 1:
@@ -91,9 +93,6 @@ class ChainArguments:
         if self.warmup < 0:
             raise InputError(None, "--warmup must be 0 or more")
         parse_json_params(self.search_params, "--search_params")
-        if self.reranker_backend not in RERANKER_BACKENDS or self.encoder_backend not in ENCODER_BACKENDS:
-            raise InputError(None, f"--reranker_backend must be one of {', '.join(RERANKER_BACKENDS)} and "
-                                   f"--encoder_backend one of {', '.join(ENCODER_BACKENDS)}")
 
 
 class Reranker:

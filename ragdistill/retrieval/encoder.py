@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ class EmbedderArguments:
     batch_size: int = field(default=64, metadata={"help": "sentence-transformers: texts per forward pass."})
 
     def __post_init__(self):
-        if self.backend not in EMBEDDING_BACKENDS:
-            raise InputError(None, f"--backend must be one of {', '.join(EMBEDDING_BACKENDS)}, got '{self.backend}'")
+        check_choices(self)
         if self.dim < 0:
             raise InputError(None, f"--dim must be 0 (full) or a positive size, got {self.dim}")
         if self.backend == "vllm" and not self.normalize:

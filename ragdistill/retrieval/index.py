@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 from ragdistill.retrieval.corpus import primary_key
 from ragdistill.retrieval.encoder import (
@@ -143,8 +144,7 @@ class IndexArguments:
     def __post_init__(self):
         self.index_type = self.index_type.upper()
         self.metric = self.metric.upper()
-        if self.metric not in METRICS:
-            raise InputError(None, f"--metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+        check_choices(self)
         if not 1 <= self.insert_batch_size <= MAX_QUERY_RESULT:
             raise InputError(None, f"--insert_batch_size must be between 1 and {MAX_QUERY_RESULT}")
         self.build_params()

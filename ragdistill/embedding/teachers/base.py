@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype
 
@@ -61,8 +62,7 @@ class TeacherArguments:
     seed: int = field(default=0, metadata={"help": "Random seed (vLLM engine, torch)."})
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise InputError(None, f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        check_choices(self)
         if self.teacher_max_length < 8:
             raise InputError(None, f"--teacher_max_length must be at least 8 tokens, got {self.teacher_max_length}")
         if self.chunk_size < 0 or self.batch_size < 1:
