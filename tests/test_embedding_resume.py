@@ -23,6 +23,7 @@ KILL_DRIVER = r'''
 import os, runpy, signal, sys
 import ragdistill.core.resumable as resumable
 import ragdistill.embedding.scoring as soft_labels
+from ragdistill.core.jsonl import dumps
 
 mode, k, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = [script, *sys.argv[4:]]
@@ -47,7 +48,7 @@ resumable.ChunkedJob.save_chunk = killing_save_chunk
 if mode == "mid-rows":
     def half_the_rows(handle, rows):
         for row in rows[: len(rows) // 2]:
-            handle.write(soft_labels.dumps(row) + "\n")
+            handle.write(dumps(row) + "\n")
         handle.flush()
         die()
     soft_labels.write_rows = half_the_rows
