@@ -12,11 +12,13 @@ import pytest
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
+from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.reranker.scoring import read_pairs, score_file
 from ragdistill.reranker.teachers import (
     GPU_MAX_BATCH_TOKENS,
     MIN_SHARED_PREFIX,
     PAD_TO_MULTIPLE_OF,
+    TeacherArguments,
     TeacherOptions,
     common_prefix_length,
     describe_teacher,
@@ -450,3 +452,16 @@ def test_shard_cli(tiny_models, tmp_path, capsys):
     stage_main("score")([*argv, "--num_shards", "2", "--shard_id", "0"])
     stage_main("score")(argv)
     assert is_complete(output) and len(read_jsonl(output)) == read_json(meta_path(output))["num_pairs"]
+
+
+def test_the_score_stage_flags_reach_the_teacher_options():
+    args = TeacherArguments(teacher_model="m", backend="torch", instruction="find duplicates", teacher_max_length=128,
+                            teacher_dtype="bfloat16", batch_size=3, max_batch_tokens=999, share_prefixes="off",
+                            bi_encoder_scale=7.0, device="cpu")
+    vllm = VLLMArguments(max_num_seqs=5)
+    options = args.options(vllm)
+    assert (options.model, options.backend, options.instruction, options.max_length, options.dtype) == \
+           ("m", "torch", "find duplicates", 128, "bfloat16")
+    assert (options.batch_size, options.max_batch_tokens, options.share_prefixes, options.bi_encoder_scale,
+            options.device) == (3, 999, "off", 7.0, "cpu")
+    assert options.vllm is vllm

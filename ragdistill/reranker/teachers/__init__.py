@@ -5,17 +5,15 @@ One file per backend (`--backend`), each behind the small `Teacher` base class (
 - `torch`: sentence-transformers on CPU or GPU, torch_yes_no.py (yes/no LLMs, with shared prompt prefixes) and
   torch_cross_encoder.py; their batching lives in batching.py;
 - `bi-encoder` (bi_encoder.py): any SentenceTransformer, cosine x scale.
-`describe_teacher` says what a teacher would run with without loading it; `load_teacher` picks and loads one.
+`TeacherArguments` are the score stage's flags (base.py); `describe_teacher` says what a teacher would run with without loading it; `load_teacher` picks and loads one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype
-from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir, start_engine
-from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, yes_no_token_ids
+from ragdistill.core.vllm_engine import require_model_dir, start_engine
+from ragdistill.reranker.prompt import yes_no_token_ids
 from ragdistill.reranker.teachers.base import (
     BACKENDS,
     BI_ENCODER,
@@ -24,6 +22,8 @@ from ragdistill.reranker.teachers.base import (
     YES_NO_LLM,
     ScoredPairs,
     Teacher,
+    TeacherArguments,
+    TeacherOptions,
     TeacherSettings,
     reranker_kind,
     resolve_max_length,
@@ -52,27 +52,12 @@ from ragdistill.reranker.teachers.vllm import (
 __all__ = [
     "BACKENDS", "BI_ENCODER", "CROSS_ENCODER", "DEFAULT_LLM_MAX_LENGTH", "GPU_MAX_BATCH_TOKENS", "MIN_SHARED_PREFIX",
     "PAD_TO_MULTIPLE_OF", "SHARE_PREFIXES", "YES_NO_LLM", "BiEncoderTeacher", "ScoredPairs", "Teacher",
-    "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher", "TransformersYesNoTeacher",
+    "TeacherArguments", "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher", "TransformersYesNoTeacher",
     "VLLMCrossEncoderTeacher", "VLLMYesNoTeacher", "common_prefix_length", "describe_teacher",
     "length_sorted_batches", "load_teacher", "padded_width", "reranker_kind", "resolve_backend",
     "resolve_max_batch_tokens", "resolve_max_length", "resolve_share_prefixes", "start_yes_no_engine",
     "vllm_hf_overrides",
 ]
-
-
-@dataclass
-class TeacherOptions:
-    model: str
-    backend: str = "torch"
-    dtype: str = "auto"
-    max_length: int = 0
-    instruction: str = DEFAULT_INSTRUCTION
-    batch_size: int = 16
-    max_batch_tokens: int = 0
-    share_prefixes: str = "auto"
-    bi_encoder_scale: float = 20.0
-    device: str | None = None
-    vllm: VLLMArguments = field(default_factory=VLLMArguments)
 
 
 def resolve_backend(backend: str) -> str:

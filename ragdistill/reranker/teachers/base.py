@@ -1,4 +1,4 @@
-"""What every reranker teacher shares: its kind (from the model's config.json), its settings, its output.
+"""What every reranker teacher shares: its arguments, its kind (from the model's config.json), its settings, its output.
 
 Two kinds of reranker teacher are understood, told apart by the architecture in the model's config.json:
 - a yes/no LLM reranker (`*ForCausalLM`, e.g. Qwen3-Reranker-8B): score = logit("yes") - logit("no") after the
@@ -19,11 +19,75 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device
 from ragdistill.core.models import architecture as model_architecture
 from ragdistill.core.models import read_model_config
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
 
 BACKENDS = ("vllm", "torch", "bi-encoder")
 YES_NO_LLM, CROSS_ENCODER, BI_ENCODER = "yes/no LLM reranker", "cross-encoder", "bi-encoder"
 # Qwen3-Reranker's context is 32k; 8192 covers nearly every passage and keeps memory sane. Users lower it.
 DEFAULT_LLM_MAX_LENGTH = 8192
+
+
+@dataclass
+class TeacherOptions:
+    """A teacher to load (load_teacher), as the score stage and the Milvus chain give it."""
+
+    model: str
+    backend: str = "torch"
+    dtype: str = "auto"
+    max_length: int = 0
+    instruction: str = DEFAULT_INSTRUCTION
+    batch_size: int = 16
+    max_batch_tokens: int = 0
+    share_prefixes: str = "auto"
+    bi_encoder_scale: float = 20.0
+    device: str | None = None
+    vllm: VLLMArguments = field(default_factory=VLLMArguments)
+
+
+@dataclass
+class TeacherArguments:
+    """Which teacher scores the pairs, and how: the score stage's flags."""
+
+    teacher_model: str = field(default="Qwen/Qwen3-Reranker-8B", metadata={
+        "help": "Teacher: a yes/no LLM reranker (Qwen3-Reranker-*), a cross-encoder (bge-reranker-*), or for "
+                "--backend bi-encoder any SentenceTransformer. Hub id or local folder."})
+    backend: str = field(default="auto", metadata={
+        "help": "vllm, torch or bi-encoder (an embedder as teacher); auto = vllm where a GPU and vLLM are present, "
+                "else torch."})
+    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={
+        "help": "The <Instruct> of yes/no LLM rerankers: describe your retrieval task."})
+    teacher_max_length: int = field(default=0, metadata={
+        "help": "Max tokens per prompt; longer documents are cut (and counted). 0 = 8192 for yes/no LLM rerankers "
+                "(lower it to save memory and time), the model's own limit otherwise."})
+    teacher_dtype: str = field(default="auto", metadata={
+        "help": "auto (bfloat16 on GPUs and CPUs with AMX or AVX512-BF16, else float32), float32, bfloat16 or "
+                "float16."})
+    batch_size: int = field(default=16, metadata={
+        "help": "Pairs per forward pass (torch and bi-encoder backends; vLLM batches by itself)."})
+    max_batch_tokens: int = field(default=0, metadata={
+        "help": "torch backend: fill each forward pass up to this many padded tokens instead of --batch_size "
+                "rows; 0 = 16384 on GPUs (fixed small batches leave a GPU idle), off on CPUs. Lower it on an "
+                "out-of-memory."})
+    share_prefixes: str = field(default="auto", metadata={
+        "help": "torch backend, yes/no LLMs: compute each query's shared prompt prefix (system prompt, "
+                "instruction, query) once as a KV cache and run only the passages' own tokens, many queries a "
+                "batch; same scores. auto = on on CPUs (measured faster), off on GPUs (not measured there yet); "
+                "on, off."})
+    bi_encoder_scale: float = field(default=20.0, metadata={
+        "help": "bi-encoder backend: score = cosine x this. Cosines span a narrow range; x20 (as in "
+                "sentence-transformers' MarginMSE examples) gives logit-like margins."})
+    device: str = field(default=None, metadata={"help": "torch/bi-encoder device; default cuda if present."})
+    chunk_size: int = field(default=4096, metadata={
+        "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
+
+    def options(self, vllm: VLLMArguments) -> TeacherOptions:
+        """What load_teacher takes; vLLM's engine settings travel with it."""
+        return TeacherOptions(
+            model=self.teacher_model, backend=self.backend, dtype=self.teacher_dtype,
+            max_length=self.teacher_max_length, instruction=self.instruction, batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens, share_prefixes=self.share_prefixes,
+            bi_encoder_scale=self.bi_encoder_scale, device=self.device, vllm=vllm)
 
 
 @dataclass
