@@ -41,7 +41,6 @@ from ragdistill.core.training import (
     resolve_resume_checkpoint,
     save_training_record,
 )
-from ragdistill.reranker.evaluation import read_test_samples
 from ragdistill.reranker.training import (
     DEFAULT_LABEL_WEIGHT,
     LAMBDA_LABELS,
@@ -52,6 +51,7 @@ from ragdistill.reranker.training import (
     is_yes_no_llm,
     load_student,
     load_training_rows,
+    reranking_evaluator,
     rows_provenance,
     student_has_trained_head,
     student_instruction,
@@ -127,12 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     loss = build_loss(args.loss, model, args.mini_batch_size or None, label_weight)
 
     # 4. optional evaluator on a test file during training
-    evaluator = None
-    if student.eval_file:
-        from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
-
-        samples = read_test_samples(student.eval_file, student.eval_max_queries)
-        evaluator = CrossEncoderRerankingEvaluator([s.as_dict() for s in samples], name="eval", at_k=10)
+    evaluator = reranking_evaluator(student.eval_file, student.eval_max_queries)
 
     # 5. model card data
     teacher = args.teacher_model or ", ".join(provenance["teachers"]) or "unknown teacher"

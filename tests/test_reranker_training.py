@@ -241,3 +241,15 @@ def test_default_label_weight_follows_the_rows(score_file, tmp_path, caplog):
     assert default_label_weight("lambda", None, [str(labelled)]) == 0.0
     assert default_label_weight("listnet", 0.0, [str(labelled)]) == 0.0
     assert default_label_weight("listnet", 2.0, [str(plain)]) == 2.0  # refused later, by load_training_rows
+
+
+def test_eval_file_is_evaluated_during_training(train_script, tiny_models, score_file, tmp_path):
+    output = tmp_path / "model"
+    dev = Path(__file__).resolve().parents[1] / "data/wikiqa/dev.jsonl.gz"
+    train_script(train_args(tiny_models, rows_file(score_file, tmp_path, "listwise"), output, "--loss", "listnet",
+                            "--eval_file", str(dev), "--eval_max_queries", "3", "--eval_strategy", "steps",
+                            "--eval_steps", "2"))
+    history = json.loads((output / "log_history.json").read_text())
+    evaluated = [entry for entry in history if any(key.endswith("ndcg@10") for key in entry)]
+    assert [entry["step"] for entry in evaluated] == [2]
+    assert 0 < next(value for key, value in evaluated[0].items() if key.endswith("ndcg@10")) <= 1

@@ -330,3 +330,16 @@ def card_facts(student: str, teacher: str, train_files: Sequence[str], fmt: str,
     if lora:
         facts.append(f"Trained with {lora}; the adapters are merged into these weights")
     return facts
+
+
+def reranking_evaluator(path: str | None, max_queries: int = 0, name: str = "eval"):
+    """CrossEncoderRerankingEvaluator over (the first `max_queries` queries of) an MTEB reranking file, for
+    evaluation during training (None without a file)."""
+    if not path:
+        return None
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    from ragdistill.reranker.evaluation import read_test_samples
+
+    samples = read_test_samples(path, max_queries)
+    return CrossEncoderRerankingEvaluator([sample.as_dict() for sample in samples], name=name, at_k=10)
