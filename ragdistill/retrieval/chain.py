@@ -27,6 +27,7 @@ from pathlib import Path
 from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, torch_dtype
+from ragdistill.retrieval.corpus import iter_fields
 from ragdistill.retrieval.encoder import Encoder, serving_dtype
 from ragdistill.retrieval.index import CollectionInfo, Hit, parse_json_params, search
 
@@ -224,29 +225,21 @@ def trec_lines(qid: str, hits: Sequence[tuple[str, float]], tag: str) -> list[st
 
 def read_trec_run(path: str | os.PathLike) -> dict[str, list[tuple[str, float]]]:
     """qid -> [(docid, score)] ranked by score (ties by rank); bad lines raise InputError naming file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file does not exist")
     entries: dict[str, list[tuple[float, int, str]]] = {}
     seen: dict[str, set[str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise InputError(path, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}",
-                                 line_number)
-            qid, _, doc_id, rank, score, _ = fields
-            try:
-                rank_value, score_value = int(rank), float(score)
-            except ValueError:
-                raise InputError(path, f"rank '{rank}' must be an integer and score '{score}' a number",
-                                 line_number) from None
-            if doc_id in seen.setdefault(qid, set()):
-                raise InputError(path, f"document '{doc_id}' listed twice for query '{qid}'", line_number)
-            seen[qid].add(doc_id)
-            entries.setdefault(qid, []).append((score_value, rank_value, doc_id))
+    for line_number, fields in iter_fields(path):
+        if len(fields) != 6:
+            raise InputError(path, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}", line_number)
+        qid, _, doc_id, rank, score, _ = fields
+        try:
+            rank_value, score_value = int(rank), float(score)
+        except ValueError:
+            raise InputError(path, f"rank '{rank}' must be an integer and score '{score}' a number",
+                             line_number) from None
+        if doc_id in seen.setdefault(qid, set()):
+            raise InputError(path, f"document '{doc_id}' listed twice for query '{qid}'", line_number)
+        seen[qid].add(doc_id)
+        entries.setdefault(qid, []).append((score_value, rank_value, doc_id))
     if not entries:
         raise InputError(path, "empty run (no lines)")
     return {qid: [(doc_id, score) for score, _, doc_id in sorted(rows, key=lambda r: (-r[0], r[1]))]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,29 +196,34 @@ def load_retrieval_set(args: CorpusArguments, with_documents: bool = True) -> Re
     return load_mteb(split_paths(args.corpus), split_paths(args.distractor_files), args.skip_invalid)
 
 
-def read_qrels_file(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """Qrels from a BEIR tsv (query-id, corpus-id, score) or a TREC qrels file (qid 0 docid relevance)."""
+def iter_fields(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
+    """(line number, whitespace-separated fields) of each non-blank line of a TREC-style text file (qrels, runs);
+    a missing file raises InputError."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file does not exist")
-    qrels: dict[str, dict[str, int]] = {}
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in (3, 4):
-                raise InputError(path, f"expected 3 fields (query-id corpus-id score) or 4 (qid 0 docid relevance), "
-                                       f"got {len(fields)}", line_number)
-            qid, doc_id, relevance = (fields[0], fields[1], fields[2]) if len(fields) == 3 else \
-                (fields[0], fields[2], fields[3])
-            try:
-                value = int(float(relevance))
-            except ValueError:
-                if line_number == 1:
-                    continue  # a header line
-                raise InputError(path, f"relevance '{relevance}' is not a number", line_number) from None
-            qrels.setdefault(qid, {})[doc_id] = value
+            if fields := line.split():
+                yield line_number, fields
+
+
+def read_qrels_file(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """Qrels from a BEIR tsv (query-id, corpus-id, score) or a TREC qrels file (qid 0 docid relevance)."""
+    qrels: dict[str, dict[str, int]] = {}
+    for line_number, fields in iter_fields(path):
+        if len(fields) not in (3, 4):
+            raise InputError(path, f"expected 3 fields (query-id corpus-id score) or 4 (qid 0 docid relevance), "
+                                   f"got {len(fields)}", line_number)
+        qid, doc_id, relevance = (fields[0], fields[1], fields[2]) if len(fields) == 3 else \
+            (fields[0], fields[2], fields[3])
+        try:
+            value = int(float(relevance))
+        except ValueError:
+            if line_number == 1:
+                continue  # a header line
+            raise InputError(path, f"relevance '{relevance}' is not a number", line_number) from None
+        qrels.setdefault(qid, {})[doc_id] = value
     if not qrels:
         raise InputError(path, "no judgements in this file")
     return qrels
