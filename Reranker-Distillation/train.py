@@ -93,18 +93,28 @@ class DistillationArguments:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # 1. arguments: ours, LoRA, and every CrossEncoderTrainingArguments flag
     student, args, lora, training_args = parse_args(StudentTrainingArguments, DistillationArguments, LoraArguments,
                                                     CrossEncoderTrainingArguments, args=argv, defaults=DEFAULTS)
     train_files = split_paths(student.training_rows)
     check_distributed(training_args)  # torchrun on CPUs needs --use_cpu true, or N copies would train apart
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
-    # 1. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py); a yes/no
-    # LLM reads the teacher's instruction, and LoRA adapters (if asked) train instead of its weights
-    set_seed(training_args.seed)
+    # 2. data: the stage-2 rows, laid out for the loss and its label term (read once, on the main process first
+    # under torchrun)
     provenance = rows_provenance(train_files)
-    instruction = args.instruction or teacher_instruction(provenance, train_files[0])
+    label_weight = default_label_weight(args.loss, args.label_weight, train_files)
+    with training_args.main_process_first(desc="loading training rows"):
+        train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels, label_weight)
+    logger.info(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}"
+                + (f", + {label_weight:g} x the data's labels" if label_weight else ""))
+
+    # 3. student (seeded first: a freshly added head starts the same on every rank and in evaluation.py); a yes/no
+    # LLM reads the teacher's instruction, and LoRA adapters (if asked) train instead of its weights
     # float32: the Trainer's master weights (--bf16 is autocast); a bf16 checkpoint (Qwen3) would otherwise
     # train in bf16, where small updates round away
+    set_seed(training_args.seed)
+    instruction = args.instruction or teacher_instruction(provenance, train_files[0])
     model = load_student(student.student_model, student.max_seq_length, torch.float32, str(training_args.device),
                          instruction=instruction)
     if not student_has_trained_head(student.student_model):
@@ -113,38 +123,26 @@ def main(argv: list[str] | None = None) -> None:
         teacher_length = provenance["teacher_max_length"]
         logger.info(f"yes/no LLM student: the teacher's prompt with the instruction {student_instruction(model)!r}, "
                     f"cut to --max_seq_length {student.max_seq_length} (the teacher's: {teacher_length or 'unknown'})")
-    add_lora(model, lora)
-
-    # 2. data: the stage-2 rows, laid out for the loss and its label term (read once, on the main process first
-    # under torchrun)
-    label_weight = default_label_weight(args.loss, args.label_weight, train_files)
-    with training_args.main_process_first(desc="loading training rows"):
-        train_dataset, row_format = load_training_rows(train_files, args.loss, args.lambda_labels, label_weight)
-    logger.info(f"{len(train_dataset)} training rows ({row_format}) for --loss {args.loss}"
-                + (f", + {label_weight:g} x the data's labels" if label_weight else ""))
-
-    # 3. loss
-    loss = build_loss(args.loss, model, args.mini_batch_size or None, label_weight)
-
-    # 4. optional evaluator on a test file during training
-    evaluator = reranking_evaluator(student.eval_file, student.eval_max_queries)
-
-    # 5. model card data
     teacher = args.teacher_model or ", ".join(provenance["teachers"]) or "unknown teacher"
     describe_distillation(model, student.student_model, teacher, train_files, tags=["reranker", f"loss:{args.loss}"])
+    add_lora(model, lora)
 
-    # 6. trainer. Under torchrun (DDP) the losses run the model several times per step (positive, negatives),
-    # which DDP's unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
+    # 4. loss on the student's scores, matching the teacher's
+    loss = build_loss(args.loss, model, args.mini_batch_size or None, label_weight)
+
+    # 5. optional evaluator during training
+    evaluator = reranking_evaluator(student.eval_file, student.eval_max_queries)
+
+    # 6. train (resuming from a checkpoint if asked: a path, or "last" for the newest in --output_dir). Under
+    # torchrun (DDP) the losses run the model several times per step (positive, negatives), which DDP's
+    # unused-parameter search does not allow; a cross-encoder uses all its parameters anyway.
     if training_args.ddp_find_unused_parameters is None:
         training_args.ddp_find_unused_parameters = False
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
                                   evaluator=evaluator)
-
-    # 7. train (resuming from a checkpoint if asked: a path, or "last" for the newest in --output_dir)
-    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
 
-    # 8. save the final model (sentence-transformers format; LoRA adapters merged into it) and its training record,
+    # 7. save the final model (sentence-transformers format; LoRA adapters merged into it) and its training record,
     # beside the checkpoints
     merge_lora(model)
     trainer.save_model(training_args.output_dir)

@@ -89,7 +89,7 @@ def test_loss_needs_matching_rows(train_script, tiny_models, score_file, tmp_pat
 
 def test_student_path_must_exist(train_script, tiny_models, score_file, tmp_path):
     rows = rows_file(score_file, tmp_path, "ntuple")
-    args = train_args(tiny_models, rows, tmp_path / "m")
+    args = train_args(tiny_models, rows, tmp_path / "m", "--loss", "margin_mse")
     args[1] = str(tmp_path / "missing-student")
     with pytest.raises(InputError, match="student model path does not exist"):
         train_script(args)
