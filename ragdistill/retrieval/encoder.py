@@ -121,15 +121,15 @@ class Encoder:
         self.backend_model = backend_model  # a ragdistill.embedding.teachers.EmbeddingTeacher
         self.record = record
 
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.record.document_prompt
+    def _encode(self, prompt: str, texts: Sequence[str]) -> np.ndarray:
         return shape_vectors(self.backend_model.encode([prompt + text for text in texts]), self.record.dim,
                              self.record.normalize)
 
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(self.record.document_prompt, texts)
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.record.query_prompt
-        return shape_vectors(self.backend_model.encode([prompt + text for text in texts]), self.record.dim,
-                             self.record.normalize)
+        return self._encode(self.record.query_prompt, texts)
 
     def probe(self) -> list[list[float]]:
         vectors = self.encode_documents(PROBE_TEXTS)[:, :PROBE_COMPONENTS]

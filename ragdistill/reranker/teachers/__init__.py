@@ -5,7 +5,8 @@ One file per backend (`--backend`), each behind the small `Teacher` base class (
 - `torch`: sentence-transformers on CPU or GPU, torch_yes_no.py (yes/no LLMs, with shared prompt prefixes) and
   torch_cross_encoder.py; their batching lives in batching.py;
 - `bi-encoder` (bi_encoder.py): any SentenceTransformer, cosine x scale.
-`TeacherArguments` are the score stage's flags (base.py); `describe_teacher` says what a teacher would run with without loading it; `load_teacher` picks and loads one.
+`TeacherArguments` are the score stage's flags (base.py); `describe_teacher` says what a teacher would run with
+without loading it; `load_teacher` picks and loads one.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ from ragdistill.reranker.teachers.vllm import (
 __all__ = [
     "BACKENDS", "BI_ENCODER", "CROSS_ENCODER", "DEFAULT_LLM_MAX_LENGTH", "GPU_MAX_BATCH_TOKENS", "MIN_SHARED_PREFIX",
     "PAD_TO_MULTIPLE_OF", "SHARE_PREFIXES", "YES_NO_LLM", "BiEncoderTeacher", "ScoredPairs", "Teacher",
-    "TeacherArguments", "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher", "TransformersYesNoTeacher",
-    "VLLMCrossEncoderTeacher", "VLLMYesNoTeacher", "common_prefix_length", "describe_teacher",
+    "TeacherArguments", "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher",
+    "TransformersYesNoTeacher", "VLLMCrossEncoderTeacher", "VLLMYesNoTeacher", "common_prefix_length", "describe_teacher",
     "length_sorted_batches", "load_teacher", "padded_width", "reranker_kind", "resolve_backend",
     "resolve_max_batch_tokens", "resolve_max_length", "resolve_share_prefixes", "start_yes_no_engine",
     "vllm_hf_overrides",
