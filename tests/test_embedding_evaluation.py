@@ -1,6 +1,6 @@
-"""Stage 3 of Embedding-Distillation: the teacher's row, computed by ragdistill.core.metrics from its stored
-similarities, equals what sentence-transformers' RerankingEvaluator reports for the same model, so before / after /
-teacher compare like for like; the recorded similarities are the ones the evaluator ranked by."""
+"""Stage 3 of Embedding-Distillation: the students' rows (public encode_query / encode_document / similarity) and the
+teacher's row (ragdistill.core.metrics on its stored similarities) equal what sentence-transformers' RerankingEvaluator
+reports for the same model, and a plain re-computation by hand, so before / after / teacher compare like for like."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from ragdistill.core.errors import InputError
 from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample, read_samples
-from ragdistill.embedding import evaluation as embedding_evaluation
 from ragdistill.embedding.evaluation import (
     RANK_AGREEMENT,
     FileEvaluation,
@@ -52,6 +51,7 @@ def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(
     model = SentenceTransformer(model_path, device="cpu")
     assert model.max_seq_length == 512
     from_evaluator = evaluate_student(model, samples)
+    assert from_evaluator.metrics == pytest.approx(reranking_evaluator_metrics(model, samples), abs=1e-12)
     assert set(from_stored) == set(from_evaluator.metrics) == {"map", "mrr@10", "ndcg@10"}
     for name, value in from_evaluator.metrics.items():
         assert from_stored[name] == pytest.approx(value, abs=1e-9), name
@@ -65,25 +65,53 @@ def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(
     assert any(round(value, 6) != value for value in stored)
 
 
-def test_tied_similarities_are_ranked_in_the_evaluators_order(monkeypatch, tiny_models):
+def test_tied_similarities_are_ranked_in_the_evaluators_order(tiny_models):
     from sentence_transformers import SentenceTransformer
 
     # the same text as positive and negatives: every similarity of a query ties exactly
     model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
     samples = [RerankingSample(f"query {i}", ["same passage"], ["same passage"] * n)
                for i, n in enumerate([3, 20, 40, 63])]
-    result = evaluate_student(model, samples)  # checks itself that ragdistill.core.metrics reproduces the evaluator
+    result = evaluate_student(model, samples)
     assert all(np.ptp(sims) == 0 for sims in result.similarities)
     assert metrics_from_similarities(samples, result.similarities) == result.metrics
     # a stable sort would put the positive first (MRR 1); the evaluator's torch.argsort does not, on longer lists
     stable = ranking_metrics([([True] + [False] * (len(s) - 1), s) for s in result.similarities], ties="stable")
     assert stable["mrr@10"] == 1.0 > result.metrics["mrr@10"]
     assert stable["map"] == pytest.approx(result.metrics["map"])
+    # ... and ours, in the evaluator's tie order, gives the evaluator's MRR
+    assert result.metrics == pytest.approx(reranking_evaluator_metrics(model, samples), abs=1e-12)
 
-    # and the run-time check catches a tie rule that differs from the evaluator's
-    monkeypatch.setattr(embedding_evaluation, "evaluator_order", lambda sims, device=None: np.arange(len(sims)))
-    with pytest.raises(RuntimeError, match="mrr@10"):
-        evaluate_student(model, samples)
+
+def test_student_metrics_equal_a_plain_recomputation(tiny_models):
+    from sentence_transformers import SentenceTransformer
+
+    # cosine similarity of plain encodings and average precision by hand, on a case without ties
+    model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    samples = [RerankingSample("what is a cat", ["a cat is a small feline"], ["the stock market fell", "rain today"]),
+               RerankingSample("capital of france", ["paris is the capital of france"],
+                               ["berlin is in germany", "a recipe for bread", "france borders spain"])]
+    result = evaluate_student(model, samples)
+
+    average_precisions = []
+    for sample, sims in zip(samples, result.similarities):
+        query = model.encode(sample.query)
+        documents = model.encode(sample.candidates)
+        cosine = documents @ query / (np.linalg.norm(documents, axis=1) * np.linalg.norm(query))
+        np.testing.assert_allclose(sims, cosine, atol=1e-5)
+        relevant = [text in sample.positive for text in sample.candidates]
+        ranked = [relevant[i] for i in np.argsort(-cosine)]
+        hits = np.cumsum(ranked)
+        average_precisions.append(sum(hits[i] / (i + 1) for i in range(len(ranked)) if ranked[i]) / sum(relevant))
+    assert result.metrics["map"] == pytest.approx(np.mean(average_precisions), abs=1e-9)
+
+
+def reranking_evaluator_metrics(model, samples) -> dict[str, float]:
+    """sentence-transformers' own RerankingEvaluator on the same samples (its documented arguments only)."""
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    evaluator = RerankingEvaluator([s.as_dict() for s in samples], write_csv=False)
+    return {key: float(value) for key, value in evaluator(model).items()}
 
 
 def test_comparison_table_and_misaligned_cache(eval_file):

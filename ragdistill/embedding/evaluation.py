@@ -1,15 +1,15 @@
 """Stage 3 of Embedding-Distillation: the pieces behind evaluation.py.
 
-The students (before and after training) are scored by sentence-transformers' RerankingEvaluator; the teacher's
-row comes from its stored similarities (ragdistill.embedding.scoring.cached_teacher_scores, full float32 precision) through
-ragdistill.core.metrics, which computes MAP / MRR@10 / NDCG@10 the same way, with the evaluator's own order among tied
-scores (`evaluator_order`), so the rows compare like for like. Every student evaluation checks that the same
-computation on the evaluator's own similarities reproduces its numbers.
+The students (before and after training) are scored through their public sentence-transformers API (`encode_query`,
+`encode_document`, `similarity`); the teacher's row comes from its stored similarities
+(ragdistill.embedding.scoring.cached_teacher_scores, full float32 precision). Both go through
+`metrics_from_similarities`, which computes MAP / MRR@10 / NDCG@10 as sentence-transformers' RerankingEvaluator does,
+with its order among tied scores (`evaluator_order`), so the rows compare like for like and with the evaluator's
+numbers (tests/test_embedding_evaluation.py checks that they are equal).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,41 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
-from ragdistill.core.metrics import METRIC_NAMES, ranking_metrics
+from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample
 from ragdistill.core.report import Comparison
 from ragdistill.core.speed import items_per_second
 
 RANK_AGREEMENT = "spearman vs teacher"
-
-
-def reranking_evaluator_class():
-    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
-
-    class RecordingRerankingEvaluator(RerankingEvaluator):
-        """RerankingEvaluator that keeps the embeddings it ranked by, so its similarities can be plotted."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.recorded: dict[str | None, object] = {}
-
-        def embed_inputs(self, model, sentences, encode_fn_name=None, show_progress_bar=None, **kwargs):
-            embeddings = super().embed_inputs(model, sentences, encode_fn_name, show_progress_bar, **kwargs)
-            self.recorded[encode_fn_name] = embeddings
-            return embeddings
-
-        def similarities(self) -> list[np.ndarray]:
-            """Per sample, the similarity of its query to each candidate, as the evaluator computed them."""
-            queries, documents = self.recorded["query"], self.recorded["document"]
-            result, offset = [], 0
-            for index, sample in enumerate(self.samples):
-                count = len(sample["positive"]) + len(sample["negative"])
-                scores = self.similarity_fct(queries[index], documents[offset:offset + count])
-                result.append(scores.reshape(-1).float().cpu().numpy())
-                offset += count
-            return result
-
-    return RecordingRerankingEvaluator
 
 
 @dataclass
@@ -61,21 +32,31 @@ class StudentScores:
     similarities: list[np.ndarray]
 
 
+def student_similarities(model, samples: Sequence[RerankingSample], batch_size: int = 32,
+                         show_progress_bar: bool = False) -> list[np.ndarray]:
+    """Per sample, the similarity of its query to each candidate: the model's own query and document encodings
+    (`encode_query` / `encode_document`, so its prompts apply) compared by its own `similarity`, as
+    RerankingEvaluator compares them."""
+    queries = model.encode_query([s.query for s in samples], batch_size=batch_size, convert_to_tensor=True,
+                                 show_progress_bar=show_progress_bar)
+    documents = model.encode_document([text for s in samples for text in s.candidates], batch_size=batch_size,
+                                      convert_to_tensor=True, show_progress_bar=show_progress_bar)
+    result, offset = [], 0
+    for index, sample in enumerate(samples):
+        count = len(sample.candidates)
+        scores = model.similarity(queries[index:index + 1], documents[offset:offset + count])
+        result.append(scores.reshape(-1).float().cpu().numpy())
+        offset += count
+    return result
+
+
 def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int = 32,
                      show_progress_bar: bool = False) -> StudentScores:
-    """RerankingEvaluator's MAP / MRR@10 / NDCG@10, and the similarities it ranked by."""
-    evaluator = reranking_evaluator_class()([s.as_dict() for s in samples], batch_size=batch_size, write_csv=False,
-                                            show_progress_bar=show_progress_bar)
-    metrics = {key: float(value) for key, value in evaluator(model).items()}
-    similarities = evaluator.similarities()
-    # The teacher row is computed from stored similarities by metrics_from_similarities: on the evaluator's own
-    # similarities it must give the evaluator's numbers, or the rows would not compare like for like.
-    ours = metrics_from_similarities(samples, similarities, device=model.device)
-    for name in METRIC_NAMES:
-        if not math.isclose(ours[name], metrics[name], rel_tol=1e-9, abs_tol=1e-12):
-            raise RuntimeError(f"ragdistill.core.metrics gives {name}={ours[name]} on the evaluator's own similarities, "
-                               f"RerankingEvaluator {metrics[name]}: the teacher row would not compare like for like")
-    return StudentScores(metrics, similarities)
+    """MAP / MRR@10 / NDCG@10 of a SentenceTransformer, and the similarities it ranked by. Computed as the teacher's
+    row is (metrics_from_similarities), so the rows compare like for like; the numbers equal RerankingEvaluator's
+    (tests/test_embedding_evaluation.py)."""
+    similarities = student_similarities(model, samples, batch_size, show_progress_bar)
+    return StudentScores(metrics_from_similarities(samples, similarities, device=model.device), similarities)
 
 
 def teacher_similarities(samples: Sequence[RerankingSample], score_rows: Sequence[dict], path: str
