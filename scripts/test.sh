@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# The test command: set up (or reuse) .venv, lint with ruff, run the test suite. Extra arguments go to pytest.
+# The test command: set up (or reuse) .venv at the locked versions, lint with ruff, run the test suite.
+# Extra arguments go to pytest.
+#   bash scripts/test.sh --latest [PYTEST_ARGS]   the same, in a throwaway venv resolved afresh from the ranges in
+#                                                  requirements*.txt (not the lock): catches the next upstream release
+#                                                  that breaks the project before a lock update takes it in
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
-VENV="${VENV:-$ROOT/.venv}"
+VENV="$ROOT/.venv"
+if [ "${1:-}" = "--latest" ]; then
+  shift
+  source "$ROOT/scripts/packages.sh"
+  latest="$(mktemp -d -t ragdistill-latest.XXXXXX)"
+  trap 'rm -rf "$latest"' EXIT
+  UV="$VENV/bin/uv" bash "$ROOT/scripts/lock.sh" "$latest/locks"
+  echo "test: the newest releases the ranges allow, against the lock:"
+  diff "$LOCK_DIR/$RAGDISTILL_VARIANT.txt" "$latest/locks/$RAGDISTILL_VARIANT.txt" | grep '^[<>] [A-Za-z]' || echo "  (none newer)"
+  VENV="$latest/venv" LOCK="$latest/locks/$RAGDISTILL_VARIANT.txt" bash "$ROOT/scripts/setup.sh"
+  VENV="$latest/venv"
+fi
 cd "$ROOT"
 # Tests never reach a model hub: everything they load is built or bundled locally.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
