@@ -118,7 +118,7 @@ def build_qwen3(output_dir: str | os.PathLike, hidden_size: int = 128, num_layer
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads, head_dim=head_dim,
         intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=False, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",
+        pad_token_id=tokenizer.pad_token_id, dtype="float32",
     )
     model = Qwen3ForCausalLM(config)
     # Random init is tiny (std 0.02); scale the output layer so yes/no logits differ visibly between inputs.

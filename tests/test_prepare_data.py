@@ -219,7 +219,7 @@ def test_download_fetches_only_wanted_split(tmp_path, monkeypatch, source, layou
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hf_fake)
     monkeypatch.setattr(ms, "dataset_snapshot_download", ms_fake)
     monkeypatch.setattr(hub, "unreachable_reason", lambda url, timeout: None)  # "the network works"
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
 
     run_script(monkeypatch, "--source", source, "--datasets", "scidocs-reranking", "--splits", "test",
                "--output_dir", str(tmp_path / "out"))

@@ -117,10 +117,10 @@ def download_snapshot(name: str, source: str = "modelscope", splits: Sequence[st
     repo, label, endpoint = repo_id(name, source), SOURCE_LABELS[source], source_endpoint(source)
     patterns = _allow_patterns(splits)
     if source == "hf":
-        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub import is_offline_mode, snapshot_download
 
         offline = "offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
-        reason = offline if constants.HF_HUB_OFFLINE else unreachable_reason(endpoint, connect_timeout)
+        reason = offline if is_offline_mode() else unreachable_reason(endpoint, connect_timeout)
         try:
             return Path(snapshot_download(repo, repo_type="dataset", revision=revision, cache_dir=cache_dir,
                                           allow_patterns=patterns, local_files_only=reason is not None,

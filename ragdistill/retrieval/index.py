@@ -171,9 +171,9 @@ def check_index_type(index_type: str, uri: str) -> None:
         raise InputError(uri, f"index type {index_type}{where} is not built by Milvus Lite; use one of "
                               f"{', '.join(LITE_INDEX_TYPES)}")
     if is_lite(uri) and index_type not in ("AUTOINDEX", "FLAT"):
-        from milvus_lite.index.factory import is_faiss_available
+        import importlib.util
 
-        if not is_faiss_available():
+        if importlib.util.find_spec("faiss") is None:
             raise InputError(uri, f"Milvus Lite builds {index_type} with faiss-cpu, which is not installed "
                                   "(pip install faiss-cpu), or use --index_type FLAT")
 

@@ -118,4 +118,4 @@ def load_teacher(options: TeacherOptions, llm=None) -> Teacher:
         # vLLM's choice, since encoder-only cross-encoders (BERT, XLM-RoBERTa) have no KV cache to share.
         llm = start_engine(model, options.vllm, dtype=dtype, max_model_len=max_length or None,
                            enable_prefix_caching=None)
-    return VLLMCrossEncoderTeacher(model, llm, dtype, max_length or llm.llm_engine.model_config.max_model_len)
+    return VLLMCrossEncoderTeacher(model, llm, dtype, max_length or llm.model_config.max_model_len)

@@ -39,13 +39,13 @@ class TransformersYesNoTeacher(Teacher):
         from sentence_transformers.cross_encoder.modules import LogitScore
 
         self.model = CrossEncoder(model, device=device or default_device(), model_kwargs={"dtype": torch_dtype(dtype)})
-        tokenizer = self.model[0].tokenizer
+        tokenizer = self.model.tokenizer
         yes_id, no_id = yes_no_token_ids(tokenizer, model)
         head = self.model[-1]
         if not isinstance(head, LogitScore) or (head.true_token_id, head.false_token_id) != (yes_id, no_id):
             raise InputError(model, "not a yes/no reranker: sentence-transformers did not load it as "
                                     "[Transformer, LogitScore(yes, no)]")
-        network = self.model[0].auto_model
+        network = self.model.transformers_model
         self.decoder = network.get_decoder()
         weight = network.get_output_embeddings().weight.detach()
         self.yes_minus_no = weight[yes_id].float() - weight[no_id].float()
