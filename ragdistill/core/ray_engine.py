@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import pickle
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -92,13 +93,13 @@ def ray_session(args: EngineArguments):
     if not address or _host(address) in LOOPBACK:
         # Read when Ray is imported: bind and advertise 127.0.0.1 only (and reach a head bound to it there).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address:
+        _cluster_settings(address)
     import ray
 
     if ray.is_initialized():
         yield ray
         return
-    if address:
-        _cluster_settings(address)
     env = {**ACTOR_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}}
     runtime_env: dict[str, Any] = {"env_vars": env}
     if address:
@@ -125,7 +126,7 @@ def ray_session(args: EngineArguments):
 
 
 def _cluster_settings(address: str) -> None:
-    """Driver settings for joining the cluster at `address`, made before ray.init reads them.
+    """Driver settings for joining the cluster at `address`, made before Ray is imported (it reads them then).
 
     Token authentication (Ray's default): Ray's driver sends its token on its own only to a cluster it found itself
     (`auto`); for an address given explicitly it stays in RAY_AUTH_MODE=disabled and the cluster refuses it
@@ -133,12 +134,13 @@ def _cluster_settings(address: str) -> None:
     cluster, so it turns token mode on; RAY_AUTH_MODE set by the user is kept as it is.
     A head bound to 127.0.0.1: Ray would replace 127.0.0.1 by this machine's network address unless its
     loopback-only switch was set when Ray was imported (ray_session sets it where Ray is imported there)."""
-    import ray
-
     if "RAY_AUTH_MODE" not in os.environ and ({"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & os.environ.keys()):
+        if "ray" in sys.modules:  # Ray read its mode when imported; it would stay off
+            raise InputError(None, "Ray was imported before the engine could turn token authentication on: set "
+                                   "RAY_AUTH_MODE=token in the environment before starting Python")
         os.environ["RAY_AUTH_MODE"] = "token"
-        ray._raylet.Config.initialize("")  # Ray caches the mode: re-read it, as Ray does when it turns token mode on
-    if _host(address) in LOOPBACK and ray._private.ray_constants.ENABLE_RAY_CLUSTER:
+    # Ray's switch as Ray reads it (ray_session has set it to 0 unless the user set it)
+    if _host(address) in LOOPBACK and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "").lower() in ("1", "true"):
         raise InputError(None, f"RAY_ADDRESS {address} is a loopback address: set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "
                          "(before Ray is imported), as for the head node, else Ray connects to this machine's network "
                          "address instead")
