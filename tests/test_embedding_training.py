@@ -117,14 +117,18 @@ def test_loss_pieces(tiny_models):
         build_loss(model, "kl", matryoshka_dims=[128, 64])
     with pytest.raises(InputError, match="--loss must be one of"):
         build_loss(model, "cosine")
+    with pytest.raises(InputError, match="--student_temperature must be a positive number"):
+        build_loss(model, "kl", student_temperature=0.0, label_weight=0.3)
 
-    # the data's labels beside the teacher: KL divergence (undoing DistillKLDivLoss's T^2) + w x cross-entropy of
+    # the data's labels beside the teacher: KL divergence (without DistillKLDivLoss's T^2) + w x cross-entropy of
     # each row's positive against every candidate of the batch, at the student temperature
     embeddings = [torch.randn(3, 8) for _ in range(4)]  # query, positive, negative_1, negative_2
     teacher = torch.rand(3, 3)
     combined = build_loss(model, "kl", temperature=0.05, label_weight=0.3)
-    kl = build_loss(model, "kl", temperature=0.05).compute_loss_from_embeddings(embeddings, teacher) / 0.05 ** 2
     unit = [torch.nn.functional.normalize(e, dim=1) for e in embeddings]
+    student = torch.stack([(unit[0] * candidate).sum(dim=1) for candidate in unit[1:]], dim=1) / 0.05
+    target = (teacher / 0.05).softmax(dim=1)
+    kl = (target * (target.log() - student.log_softmax(dim=1))).sum(dim=1).mean()
     scores = unit[0] @ torch.cat(unit[1:]).T / 0.05  # 3 queries x 9 candidates; row i's positive is column i
     cross_entropy = torch.nn.functional.cross_entropy(scores, torch.arange(3))
     assert torch.allclose(combined.compute_loss_from_embeddings(embeddings, teacher), kl + 0.3 * cross_entropy,
@@ -136,6 +140,39 @@ def test_loss_pieces(tiny_models):
     columns = ["query", "positive", "negative_1", "label"]
     assert column_prompts(qwen, columns) == {"query": qwen.prompts["query"]}
     assert column_prompts(model, columns) is None
+
+
+@pytest.mark.parametrize("student_temperature, teacher_temperature", [(None, None), (0.1, 0.02)])
+def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperature, teacher_temperature):
+    """Through the model, on the same batch of texts: DistillationWithLabels is DistillKLDivLoss / T^2 plus w x
+    MultipleNegativesRankingLoss at scale 1 / T (student temperature), and SimilarityMSELoss on one candidate column
+    is CosineSimilarityLoss."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
+
+    model = SentenceTransformer(str(tiny_models["bert"]), device="cpu").eval()  # no dropout: comparable passes
+    columns = [["what is a glacier cave", "who wrote hamlet", "capital of france"],
+               ["a cave formed within a glacier", "hamlet is a play by shakespeare", "paris is the capital"],
+               ["rivers flow to the sea", "a danish prince", "france is in europe"],
+               ["snow falls in winter", "plays are staged in theatres", "berlin is a city in germany"]]
+    teacher = torch.tensor([[0.9, 0.2, 0.1], [0.8, 0.5, 0.3], [0.7, 0.6, 0.2]])
+
+    def features():  # fresh each call: a forward pass writes its outputs into the feature dicts
+        return [model.preprocess(texts) for texts in columns]
+
+    student_t = student_temperature or 0.05
+    with torch.no_grad():
+        ours = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3)(
+            features(), teacher)
+        kl = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=0.05,
+                                     student_temperature=student_temperature,
+                                     teacher_temperature=teacher_temperature)(features(), teacher)
+        cross_entropy = losses.MultipleNegativesRankingLoss(model, scale=1 / student_t)(features(), teacher)
+        mse = SimilarityMSELoss(model)(features()[:2], teacher[:, :1])
+        cosine = losses.CosineSimilarityLoss(model)(features()[:2], teacher[:, 0])
+    torch.testing.assert_close(ours, kl / student_t ** 2 + 0.3 * cross_entropy, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(mse, cosine, rtol=1e-5, atol=1e-7)
 
 
 def test_resume_from_checkpoint_continues_exactly(monkeypatch, tmp_path, tiny_models, rows_file):

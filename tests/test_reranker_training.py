@@ -180,6 +180,7 @@ def test_label_term_beside_the_teacher(tiny_models, tmp_path):
     relevance = [[1.0, 0.0, 1.0], [0.0, 0.0]]
     with torch.no_grad():
         terms = build_loss("listnet", student, label_weight=0.5)([queries, documents, relevance], teacher)
+        in_pieces = build_loss("listnet", student, 3, label_weight=0.5)([queries, documents, relevance], teacher)
         plain = ListNetLoss(student)([queries, documents], teacher)
         scores = [student.predict([(queries[0], d) for d in documents[0]], activation_fn=torch.nn.Identity(),
                                   convert_to_tensor=True).float()]
@@ -187,6 +188,8 @@ def test_label_term_beside_the_teacher(tiny_models, tmp_path):
     # query 1: half the positives' mass each, over the 2 queries of the batch; query 2 has no positive
     expected = -(0.5 * scores[0].log_softmax(0)[0] + 0.5 * scores[0].log_softmax(0)[2]) / 2
     torch.testing.assert_close(terms["labels"], 0.5 * expected, atol=1e-5, rtol=1e-5)
+    for term in terms:  # --mini_batch_size 3 (forward passes of 3 and 2 pairs, not 2, 2 and 1): the same terms
+        torch.testing.assert_close(in_pieces[term], terms[term], atol=1e-6, rtol=1e-6)
     assert build_loss("listnet", student).__class__ is ListNetLoss  # weight 0: the library's loss, unchanged
 
 

@@ -139,19 +139,16 @@ def add_lora(model, lora: LoraArguments) -> None:
 def merge_lora(model) -> bool:
     """Merge the LoRA adapters into the weights they adapt and drop them, so the model saves (and loads) as a plain
     model of its kind. Returns whether there was anything to merge."""
-    backbone = model.transformers_model
-    if not getattr(backbone, "_hf_peft_config_loaded", False):
-        return False
     from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils import _get_submodules
 
-    layers = [name for name, module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
-    for name in layers:
-        parent, layer, child = _get_submodules(backbone, name)
+    backbone = model.transformers_model
+    layers = [(name, module) for name, module in backbone.named_modules() if isinstance(module, BaseTunerLayer)]
+    if not layers:
+        return False
+    for _, layer in layers:
         layer.merge()
-        setattr(parent, child, layer.get_base_layer())
-    # transformers saves only the adapters of a model it believes still carries them
-    backbone._hf_peft_config_loaded = False
-    if hasattr(backbone, "peft_config"):
-        del backbone.peft_config
-    return bool(layers)
+    # Deleting every adapter also tells transformers that the model carries none (else it saves only the adapters).
+    backbone.delete_adapter(backbone.active_adapters())
+    for name, layer in layers:
+        backbone.set_submodule(name, layer.get_base_layer(), strict=True)
+    return True

@@ -14,6 +14,7 @@ batch, at the same temperature) is added to the KL divergence.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,12 @@ def _load_rows_file(path: str | os.PathLike):
     return dataset, meta
 
 
+def embed_columns(model, sentence_features) -> list[torch.Tensor]:
+    """Each input column's sentence embeddings, one forward pass per column: sentence-transformers' documented
+    custom-loss pattern (MatryoshkaLoss, wrapped around these losses, truncates what `model(...)` returns)."""
+    return [model(features)["sentence_embedding"] for features in sentence_features]
+
+
 class SimilarityMSELoss(nn.Module):
     """Pointwise distillation: MSE between the student's and the teacher's similarity of each (query, passage)."""
 
@@ -96,10 +103,7 @@ class SimilarityMSELoss(nn.Module):
         self.loss_fct = nn.MSELoss()
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
-        embeddings = embed_columns(self.model, sentence_features)
-        return self.compute_loss_from_embeddings(embeddings, labels)
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         query = embeddings[0]
@@ -111,36 +115,49 @@ class SimilarityMSELoss(nn.Module):
 
 
 class DistillationWithLabels(nn.Module):
-    """KL divergence to the teacher's distribution plus `label_weight` x the cross-entropy of the labelled positive
-    against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss), both at the
-    student temperature. The columns are embedded once for both terms.
+    """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
+    the teacher's (its labels / teacher temperature), plus `label_weight` x the cross-entropy of the labelled
+    positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
+    cosines x 1 / student temperature). The columns are embedded once for both terms.
 
-    DistillKLDivLoss multiplies the KL divergence by T^2 (so its gradient does not depend on T); the
-    cross-entropy is not, so the KL term is divided by T^2 again here: the two terms then weigh as their
-    `label_weight` says (at T = 0.05 the scaled KL term alone would be 400 times too small)."""
+    The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
+    cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
+    be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
 
-    def __init__(self, model, distillation: nn.Module, label_weight: float):
+    def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
+                 teacher_temperature: float | None = None):
         super().__init__()
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
         self.model = model
-        self.distillation = distillation
         self.label_weight = label_weight
-        self.labels_loss = MultipleNegativesRankingLoss(model, scale=1.0 / distillation.student_temperature)
+        self.temperature = temperature
+        self.student_temperature = temperature if student_temperature is None else student_temperature
+        self.teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
+        self.scale = 1.0 / self.student_temperature
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        kl = self.distillation.compute_loss_from_embeddings(embeddings, labels)
-        kl = kl / self.distillation.student_temperature ** 2
-        return kl + self.label_weight * self.labels_loss.compute_loss_from_embeddings(embeddings, labels)
+        from sentence_transformers.util import cos_sim, pairwise_cos_sim
+
+        query, candidates = embeddings[0], embeddings[1:]
+        student = torch.stack([pairwise_cos_sim(query, other) for other in candidates], dim=1)
+        teacher = (labels.detach() / self.teacher_temperature).softmax(dim=1)
+        kl = nn.functional.kl_div((student / self.student_temperature).log_softmax(dim=1), teacher,
+                                  reduction="batchmean")
+        # Row i's positive is column i of the candidates, the positives first, then each negative column.
+        in_batch = cos_sim(query, torch.cat(candidates)) * self.scale
+        cross_entropy = nn.functional.cross_entropy(in_batch, torch.arange(len(query), device=in_batch.device))
+        return kl + self.label_weight * cross_entropy
 
     def get_config_dict(self) -> dict:
-        return {**self.distillation.get_config_dict(), "label_weight": self.label_weight,
-                "labels_loss": "MultipleNegativesRankingLoss", "labels_scale": self.labels_loss.scale}
+        config = {"similarity_fct": "pairwise_cos_sim", "temperature": self.temperature}
+        if self.student_temperature != self.temperature:
+            config["student_temperature"] = self.student_temperature
+        if self.teacher_temperature != self.temperature:
+            config["teacher_temperature"] = self.teacher_temperature
+        return {**config, "label_weight": self.label_weight, "labels_loss": "MultipleNegativesRankingLoss",
+                "labels_scale": self.scale}
 
 
 def default_label_weight(loss: str, label_weight: float | None) -> float:
@@ -172,22 +189,27 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.util import pairwise_cos_sim
 
-    if name == "kl":
+    if name not in LOSSES:
+        raise InputError(None, f"--loss must be one of {', '.join(LOSSES)}, got '{name}'")
+    if label_weight < 0:
+        raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
+    if label_weight and name != "kl":
+        raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
+    temperatures = {"--temperature": temperature, "--student_temperature": student_temperature,
+                    "--teacher_temperature": teacher_temperature}
+    for flag, value in temperatures.items():
+        if value is not None and not 0 < value < math.inf:
+            raise InputError(None, f"{flag} must be a positive number, got {value}")
+    if name == "kl" and label_weight:
+        loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature)
+    elif name == "kl":
         loss = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=temperature,
                                        student_temperature=student_temperature,
                                        teacher_temperature=teacher_temperature)
     elif name == "margin_mse":
         loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
-    elif name == "mse":
-        loss = SimilarityMSELoss(model, pairwise_cos_sim)
     else:
-        raise InputError(None, f"--loss must be one of {', '.join(LOSSES)}, got '{name}'")
-    if label_weight < 0:
-        raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
-    if label_weight:
-        if name != "kl":
-            raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
-        loss = DistillationWithLabels(model, loss, label_weight)
+        loss = SimilarityMSELoss(model, pairwise_cos_sim)
     if matryoshka_dims:
         dimension = model.get_embedding_dimension()
         too_big = [dim for dim in matryoshka_dims if dim > dimension]

@@ -1,12 +1,12 @@
 """Stage 4 of Reranker-Distillation: the student before and after training next to the teacher.
 
-- Student rows: sentence-transformers' CrossEncoderRerankingEvaluator on the MTEB test file. Samples are given
-  as {"query", "positive", "negative"}, so every candidate of the file is scored and ranked (no first-stage
-  retrieval cut-off); MAP is over all candidates, MRR and NDCG at 10. The model's activation is set to identity
-  while evaluating: the ranking uses raw logits (a sigmoid in float32 saturates and can tie distinct logits).
-- Teacher row: from the teacher's stage-1 scores of the same test file (no second teacher run), through
-  ragdistill.core.metrics with the evaluator's own tie order. Every run checks that ragdistill.core.metrics on the
-  student's recorded predictions reproduces the evaluator's numbers, so the rows are computed alike.
+- Student rows: every candidate of the MTEB test file is scored with the student's own `predict` (no first-stage
+  retrieval cut-off), with the identity as activation: the ranking uses raw logits (a sigmoid in float32 saturates
+  and can tie distinct logits). MAP is over all candidates, MRR and NDCG at 10.
+- Teacher row: from the teacher's stage-1 scores of the same test file (no second teacher run).
+- Both rows go through ragdistill.core.metrics with the tie order of sentence-transformers'
+  CrossEncoderRerankingEvaluator, so they compare like for like and with the evaluator's numbers
+  (tests/test_reranker_evaluation.py checks that they are equal).
 - Throughput (pairs/s) of the student before and after (ragdistill.core.speed), and the teacher's from the stage-1
   metadata (measured there, with its backend and hardware).
 - A scatter of teacher vs student scores on every test pair, before and after.
@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ def read_test_samples(path: str | Path, max_queries: int = 0) -> list[RerankingS
 
 
 def flat_pairs(samples: Sequence[RerankingSample]) -> list[tuple[str, str]]:
-    """Every (query, candidate) of the samples, positives first: the order the evaluator scores them in."""
+    """Every (query, candidate) of the samples, positives first (the order of `relevance` and of the scores)."""
     return [(s.query, doc) for s in samples for doc in s.positive + s.negative]
 
 
@@ -75,57 +73,25 @@ def teacher_test_scores(score_file: str | Path, samples: Sequence[RerankingSampl
     return [scores[pair] for pair in pairs], meta
 
 
-@contextlib.contextmanager
-def recorded_predictions(model) -> Iterator[list[np.ndarray]]:
-    """Record what model.predict returns while the evaluator runs (so the scores are not computed twice), with
-    the activation off (raw logits)."""
+def evaluate_cross_encoder(model, samples: Sequence[RerankingSample], batch_size: int = 64
+                           ) -> tuple[dict[str, float], list[float]]:
+    """MAP / MRR@10 / NDCG@10 over all candidates, and the model's raw score (logit) for every pair in flat_pairs
+    order, ranked as the teacher's row is (metrics_from_scores) so that the rows compare like for like."""
     import torch
 
-    recorded: list[np.ndarray] = []
-    predict, activation = model.predict, model.activation_fn
-
-    def record(*args, **kwargs):
-        scores = predict(*args, **kwargs)
-        recorded.append(np.asarray(scores, dtype=np.float32))
-        return scores
-
-    model.predict = record
-    model.activation_fn = torch.nn.Identity()
-    try:
-        yield recorded
-    finally:
-        del model.predict  # back to the class's method
-        model.activation_fn = activation
+    scores = model.predict(flat_pairs(samples), batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                           convert_to_numpy=True, show_progress_bar=True)
+    scores = np.asarray(scores, dtype=np.float32).tolist()
+    return metrics_from_scores(scores, samples), scores
 
 
-def evaluate_cross_encoder(model, samples: Sequence[RerankingSample], batch_size: int = 64,
-                           name: str = "") -> tuple[dict[str, float], list[float]]:
-    """CrossEncoderRerankingEvaluator metrics over all candidates, and the model's raw score for every pair."""
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
-
-    evaluator = CrossEncoderRerankingEvaluator(
-        samples=[s.as_dict() for s in samples], at_k=10, name=name, batch_size=batch_size, write_csv=False,
-        show_progress_bar=True,
-    )
-    with recorded_predictions(model) as recorded:
-        results = evaluator(model)
-    prefix = f"{name}_" if name else ""
-    metrics = {metric: float(results[prefix + metric]) for metric in METRICS}
-    scores = np.concatenate(recorded).tolist() if recorded else []
-    if len(scores) != len(flat_pairs(samples)):
-        raise RuntimeError(f"recorded {len(scores)} predictions for {len(flat_pairs(samples))} test pairs")
-    # Same scores through ragdistill.core.metrics must give the evaluator's numbers, or the teacher row would not
-    # be comparable.
-    ours = ranking_metrics(list(zip(relevance(samples), split_per_query(scores, samples))), ties="cross-encoder")
-    for metric in METRICS:
-        if not math.isclose(ours[metric], metrics[metric], rel_tol=1e-9, abs_tol=1e-12):
-            raise RuntimeError(f"ragdistill.core.metrics gives {metric}={ours[metric]} on the evaluator's own scores, "
-                               f"the evaluator {metrics[metric]}: the teacher row would not compare like for like")
-    return metrics, scores
-
-
-def teacher_metrics(scores: Sequence[float], samples: Sequence[RerankingSample]) -> dict[str, float]:
+def metrics_from_scores(scores: Sequence[float], samples: Sequence[RerankingSample]) -> dict[str, float]:
+    """MAP / MRR@10 / NDCG@10 of flat scores (flat_pairs order), ties ranked as CrossEncoderRerankingEvaluator
+    ranks them."""
     return ranking_metrics(list(zip(relevance(samples), split_per_query(scores, samples))), ties="cross-encoder")
+
+
+teacher_metrics = metrics_from_scores  # the teacher's row: its stage-1 scores, ranked as the student's are
 
 
 def throughput(model, pairs: Sequence[tuple[str, str]], batch_size: int) -> float:
