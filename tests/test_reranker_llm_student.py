@@ -126,7 +126,7 @@ def test_every_loss_moves_the_student_towards_the_teacher(student, teacher_score
 def test_lora_student_is_merged_and_serves_alike_in_both_servers(student, teacher_scores, tmp_path):
     from sentence_transformers import CrossEncoder
 
-    from ragdistill.core.vllm_engine import VLLMArguments
+    from ragdistill.core.vllm_engine import VLLMArguments, stop_engine
 
     score_file, teacher, samples = teacher_scores
     rows = tmp_path / "rows.jsonl"
@@ -156,6 +156,6 @@ def test_lora_student_is_merged_and_serves_alike_in_both_servers(student, teache
     try:
         scored = served.score(pairs)
     finally:
-        served.llm.llm_engine.engine_core.shutdown()
+        stop_engine(served.llm)
     assert scored.truncated[-1]
     np.testing.assert_allclose(scored.scores, from_st, atol=1e-4)

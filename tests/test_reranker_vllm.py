@@ -12,7 +12,7 @@ import pytest
 
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
-from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.core.vllm_engine import VLLMArguments, stop_engine
 from ragdistill.reranker.scoring import read_pairs, score_file
 from ragdistill.reranker.teachers import (
     TeacherOptions,
@@ -41,7 +41,7 @@ def yes_no_engine(tiny_models, dtype: str):
     _, config = reranker_kind(model)
     llm = start_yes_no_engine(model, config, VLLMArguments(enforce_eager=True, kv_cache_gb=1.0), dtype, MAX_LENGTH)
     yield llm
-    llm.llm_engine.engine_core.shutdown()
+    stop_engine(llm)
     del llm
     gc.collect()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.core.vllm_engine import VLLMArguments, stop_engine
 from ragdistill.reranker.scoring import read_pairs
 from ragdistill.reranker.teachers import TeacherOptions, VLLMCrossEncoderTeacher, load_teacher
 
@@ -43,7 +43,7 @@ def vllm_teacher(cross_encoder):
                              vllm=VLLMArguments(enforce_eager=True, kv_cache_gb=1.0))
     teacher = load_teacher(options)  # starts the engine the way score.py does
     yield teacher
-    teacher.llm.llm_engine.engine_core.shutdown()
+    stop_engine(teacher.llm)
     del teacher
     gc.collect()
 

@@ -32,7 +32,7 @@ psutil = pytest.importorskip("psutil")
 from ragdistill.core.jsonl import read_json, read_jsonl  # noqa: E402
 from ragdistill.core.ray_engine import EngineArguments  # noqa: E402
 from ragdistill.core.resumable import meta_path, parts_dir  # noqa: E402
-from ragdistill.core.vllm_engine import VLLMArguments  # noqa: E402
+from ragdistill.core.vllm_engine import VLLMArguments, stop_engine  # noqa: E402
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob  # noqa: E402
 from ragdistill.embedding.teachers import TeacherArguments  # noqa: E402
 from ragdistill.embedding.teachers import load_teacher as load_embedder  # noqa: E402
@@ -148,7 +148,7 @@ def test_reranker_on_ray_with_vllm_in_the_actors(tiny_models, tmp_path):
                    max_queries=3)
     finally:
         for teacher in loaded:
-            teacher.llm.llm_engine.engine_core.shutdown()
+            stop_engine(teacher.llm)
     _same_run(on_ray, direct, score_rel=1e-5)
 
 

@@ -65,3 +65,14 @@ def start_engine(model: str, engine: VLLMArguments, dtype: str = "auto", max_mod
         kwargs["kv_cache_memory_bytes"] = int((engine.kv_cache_gb or 1.0) * (1 << 30))
     kwargs.update(llm_kwargs)
     return LLM(**kwargs)
+
+
+def stop_engine(llm) -> None:
+    """Stop the engine's processes now, not at interpreter exit. vLLM 0.32 documents no way to do so (an
+    `LLM.shutdown` was proposed and closed unmerged), so this is the one place that reaches into the engine; a vLLM
+    that offers `LLM.shutdown` is stopped through it."""
+    shutdown = getattr(llm, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+    else:
+        llm.llm_engine.engine_core.shutdown()

@@ -31,7 +31,9 @@ class VLLMTeacher(EmbeddingTeacher):
         import contextlib
         import gc
 
+        from ragdistill.core.vllm_engine import stop_engine
+
         with contextlib.suppress(Exception):
-            self.llm.llm_engine.engine_core.shutdown()
+            stop_engine(self.llm)
         del self.llm
         gc.collect()
