@@ -661,7 +661,7 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
         seconds = min(times)
         lengths = [len(ids) for ids in teacher.tokenizer(embedded, truncation=True,
                                                           max_length=teacher.max_length)["input_ids"]]
-        shape = TransformerShape.from_config(teacher.model[0].auto_model.config.to_dict())
+        shape = TransformerShape.from_config(teacher.model.config.to_dict())
         entry = {"seconds": seconds, "repeat_seconds": times, "load_seconds": load_seconds,
                  "texts_embedded": meta["embedding"]["texts_embedded_this_run"], "dtype": meta["dtype"],
                  "texts_per_second": meta["embedding"]["texts_embedded_this_run"] / seconds,
@@ -697,7 +697,7 @@ def time_student(student: str, test_file: str, max_queries: int, pairs: list[tup
     return {"load_seconds": load_seconds, "evaluation_seconds": evaluation_seconds, "test_queries": len(samples),
             "test_pairs": len(flat_pairs(samples)), "metrics": metrics, "pairs_per_second": rate,
             "lengths": [len(ids) for ids in tokens["input_ids"]], "device": str(model.device),
-            "config": model.model.config.to_dict()}
+            "config": model.config.to_dict()}
 
 
 # --- training rows input ----------------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ Why not sentence-transformers' own `backend="onnx"` / `"openvino"` and its expor
 optimum-onnx and optimum-intel, whose latest releases (0.1.0, 2.2.0) require transformers < 4.58 and < 5.6 and do not
 import with transformers 5.19. The conversions they wrap are called here directly (torch.onnx.export,
 onnxruntime.transformers.optimizer, onnxruntime.quantization.quantize_dynamic, openvino.convert_model,
-nncf.quantize), and an exported graph runs inside the sentence-transformers model in place of its PyTorch
-transformer (`use_exported`): tokenisation, pooling, normalisation, `encode`, `predict` and the evaluators stay
-sentence-transformers' own, so every variant is measured by the same code as the torch student.
+nncf.quantize), and an exported graph runs as the input module of a sentence-transformers model, in place of its
+PyTorch Transformer module (`use_exported`): tokenisation, pooling, normalisation, `encode`, `predict` and the
+evaluators stay sentence-transformers' own, so every variant is measured by the same code as the torch student.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 KINDS = ("embedder", "reranker")
 VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8")
 BACKENDS = ("torch", "onnx", "openvino")
-OUTPUT_NAMES = {"embedder": "last_hidden_state", "reranker": "logits"}  # what sentence-transformers reads
+OUTPUT_NAMES = {"embedder": "last_hidden_state", "reranker": "logits"}  # the graph's one output
+FEATURE_NAMES = {"embedder": "token_embeddings", "reranker": "scores"}  # where the next modules read it
 RAW_ONNX = "onnx/model.onnx"
 OPTIMIZED_ONNX = "onnx/model_O2.onnx"
 OPENVINO_INT8 = "openvino/openvino_model_qint8_quantized.xml"
@@ -170,65 +171,109 @@ def load_torch_model(kind: str, path: str | Path, dtype: str = "float32", max_le
 
         model = load_student(str(path), max_length, torch_dtype(dtype), device)
     if attn_implementation:
-        model[0].model.set_attn_implementation(attn_implementation)
+        model.transformers_model.set_attn_implementation(attn_implementation)
     return model
 
 
-class ExportedTransformer(torch.nn.Module):
-    """Stands in for the Hugging Face model inside sentence-transformers' Transformer module: the same call, the
-    same output key (last_hidden_state or logits), computed by ONNX Runtime or OpenVINO on the CPU."""
+@functools.cache
+def exported_module_class() -> type:
+    """ExportedTransformer, defined on first use, so that importing this module does not import sentence-transformers.
 
-    def __init__(self, path: str | Path, backend: str, config, output_name: str, threads: int = 0):
-        super().__init__()
-        self.config = config
-        self.device = torch.device("cpu")
-        self.backend = backend
-        self.path = Path(path)
-        if backend == "onnx":
-            import onnxruntime as ort
+    A sentence-transformers input module (the documented extension point for custom modules) that tokenises with the
+    student's own Transformer module (`preprocess`, tokenizer, max_seq_length) and runs the exported graph on the CPU
+    with ONNX Runtime or OpenVINO, giving the features the next modules read: `token_embeddings` for pooling
+    (embedder) or `scores` for CrossEncoder.predict (reranker)."""
+    from sentence_transformers.base.modules import InputModule
 
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            self.input_names = [node.name for node in session.get_inputs()]
-            self._run = lambda feeds: session.run([output_name], feeds)[0]
-        elif backend == "openvino":
-            import openvino as ov
+    class ExportedTransformer(InputModule):
+        config_keys = ["backend", "path"]
 
-            properties = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-            compiled = ov.Core().compile_model(str(path), "CPU", properties)
-            self.input_names = [port.get_any_name() for port in compiled.inputs]
-            request = compiled.create_infer_request()
-            output = compiled.output(0)
-            self._run = lambda feeds: np.array(request.infer(feeds)[output])  # a copy: the request reuses its buffer
-        else:
-            raise ValueError(f"backend must be 'onnx' or 'openvino', got {backend!r}")
-        self.output_name = output_name
+        def __init__(self, source, path: str | Path, backend: str, kind: str, threads: int = 0):
+            super().__init__()
+            self.backend = backend
+            self.path = str(path)
+            self.tokenizer = source.tokenizer
+            self._preprocess = source.preprocess  # a bound method, so `source` is not registered as a submodule
+            self._modalities = list(source.modalities)
+            self.feature = FEATURE_NAMES[kind]
+            output_name = OUTPUT_NAMES[kind]
+            if backend == "onnx":
+                import onnxruntime as ort
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_):
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        feeds = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None:  # e.g. token_type_ids the tokenizer did not return: BERT's default, all zeros
-                value = torch.zeros_like(input_ids)
-            feeds[name] = value.detach().cpu().numpy().astype(np.int64)
-        return {self.output_name: torch.from_numpy(np.asarray(self._run(feeds), dtype=np.float32))}
+                options = ort.SessionOptions()
+                if threads:
+                    options.intra_op_num_threads = threads
+                session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+                self.input_names = [node.name for node in session.get_inputs()]
+                self._run = lambda feeds: session.run([output_name], feeds)[0]
+            elif backend == "openvino":
+                import openvino as ov
+
+                properties = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+                compiled = ov.Core().compile_model(self.path, "CPU", properties)
+                self.input_names = [port.get_any_name() for port in compiled.inputs]
+                request = compiled.create_infer_request()
+                output = compiled.output(0)
+                # a copy: the request reuses its output buffer
+                self._run = lambda feeds: np.array(request.infer(feeds)[output])
+            else:
+                raise ValueError(f"backend must be 'onnx' or 'openvino', got {backend!r}")
+
+        @property
+        def modalities(self) -> list:
+            return self._modalities
+
+        @property
+        def max_seq_length(self) -> int | None:
+            """Where the Transformer module keeps it too: the tokenizer truncates to it."""
+            return self.tokenizer.model_max_length
+
+        @max_seq_length.setter
+        def max_seq_length(self, value: int | None) -> None:
+            self.tokenizer.model_max_length = value
+
+        def preprocess(self, inputs, prompt: str | None = None, **kwargs) -> dict:
+            return self._preprocess(inputs, prompt=prompt, **kwargs)
+
+        def forward(self, features: dict, **kwargs) -> dict:
+            input_ids = features["input_ids"]
+            feeds = {}
+            for name in self.input_names:
+                value = features.get(name)
+                if value is None:  # e.g. token_type_ids the tokenizer did not return: BERT's default, all zeros
+                    value = torch.zeros_like(input_ids)
+                feeds[name] = value.detach().cpu().numpy().astype(np.int64)
+            features[self.feature] = torch.from_numpy(np.asarray(self._run(feeds), dtype=np.float32))
+            return features
+
+        def save(self, output_path: str, *args, **kwargs) -> None:
+            raise NotImplementedError("an exported student is served from its model folder: save the torch student")
+
+    return ExportedTransformer
 
 
 def use_exported(model, kind: str, path: str | Path, backend: str, threads: int = 0):
-    """Run `model` (a SentenceTransformer or CrossEncoder on the CPU) on the exported graph at `path` instead of
-    PyTorch; the rest of the model (tokenizer, pooling, normalisation, activation) stays as it is."""
+    """`model` (a SentenceTransformer or one-logit CrossEncoder) rebuilt to run on the exported graph at `path`
+    instead of PyTorch: the same tokenisation, prompts, pooling, normalisation and activation, on the CPU. Returns
+    the new model; `model` is spent (its PyTorch weights are released)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, f"no exported {backend} model here: run the export stage (export.sh) first")
     problem = backend_problem(backend)
     if problem:
         raise InputError(path, f"the {backend} backend cannot run: {problem}")
-    module = model[0]
-    module.model = ExportedTransformer(path, backend, module.model.config, OUTPUT_NAMES[kind], threads)
-    return model
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    source, *rest = model
+    exported = exported_module_class()(source, path, backend, kind, threads)
+    source.to("meta")  # only its tokenisation is still used: the PyTorch weights are freed
+    settings = {"modules": [exported, *rest], "device": "cpu", "backend": backend, "prompts": model.prompts,
+                "default_prompt_name": model.default_prompt_name}
+    if kind == "embedder":
+        return SentenceTransformer(**settings, similarity_fn_name=model.similarity_fn_name,
+                                   truncate_dim=model.truncate_dim)
+    # its num_labels is CrossEncoder's default, 1 (no Transformer module to read it from): the students are one-logit
+    return CrossEncoder(**settings, activation_fn=model.activation_fn)
 
 
 def load_variant(kind: str, path: str | Path, variant: str, max_length: int = 0):
@@ -272,7 +317,7 @@ def _example_inputs(model, kind: str) -> dict:
 def export_onnx(kind: str, model_path: str | Path, output: str | Path, opset: int = 17) -> Path:
     """The student's transformer as an ONNX graph (fp32, dynamic batch and sequence length)."""
     model = load_torch_model(kind, model_path, "float32", device="cpu", attn_implementation="eager")
-    hf_model = model[0].model.eval()
+    hf_model = model.transformers_model.eval()
     inputs = _example_inputs(model, kind)
     output_name = OUTPUT_NAMES[kind]
 

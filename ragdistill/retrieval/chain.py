@@ -154,7 +154,7 @@ class Reranker:
             from ragdistill.core.export import use_exported
 
             self.file = exported_file(backend, file)
-            use_exported(self.model, "reranker", Path(model) / self.file, backend)
+            self.model = use_exported(self.model, "reranker", Path(model) / self.file, backend)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.llm_reranker is not None:

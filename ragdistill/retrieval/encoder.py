@@ -200,8 +200,8 @@ def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: s
         from ragdistill.core.export import use_exported
         from ragdistill.retrieval.chain import exported_file
 
-        backend_model.model.to("cpu")
-        use_exported(backend_model.model, "embedder", Path(model) / exported_file(backend, file), backend)
+        backend_model.model = use_exported(backend_model.model, "embedder", Path(model) / exported_file(backend, file),
+                                           backend)
     model_dim = int(np.asarray(backend_model.encode([PROBE_TEXTS[0]])).shape[1])
     if model_dim < record.dim:
         raise InputError(model, f"encoder mismatch: this model gives {model_dim}-dim vectors, the collection "
