@@ -475,8 +475,10 @@ def _reset_prefix_cache(llm) -> None:
 def _shutdown(llm) -> None:
     import gc
 
+    from ragdistill.core.vllm_engine import stop_engine
+
     with contextlib.suppress(Exception):  # already down, or an engine without a separate core process
-        llm.llm_engine.engine_core.shutdown()
+        stop_engine(llm)
     gc.collect()
 
 
