@@ -1,7 +1,8 @@
 """Stage 3 of Embedding-Distillation: the student before and after training, next to its teacher.
 
 On every in-domain and out-of-domain MTEB reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
-trained student (sentence-transformers RerankingEvaluator) and of the teacher (from its similarities, cached per
+trained student (its own encode_query / encode_document / similarity, scored as sentence-transformers'
+RerankingEvaluator scores) and of the teacher (from its similarities, cached per
 teacher and file so it is computed once: score.py --test_files fills the same cache). Prints
 one table per file (absolute and relative change, share of the teacher gap closed) plus encode throughput, saves
 them as results.json / results.md, and a teacher-vs-student similarity scatter per file. The out-of-domain change
@@ -82,7 +83,7 @@ def main():
 
     teacher_meta = cached[files[0].path][1]  # the teacher's settings and prompts, as stage 1 recorded them
 
-    # 3. students before and after training: RerankingEvaluator on every file, then encode throughput
+    # 3. students before and after training: their similarities and metrics on every file, then encode throughput
     students = {label: load_student(path, student.max_seq_length, default_device(), torch_dtype(student.student_dtype))
                 for label, path in (("before", student.student_model), ("after", student.trained_model))}
     # An instruction-following student starts from the teacher's prompts, as in training (the trained one saved them)

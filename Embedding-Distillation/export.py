@@ -7,7 +7,7 @@
 Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on queries and passages of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
-and NDCG@10 on the test file (RerankingEvaluator, as in evaluation.py), mean per-query Spearman correlation of its
+and NDCG@10 on the test file (as in evaluation.py), mean per-query Spearman correlation of its
 similarities with the teacher's (the cache stage 1 and evaluation fill; same teacher flags) and with the torch fp32
 student's, texts/s at batch 32 and p50 / p95 latency of one query. Prints the table next to the teacher's row;
 saves export_results.json / .md / .png (MAP against p95 latency) in --output_dir. A backend that is not installed
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {export.test_file}; "
-             "MAP / MRR@10 / NDCG@10 by RerankingEvaluator; Spearman: mean per-query rank correlation of the "
+             "MAP / MRR@10 / NDCG@10 as RerankingEvaluator computes them; Spearman: mean per-query rank correlation of the "
              "similarities",
              f"texts/s at batch {export.student_batch_size} over up to {export.speed_items} distinct test texts (median of "
              f"{export.repeats}); latency: one query per call, {export.latency_items} calls; the variants take turns "

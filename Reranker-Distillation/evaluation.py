@@ -3,8 +3,9 @@
     python evaluation.py --test_file data/test.jsonl --student_model BAAI/bge-reranker-v2-m3 \
         --trained_model output/reranker/model --teacher_scores output/reranker/teacher_scores/test.scores.jsonl
 
-MAP, MRR@10 and NDCG@10 of the student before and after training come from sentence-transformers'
-CrossEncoderRerankingEvaluator over all candidates of each query; the teacher's from its stage-1 scores of the
+MAP, MRR@10 and NDCG@10 of the student before and after training come from its raw logits (CrossEncoder.predict)
+over all candidates of each query, computed as sentence-transformers' CrossEncoderRerankingEvaluator computes them;
+the teacher's from its stage-1 scores of the
 same file (computed the evaluator's way; no second teacher run). Throughput (pairs/s) of the student before and
 after is measured here, the teacher's comes from the stage-1 metadata. Prints the table and saves
 reranker_results.json, reranker_results.md and score_scatter.png (teacher vs student scores) in --output_dir.
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     notes.append(f"students: {resolve_dtype(student.student_dtype)} on {after['device']}, batch "
                  f"{student.student_batch_size}, pairs/s over "
                  f"{min(args.speed_pairs, len(pairs))} test pairs; metrics over all {len(pairs)} candidates of "
-                 f"{len(samples)} queries (CrossEncoderRerankingEvaluator)")
+                 f"{len(samples)} queries (as CrossEncoderRerankingEvaluator computes them)")
     if instruction:
         notes.append(f"students (yes/no LLMs) read the teacher's prompt, instruction {instruction!r}")
 

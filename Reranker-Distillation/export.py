@@ -6,7 +6,7 @@
 Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on (query, passage) pairs of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
-and NDCG@10 on the test file (CrossEncoderRerankingEvaluator, as in evaluation.py), mean per-query Spearman
+and NDCG@10 on the test file (as in evaluation.py), mean per-query Spearman
 correlation with the teacher's stage-1 scores and with the torch fp32 student's, pairs/s at batch 32 and p50 / p95
 latency of one pair. Prints the table next to the teacher's row; saves export_results.json / .md / .png (MAP
 against p95 latency) in --output_dir. A backend that is not installed or fails is left out, and the table says why.
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     pairs = sum(len(s.candidates) for s in samples)
     notes = [f"{len(samples)} queries, {pairs} pairs of {export.test_file}; MAP / MRR@10 / NDCG@10 over all candidates "
-             "(CrossEncoderRerankingEvaluator); Spearman: mean per-query rank correlation of the scores",
+             "(as CrossEncoderRerankingEvaluator computes them); Spearman: mean per-query rank correlation of the scores",
              f"{SPEED} at batch {export.student_batch_size} over {min(export.speed_items, pairs)} test pairs (median of "
              f"{export.repeats}); latency: one (query, passage) pair per call, {export.latency_items} calls; the "
              "variants take turns on the same CPU"]

@@ -678,7 +678,7 @@ def time_embedding_labels(model: str, data_file: str, max_queries: int, dtypes: 
 
 def time_student(student: str, test_file: str, max_queries: int, pairs: list[tuple[str, str]],
                  batch_size: int = 64, max_length: int = 512) -> dict:
-    """Evaluation of a student CrossEncoder (CrossEncoderRerankingEvaluator over the test file, as
+    """Evaluation of a student CrossEncoder (its metrics over the test file, as
     Reranker-Distillation/evaluation.py runs it) and its inference throughput on the benchmark pairs."""
     import torch
 

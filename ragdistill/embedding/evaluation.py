@@ -150,7 +150,7 @@ class FileEvaluation:
             metrics[RANK_AGREEMENT] = rank_agreement(self.students[label].similarities, self.teacher)
         teacher[RANK_AGREEMENT] = 1.0
         notes = [f"{len(self.samples)} queries, {sum(len(s.candidates) for s in self.samples)} candidates; "
-                 "students: sentence-transformers RerankingEvaluator; teacher: its stored similarities, same metrics",
+                 "students: their own similarities; teacher: its stored similarities; metrics as RerankingEvaluator computes them",
                  f"{RANK_AGREEMENT}: mean per-query Spearman correlation of student and teacher similarities"]
         if self.domain == "out-of-domain":
             notes.append(headline(self.name, before, after, prefix="no-forgetting check"))
