@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by setup.sh and lock.sh: which lock this machine installs, and where its packages come from.
 #   RAGDISTILL_VARIANT=cpu|cuda   override the choice (default: cuda where nvidia-smi lists a GPU, else cpu)
-#   TORCH_CPU_WHEELS=DIR_OR_URL   where the CPU build of torch (torch==X+cpu) is found (default: pip's find-links
-#                                 from PIP_FIND_LINKS where set, else PyTorch's CPU wheel page)
+#   TORCH_CPU_WHEELS=DIR_OR_URL   where the CPU build of torch (torch==X+cpu) is found (default: pip's find-links,
+#                                 from PIP_FIND_LINKS or pip's configuration, else PyTorch's CPU wheel page)
 LOCK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/locks"
 # The ranges a lock is resolved from (human-edited); each variant adds its vLLM build, requirements-vllm-VARIANT.txt.
 LOCK_INPUTS=(requirements.txt requirements-dev.txt requirements-export.txt requirements-ray.txt)
@@ -21,6 +21,7 @@ fi
 # build; the CPU variant takes torch's CPU build (no CUDA libraries) from TORCH_CPU_WHEELS.
 package_sources() {
   if [ "$1" = cpu ]; then
-    echo "--find-links ${TORCH_CPU_WHEELS:-${PIP_FIND_LINKS:-https://download.pytorch.org/whl/cpu/torch/}}"
+    local pip_links="${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2>/dev/null || true)}"
+    echo "--find-links ${TORCH_CPU_WHEELS:-${pip_links:-https://download.pytorch.org/whl/cpu/torch/}}"
   fi
 }
