@@ -31,8 +31,8 @@ from ragdistill.reranker.evaluation import (
     SPEED,
     evaluate_cross_encoder,
     flat_pairs,
+    metrics_from_scores,
     read_test_samples,
-    teacher_metrics,
     teacher_test_scores,
     throughput,
 )
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     teacher, teacher_scores, notes = {}, None, []
     if args.teacher_scores:
         teacher_scores, teacher_meta = teacher_test_scores(args.teacher_scores, samples)
-        teacher = teacher_metrics(teacher_scores, samples)
+        teacher = metrics_from_scores(teacher_scores, samples)
         if teacher_meta.get("pairs_per_second"):
             teacher[SPEED] = teacher_meta["pairs_per_second"]
         notes.append(f"teacher: {teacher_meta.get('teacher')} (stage-1 scores, backend {teacher_meta.get('backend')}, "

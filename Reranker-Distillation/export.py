@@ -21,9 +21,9 @@ from ragdistill.core.export import ExportArguments
 from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
 from ragdistill.reranker.evaluation import (
     SPEED,
+    metrics_from_scores,
     read_test_samples,
     split_per_query,
-    teacher_metrics,
     teacher_test_scores,
 )
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.teacher_scores:
         flat, meta = teacher_test_scores(args.teacher_scores, samples)
         teacher_per_query = split_per_query(flat, samples)
-        teacher = TeacherRow(meta.get("teacher", "teacher"), teacher_metrics(flat, samples),
+        teacher = TeacherRow(meta.get("teacher", "teacher"), metrics_from_scores(flat, samples),
                              meta.get("pairs_per_second"), f"stage-1 scores ({meta.get('backend')}, "
                                                            f"{meta.get('dtype')}, {meta.get('device')})")
 

@@ -91,8 +91,6 @@ def metrics_from_scores(scores: Sequence[float], samples: Sequence[RerankingSamp
     return ranking_metrics(list(zip(relevance(samples), split_per_query(scores, samples))), ties="cross-encoder")
 
 
-teacher_metrics = metrics_from_scores  # the teacher's row: its stage-1 scores, ranked as the student's are
-
 
 def throughput(model, pairs: Sequence[tuple[str, str]], batch_size: int) -> float:
     """Pairs per second of model.predict on `pairs` (after a short warm-up)."""
