@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
-VENV="$ROOT/.venv"
+VENV="${VENV:-$ROOT/.venv}"
 if [ "${1:-}" = "--latest" ]; then
   shift
   source "$ROOT/scripts/packages.sh"

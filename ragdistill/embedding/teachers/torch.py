@@ -21,7 +21,7 @@ class SentenceTransformerTeacher(EmbeddingTeacher):
         self.model = SentenceTransformer(args.teacher_model, device=device or default_device(),
                                          model_kwargs={"dtype": torch_dtype(self.dtype)})
         self.model.eval()
-        config = self.model.transformers_model.config if self.model.transformers_model is not None else None
+        config = self.model.config  # None for a model without a transformers backbone
         positions = getattr(config, "max_position_embeddings", None)
         if positions and self.max_length > positions:
             raise InputError(args.teacher_model, f"--teacher_max_length {self.max_length} exceeds the model's "
