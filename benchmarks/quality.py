@@ -24,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ragdistill.core.jsonl import read_json, write_json
 
-from ragdistill.core.jsonl import read_json, write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT / "data"
 WIKIQA_TRAIN = DATA / "wikiqa/train.jsonl.gz"

@@ -12,6 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# vLLM engines run in the test's own process (and in each stage script's), not in engine-core and worker processes
+# that import vLLM and torch again: a tiny engine starts in ~15 s instead of ~60 s here
+# (docs/benchmarks/test-suite.md). Users keep vLLM's default; the stage scripts' __main__ guards are checked apart.
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 
