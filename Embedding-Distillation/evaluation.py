@@ -1,12 +1,14 @@
 """Stage 3 of Embedding-Distillation: the student before and after training, next to its teacher.
 
-On every in-domain and out-of-domain MTEB reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
+On every in-domain and out-of-domain reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
 trained student (its own encode_query / encode_document / similarity, scored as sentence-transformers'
 RerankingEvaluator scores) and of the teacher (from its similarities, cached per
 teacher and file so it is computed once: score.py --test_files fills the same cache). Prints
 one table per file (absolute and relative change, share of the teacher gap closed) plus encode throughput, saves
 them as results.json / results.md, and a teacher-vs-student similarity scatter per file. The out-of-domain change
-is the no-forgetting check.
+is the no-forgetting check. Every file also gets the students' agreement with the teacher (NDCG@10 with the
+teacher's similarities as graded relevance, Spearman, Kendall), which needs no labels: a file of candidate lists
+({"query", "candidates"}) gets that table alone.
 
     python evaluation.py --student_model BAAI/bge-m3 --trained_model output/embedding/model \
         --in_domain_files data/scidocs-reranking/test.jsonl \
@@ -49,9 +51,9 @@ DEFAULTS = {"student_model": "BAAI/bge-m3", "trained_model": "output/embedding/m
 @dataclass
 class EvaluationArguments:
     in_domain_files: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
-        "help": "Comma-separated MTEB reranking test files from the training domain."})
+        "help": "Comma-separated reranking test files from the training domain (labelled, or candidate lists)."})
     out_of_domain_files: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
-        "help": "Comma-separated MTEB reranking test files from other domains (the no-forgetting check)."})
+        "help": "Comma-separated reranking test files from other domains (the no-forgetting check)."})
     output_dir: str = field(default="output/embedding/evaluation", metadata={
         "help": "Where results.json, results.md and the scatter PNGs go."})
     teacher_scores_dir: str = field(default="output/embedding/teacher_scores", metadata={
@@ -97,7 +99,7 @@ def main():
     speed = encode_throughputs(students, speed_texts, student.student_batch_size)
 
     # 4. tables: one per file, plus throughput; printed and saved as JSON + Markdown
-    comparisons = [evaluation.comparison() for evaluation in files]
+    comparisons = [table for evaluation in files for table in evaluation.comparisons()]
     comparisons.append(throughput_comparison(speed, teacher_meta, (
         f"sentence-transformers on {default_device()}, {resolve_dtype(student.student_dtype)}, batch "
         f"{student.student_batch_size}, {len(speed_texts)} texts of {files[0].name}")))
@@ -106,8 +108,8 @@ def main():
         "student_max_seq_length": {label: model.max_seq_length for label, model in students.items()},
         "student_query_prompt": {label: (model.prompts or {}).get("query", "") for label, model in students.items()},
         "teacher_settings": {key: teacher_meta[key] for key in ("backend", "query_prompt", "max_length", "dtype")},
-        "map_relative_change": {f"{e.domain}: {e.name}": relative_change(e.students["before"].metrics,
-                                                                         e.students["after"].metrics) for e in files},
+        "headline_relative_change": {f"{e.domain}: {e.name}": {e.headline_metric: relative_change(
+            e.tables[0].before, e.tables[0].after, e.headline_metric)} for e in files},
     })
 
     # 5. pictures: teacher vs student similarities, before and after
@@ -118,8 +120,8 @@ def main():
                       title=f"Teacher vs student cosine similarity, {evaluation.name}")
     logger.info(f"saved similarity scatter plots to {args.output_dir}")
     for evaluation in files:
-        print(headline(evaluation.name, evaluation.students["before"].metrics, evaluation.students["after"].metrics,
-                       prefix=evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain"
+        print(headline(evaluation.name, evaluation.tables[0].before, evaluation.tables[0].after,
+                       evaluation.headline_metric, prefix=evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain"
                                                    else "")))
 
 

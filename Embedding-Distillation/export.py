@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.export import ExportArguments
 from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
-from ragdistill.core.mteb import first_queries, iter_samples
+from ragdistill.core.mteb import first_queries, iter_samples, require_labels
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.evaluation import metrics_from_similarities, teacher_similarities
 from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. test data, and the teacher's similarities of it (from the cache, or computed once and cached)
     samples = first_queries(iter_samples(export.test_file), export.max_queries)
+    require_labels(export.test_file, samples, "the variants' quality check (MAP against the labels)")
     teacher, teacher_per_query = None, None
     if args.teacher_scores_dir:
         lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))

@@ -25,7 +25,7 @@ from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
-from ragdistill.embedding.rows import FORMATS, parse_num_negatives
+from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS, parse_num_negatives
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
@@ -46,6 +46,10 @@ class DataArguments:
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
                 "see the same repeats). --pad_negatives false: leave such queries out (counted)."})
+    false_negative_margin: float = field(default=FALSE_NEGATIVE_MARGIN, metadata={
+        "help": "Input without labels: a candidate the teacher scores above this share of its top candidate's "
+                "similarity is not used as a negative (likely a positive too; NV-Retriever's positive-aware "
+                "filter). 1.0: only exact ties are dropped."})
     score_test_files: bool = field(default=True, metadata={
         "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher. "
                 "(Scored here, they are cached in --teacher_scores_dir, which saves loading the teacher again.)"})
@@ -70,7 +74,7 @@ def main():
         SoftLabelJob(
             files=split_paths(inputs.train_files), output=data_args.output_file, teacher=teacher,
             fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives),
-            pad_negatives=data_args.pad_negatives,
+            pad_negatives=data_args.pad_negatives, false_negative_margin=data_args.false_negative_margin,
             max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
             num_shards=shards.num_shards, shard_id=shards.shard_id,
         ).run()

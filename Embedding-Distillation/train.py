@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None):
     # 4. loss on cosine similarities, matching the teacher's labels
     dims = parse_dims(args.matryoshka_dims)
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature, dims,
-                      default_label_weight(args.loss, args.label_weight))
+                      default_label_weight(args.loss, args.label_weight, split_paths(student.training_rows)))
     record_matryoshka_dims(model, dims)  # vLLM serves truncated embeddings only of models whose config lists them
 
     # 5. optional evaluator during training

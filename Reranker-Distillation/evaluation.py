@@ -7,8 +7,10 @@ MAP, MRR@10 and NDCG@10 of the student before and after training come from its r
 over all candidates of each query, computed as sentence-transformers' CrossEncoderRerankingEvaluator computes them;
 the teacher's from its stage-1 scores of the
 same file (computed the evaluator's way; no second teacher run). Throughput (pairs/s) of the student before and
-after is measured here, the teacher's comes from the stage-1 metadata. Prints the table and saves
-reranker_results.json, reranker_results.md and score_scatter.png (teacher vs student scores) in --output_dir.
+after is measured here, the teacher's comes from the stage-1 metadata. A second table measures the students'
+agreement with the teacher (NDCG@10 with the teacher's scores as graded relevance, Spearman, Kendall), which needs
+no labels: a test file of candidate lists ({"query", "candidates"}) gets that table alone. Prints the tables and
+saves reranker_results.json, reranker_results.md and score_scatter.png (teacher vs student scores) in --output_dir.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from transformers import set_seed
 
 from ragdistill.core.arguments import StudentEvaluationArguments
 from ragdistill.core.cli import parse_args, run_main
+from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype, torch_dtype
+from ragdistill.core.mteb import all_labelled
 from ragdistill.core.plots import score_scatter
-from ragdistill.core.report import Comparison, save_comparisons
+from ragdistill.core.report import Comparison, agreement_comparison, save_comparisons
 from ragdistill.reranker.evaluation import (
     METRICS,
     SPEED,
@@ -33,6 +37,7 @@ from ragdistill.reranker.evaluation import (
     flat_pairs,
     metrics_from_scores,
     read_test_samples,
+    split_per_query,
     teacher_test_scores,
     throughput,
 )
@@ -50,7 +55,7 @@ DEFAULTS = {"student_model": "BAAI/bge-reranker-v2-m3", "trained_model": "output
 @dataclass
 class EvaluationArguments:
     test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
-        "help": "MTEB reranking test file {query, positive, negative}."})
+        "help": "Reranking test file: labelled {query, positive, negative}, or candidate lists {query, candidates} (measured against the teacher)."})
     teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
     output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})
@@ -81,13 +86,18 @@ def main(argv: list[str] | None = None) -> None:
     # 1. test data: every candidate of every query
     samples = read_test_samples(args.test_file, student.max_queries)
     pairs = flat_pairs(samples)
-    logger.info(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs")
+    labelled = all_labelled(samples)
+    logger.info(f"{args.test_file}: {len(samples)} queries, {len(pairs)} (query, passage) pairs"
+                + ("" if labelled else ", no labels: measured by agreement with the teacher"))
+    if not labelled and not args.teacher_scores:
+        raise InputError(args.test_file, "has no labels, so the students are measured against the teacher: give "
+                                         "--teacher_scores (stage 1's scores of this file)")
 
     # 2. teacher row, from its stage-1 scores of this file
     teacher, teacher_scores, notes = {}, None, []
     if args.teacher_scores:
         teacher_scores, teacher_meta = teacher_test_scores(args.teacher_scores, samples)
-        teacher = metrics_from_scores(teacher_scores, samples)
+        teacher = metrics_from_scores(teacher_scores, samples) if labelled else {}
         if teacher_meta.get("pairs_per_second"):
             teacher[SPEED] = teacher_meta["pairs_per_second"]
         notes.append(f"teacher: {teacher_meta.get('teacher')} (stage-1 scores, backend {teacher_meta.get('backend')}, "
@@ -111,24 +121,30 @@ def main(argv: list[str] | None = None) -> None:
     if instruction:
         notes.append(f"students (yes/no LLMs) read the teacher's prompt, instruction {instruction!r}")
 
-    # 4. table: quality and throughput, before / after / teacher
-    rows = [*(NAMES[m] for m in METRICS), SPEED]
+    # 4. tables, before / after / teacher: quality by the labels (where the file has them) and throughput; agreement
+    # with the teacher (where its scores are given)
+    title = (f"Reranker distillation on {os.path.basename(args.test_file)}: "
+             f"{os.path.basename(os.path.normpath(student.student_model))} before / after")
+    rows = [*(NAMES[m] for m in METRICS), SPEED] if labelled else [SPEED]
 
     def pick(values: dict) -> dict:
         return {NAMES.get(k, k): v for k, v in values.items() if k in (*METRICS, SPEED)}
 
-    comparison = Comparison(
-        title=f"Reranker distillation on {os.path.basename(args.test_file)}: "
-              f"{os.path.basename(os.path.normpath(student.student_model))} before / after",
-        before={k: pick(before)[k] for k in rows}, after=pick(after), teacher=pick(teacher), notes=notes,
-    )
+    comparisons = [Comparison(title=title if labelled else f"{title}, throughput",
+                              before={k: pick(before)[k] for k in rows}, after=pick(after), teacher=pick(teacher),
+                              notes=notes)]
+    if teacher_scores is not None:
+        comparisons.append(agreement_comparison(
+            f"{title}, agreement with the teacher", split_per_query(before_scores, samples),
+            split_per_query(after_scores, samples), split_per_query(teacher_scores, samples),
+            [f"{len(samples)} queries, {len(pairs)} candidates; students: raw logits; teacher: its stage-1 scores"]))
 
     # 5. save the table (JSON + Markdown) and the score scatter
     output_dir = Path(args.output_dir)
     extra = {"test_file": args.test_file, "num_queries": len(samples), "num_pairs": len(pairs),
              "student_model": student.student_model, "trained_model": student.trained_model,
-             "teacher_scores": args.teacher_scores or None}
-    save_comparisons([comparison], output_dir, name="reranker_results", extra=extra)
+             "teacher_scores": args.teacher_scores or None, "labelled": labelled}
+    save_comparisons(comparisons, output_dir, name="reranker_results", extra=extra)
     if teacher_scores is not None:
         plot = score_scatter(teacher_scores, {"before": before_scores, "after": after_scores},
                              output_dir / "score_scatter.png", title="Teacher vs student scores (test pairs)")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.export import ExportArguments
 from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
+from ragdistill.core.mteb import require_labels
 from ragdistill.reranker.evaluation import (
     SPEED,
     metrics_from_scores,
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. test data, and the teacher's stage-1 scores of it
     samples = read_test_samples(export.test_file, export.max_queries)
+    require_labels(export.test_file, samples, "the variants' quality check (MAP against the labels)")
     teacher, teacher_per_query = None, None
     if args.teacher_scores:
         flat, meta = teacher_test_scores(args.teacher_scores, samples)

@@ -1,4 +1,4 @@
-"""Stage 1: a teacher reranker scores every (query, passage) pair of MTEB reranking files.
+"""Stage 1: a teacher reranker scores every (query, passage) pair of reranking files (labelled or candidate lists).
 
 For each input file it writes one line per distinct pair, {"query", "passage", "score"}, where the score is the
 teacher's raw logit (for Qwen3-Reranker: logit("yes") - logit("no") after its model-card prompt), and beside it
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. inputs and outputs
     train_files, test_files = split_paths(files.train_files), split_paths(files.test_files)
     if not train_files and not test_files:
-        raise InputError(None, "give --train_files (MTEB reranking files, comma-separated) and/or --test_files")
+        raise InputError(None, "give --train_files (reranking files, comma-separated) and/or --test_files")
     inputs = train_files + [path for path in test_files if path not in train_files]
     outputs = output_paths(inputs, output.output_dir, split_paths(output.output_files))
     leaked_test_queries(train_files, test_files)

@@ -40,3 +40,14 @@ def write_lines(tmp_path):
         return path
 
     return write
+
+
+def write_candidate_lists(source: Path, target: Path, count: int = 0) -> Path:
+    """The first `count` queries (0 = all) of a labelled reranking file as candidate lists without labels: each
+    query's passages sorted by text, so neither the keys nor the order carry what was a positive."""
+    from ragdistill.core.jsonl import write_jsonl
+    from ragdistill.core.mteb import first_queries, iter_samples
+
+    samples = first_queries(iter_samples(source), count)
+    write_jsonl(target, ({"query": s.query, "candidates": sorted(s.candidates)} for s in samples))
+    return target

@@ -55,11 +55,18 @@ def teacher_scores(tiny_models, tmp_path_factory) -> Path:
     return output
 
 
-def samples_with_ties() -> list[RerankingSample]:
+def samples_with_ties(student) -> list[RerankingSample]:
     """Real test queries, some with repeated passages: a repeated text gets exactly the same score (a real tie)."""
+    import torch
+
     samples = read_samples(TEST)[:10]
-    samples[0].negative = [samples[0].positive[0]] + samples[0].negative  # a positive tied with a negative
-    samples[1].negative = samples[1].negative * 3 + [samples[1].positive[0]]  # > 16 candidates, many ties
+    first, second = samples[0], samples[1]
+    # the first query's passage the student scores highest, as its positive and again among its negatives: a tie
+    # at the top, whatever the random head made of the passages
+    scores = student.predict([(first.query, text) for text in first.candidates], activation_fn=torch.nn.Identity())
+    best = first.candidates[int(np.argmax(scores))]
+    samples[0] = RerankingSample.labelled(first.query, [best], [best] + [t for t in first.candidates if t != best])
+    samples[1] = RerankingSample.labelled(second.query, second.positive, second.negative * 3 + [second.positive[0]])
     return samples
 
 
@@ -68,7 +75,7 @@ def test_student_metrics_equal_the_evaluator(student, tiny_models):
     from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
-    samples = samples_with_ties()
+    samples = samples_with_ties(student)
     evaluated, scores = evaluate_cross_encoder(student, samples, batch_size=16)
     pairs = flat_pairs(samples)
     # The scores are raw logits in flat_pairs order: the model's own activation (a sigmoid) is not applied.

@@ -27,12 +27,13 @@ def check_choices(arguments) -> None:
 
 @dataclass
 class ScoringInputArguments:
-    """Stage 1: the MTEB reranking files ({query, positive: [...], negative: [...]}, .jsonl or .jsonl.gz)."""
+    """Stage 1: the reranking files, .jsonl or .jsonl.gz: labelled ({query, positive: [...], negative: [...]}) or
+    candidate lists without labels ({query, candidates: [...]}, ranked by the teacher alone)."""
 
     train_files: str = field(default="", metadata={
-        "help": "MTEB reranking file(s) whose queries train the student, comma-separated."})
+        "help": "Reranking file(s) whose queries train the student, comma-separated (labelled, or candidate lists)."})
     test_files: str = field(default="", metadata={
-        "help": "MTEB reranking file(s) the student is tested on, comma-separated: the teacher scores them too (its "
+        "help": "Reranking file(s) the student is tested on, comma-separated: the teacher scores them too (its "
                 "row in evaluation.py), and a warning says how many of their queries also appear in --train_files."})
     max_queries: int = field(default=0, metadata={"help": "Only the first N queries of each file (smoke runs); 0 = all."})
     skip_invalid: bool = field(default=False, metadata={

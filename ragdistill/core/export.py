@@ -381,13 +381,16 @@ def quantize_onnx_dynamic(source: str | Path, output: str | Path) -> Path:
 
 def calibration_inputs(model, kind: str, samples: Sequence[RerankingSample], count: int) -> list[dict]:
     """Up to `count` tokenised inputs (batch of one, unpadded) from training data: per query, the query and its first
-    positive (embedder), or the (query, positive) and (query, first negative) pairs (reranker)."""
+    positive (embedder), or the (query, positive) and (query, first negative) pairs (reranker); without labels, the
+    first and last candidates stand for them."""
     items: list = []
     for sample in samples:
+        first, other = ((sample.positive[0], sample.negative[0]) if sample.has_labels
+                        else (sample.candidates[0], sample.candidates[-1]))
         if kind == "embedder":
-            items += [sample.query, sample.positive[0]]
+            items += [sample.query, first]
         else:
-            items += [(sample.query, sample.positive[0]), (sample.query, sample.negative[0])]
+            items += [(sample.query, first), (sample.query, other)]
         if len(items) >= count:
             break
     result = []

@@ -117,6 +117,17 @@ def model_runner(kind: str, model, batch_size: int) -> Callable[[list], object]:
     return lambda items: model.predict(list(items), batch_size=batch_size, show_progress_bar=False)
 
 
+def mean_spearman(scores: Sequence[Sequence[float]], reference: Sequence[Sequence[float]]) -> float:
+    """Mean per-query Spearman correlation of two score lists per query (ragdistill.core.metrics.teacher_agreement);
+    NaN where no query has an order on both sides."""
+    from ragdistill.core.metrics import teacher_agreement
+
+    try:
+        return teacher_agreement(list(zip(scores, reference)))["spearman vs teacher"]
+    except ValueError:
+        return float("nan")
+
+
 def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str], samples: Sequence[RerankingSample],
                      teacher_scores: Sequence[np.ndarray] | None, problems: dict[str, str], batch_size: int = 32,
                      speed_count: int = 512, latency_count: int = 200, max_length: int = 0, repeats: int = 3
@@ -124,8 +135,6 @@ def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str],
     """Quality of every variant on the test samples, then its speed (batch `batch_size`) and latency (batch 1),
     all variants loaded together so they take turns on the CPU."""
     from tqdm.auto import tqdm
-
-    from ragdistill.embedding.evaluation import rank_agreement
 
     results = {v: VariantResult(v, problem=problems.get(v)) for v in variants}
     models = {}
@@ -141,11 +150,11 @@ def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str],
         models[variant] = model
         result.size_bytes = variant_size_bytes(model_path, variant)
         if teacher_scores is not None:
-            result.spearman_teacher = rank_agreement(result.scores, teacher_scores)
+            result.spearman_teacher = mean_spearman(result.scores, teacher_scores)
     reference = results.get("torch-fp32")
     for result in results.values():
         if reference is not None and reference.scores and result.scores:
-            result.spearman_fp32 = rank_agreement(result.scores, reference.scores)
+            result.spearman_fp32 = mean_spearman(result.scores, reference.scores)
     if models:
         runs = {variant: model_runner(kind, model, batch_size) for variant, model in models.items()}
         logger.info("timing %d variants: %d items at batch %d, then %d single items", len(runs), speed_count,

@@ -47,3 +47,30 @@ def ranking_metrics(queries: Sequence[tuple[Sequence[bool], Sequence[float]]], a
     if not per_query:
         raise ValueError("no query has both a relevant and a non-relevant candidate")
     return {name: float(np.mean([m[name] for m in per_query])) for name in per_query[0]}
+
+
+AGREEMENT_NAMES = ("ndcg@10 vs teacher", "spearman vs teacher", "kendall vs teacher")
+
+
+def teacher_agreement(queries: Sequence[tuple[Sequence[float], Sequence[float]]], at_k: int = 10) -> dict[str, float]:
+    """How closely a model ranks like the teacher, no labels needed: the mean over (model scores, teacher scores)
+    pairs, one per query, of NDCG@k of the model's ranking with the teacher's scores as graded relevance (scaled to
+    [0, 1] per query: the teacher's best candidate gains 1, its worst 0, so any score range works), and Spearman's
+    and Kendall's (tau-b) rank correlations of the two score lists. Queries where either side gives every candidate
+    the same score are skipped (no order to agree with); the teacher against itself scores 1.0 throughout."""
+    from scipy.stats import kendalltau, spearmanr
+
+    values: dict[str, list[float]] = {name: [] for name in AGREEMENT_NAMES}
+    for model_scores, teacher_scores in queries:
+        ours, theirs = np.asarray(model_scores, dtype=np.float64), np.asarray(teacher_scores, dtype=np.float64)
+        if len(ours) != len(theirs):
+            raise ValueError(f"{len(ours)} model scores against {len(theirs)} teacher scores for one query")
+        if len(ours) < 2 or np.ptp(ours) == 0 or np.ptp(theirs) == 0:
+            continue
+        gains = (theirs - theirs.min()) / np.ptp(theirs)
+        values[AGREEMENT_NAMES[0]].append(float(ndcg_score([gains], [ours], k=at_k)))
+        values[AGREEMENT_NAMES[1]].append(float(spearmanr(ours, theirs).statistic))
+        values[AGREEMENT_NAMES[2]].append(float(kendalltau(ours, theirs).statistic))
+    if not values[AGREEMENT_NAMES[0]]:
+        raise ValueError("no query has two candidates with different scores on both sides")
+    return {name: float(np.mean(scores)) for name, scores in values.items()}

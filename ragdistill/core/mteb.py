@@ -1,4 +1,11 @@
-"""The MTEB reranking format: one query per line, {"query": str, "positive": [str, ...], "negative": [str, ...]}."""
+"""Reranking files, one query per line, in one of two forms:
+
+- labelled (MTEB's reranking format): {"query": str, "positive": [str, ...], "negative": [str, ...]};
+- a candidate list without labels: {"query": str, "candidates": [str, ...]}, ranked by the teacher alone.
+
+A file holds one form throughout. Reading a label of an unlabelled sample raises `LabelsMissing`: the label-free
+path never reads one, and its tests prove it by running on files that carry none.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +19,60 @@ from typing import TypeVar
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import iter_jsonl
 
-REQUIRED_KEYS = ("query", "positive", "negative")
+LABELLED_KEYS = ("query", "positive", "negative")
+UNLABELLED_KEYS = ("query", "candidates")
+MIN_CANDIDATES = 2  # a ranking needs two passages
+
+
+class LabelsMissing(RuntimeError):
+    """A label was read from a sample that has none (a bug in the caller: the label-free path reads no labels)."""
 
 
 @dataclass
 class RerankingSample:
+    """A query and its candidate passages; with labels, the first `num_positive` candidates are the positives."""
+
     query: str
-    positive: list[str]
-    negative: list[str]
+    candidates: list[str]
+    num_positive: int | None = None  # None: no labels
+
+    @classmethod
+    def labelled(cls, query: str, positive: list[str], negative: list[str]) -> RerankingSample:
+        return cls(query, [*positive, *negative], len(positive))
 
     @property
-    def candidates(self) -> list[str]:
-        return self.positive + self.negative
+    def has_labels(self) -> bool:
+        return self.num_positive is not None
+
+    def _positives(self) -> int:
+        if self.num_positive is None:
+            raise LabelsMissing(f"query {self.query[:60]!r} has no labels (a candidate list)")
+        return self.num_positive
+
+    @property
+    def positive(self) -> list[str]:
+        return self.candidates[:self._positives()]
+
+    @property
+    def negative(self) -> list[str]:
+        return self.candidates[self._positives():]
 
     def as_dict(self) -> dict:
-        return {"query": self.query, "positive": self.positive, "negative": self.negative}
+        if self.has_labels:
+            return {"query": self.query, "positive": self.positive, "negative": self.negative}
+        return {"query": self.query, "candidates": self.candidates}
+
+
+def all_labelled(samples: Iterable[RerankingSample]) -> bool:
+    """Whether the samples carry labels (a file holds one form throughout, so the first sample tells)."""
+    return all(sample.has_labels for sample in samples)
+
+
+def require_labels(path: str | os.PathLike, samples: Iterable[RerankingSample], use: str) -> None:
+    """Refuse a file without labels where `use` needs them (the label-free path measures against the teacher)."""
+    if not all_labelled(samples):
+        raise InputError(path, f"has no labels (candidate lists), and {use} needs them; the evaluation stage "
+                               "measures a file without labels against the teacher")
 
 
 def _check_text(value, what: str, path, line: int) -> str:
@@ -37,36 +83,53 @@ def _check_text(value, what: str, path, line: int) -> str:
     return value
 
 
+def _check_list(obj: dict, key: str, path, line: int) -> list[str]:
+    value = obj[key]
+    if not isinstance(value, list):
+        raise InputError(path, f"wrong type: '{key}' must be a list of strings, got {type(value).__name__}", line)
+    if not value:
+        raise InputError(path, f"empty list: '{key}' has no passages", line)
+    return [_check_text(text, f"'{key}'[{i}]", path, line) for i, text in enumerate(value)]
+
+
 def validate_sample(obj, path: str | os.PathLike, line: int) -> RerankingSample:
     """Check one parsed line; raise InputError saying exactly what is wrong."""
     if not isinstance(obj, dict):
         raise InputError(path, f"wrong type: expected a JSON object, got {type(obj).__name__}", line)
-    missing = [key for key in REQUIRED_KEYS if key not in obj]
+    expected = UNLABELLED_KEYS if "candidates" in obj and "positive" not in obj else LABELLED_KEYS
+    missing = [key for key in expected if key not in obj]
     if missing:
         hints = []
         for key in missing:
             close = difflib.get_close_matches(key, [str(k) for k in obj], n=1, cutoff=0.6)
             hints.append(f"'{key}'" + (f" (found '{close[0]}': misspelled?)" if close else ""))
-        raise InputError(path, f"missing key: {', '.join(hints)}; expected keys query, positive, negative", line)
+        raise InputError(path, f"missing key: {', '.join(hints)}; expected keys query, positive, negative "
+                               "(labelled) or query, candidates (no labels)", line)
     query = _check_text(obj["query"], "'query'", path, line)
-    lists = {}
-    for key in ("positive", "negative"):
-        value = obj[key]
-        if not isinstance(value, list):
-            raise InputError(path, f"wrong type: '{key}' must be a list of strings, got {type(value).__name__}", line)
-        if not value:
-            raise InputError(path, f"empty list: '{key}' has no passages", line)
-        lists[key] = [_check_text(text, f"'{key}'[{i}]", path, line) for i, text in enumerate(value)]
-    return RerankingSample(query=query, positive=lists["positive"], negative=lists["negative"])
+    if expected == UNLABELLED_KEYS:
+        candidates = _check_list(obj, "candidates", path, line)
+        if len(candidates) < MIN_CANDIDATES:
+            raise InputError(path, f"too few candidates: {len(candidates)}; a query needs at least {MIN_CANDIDATES} "
+                                   "to rank", line)
+        return RerankingSample(query, candidates)
+    return RerankingSample.labelled(query, _check_list(obj, "positive", path, line),
+                                    _check_list(obj, "negative", path, line))
 
 
 def iter_samples(path: str | os.PathLike, skips: SkipCounter | None = None) -> Iterator[RerankingSample]:
     """Stream validated samples. With a SkipCounter that skips, bad rows are counted instead of raised."""
     skips = skips or SkipCounter(skip_invalid=False)
     kept = 0
+    form: tuple[bool, int] | None = None  # (labelled, line) of the first sample: the file's form
     for line, obj in iter_jsonl(path, skips):
         try:
             sample = validate_sample(obj, path, line)
+            if form is None:
+                form = (sample.has_labels, line)
+            elif sample.has_labels != form[0]:
+                kinds = ("a candidate list without labels", "labelled")
+                raise InputError(path, f"mixed forms: this line is {kinds[sample.has_labels]}, line {form[1]} is "
+                                       f"{kinds[form[0]]}; a file holds one form throughout", line)
         except InputError as error:
             skips.handle(error)
             continue

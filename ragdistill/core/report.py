@@ -115,3 +115,20 @@ def save_comparisons(comparisons: list[Comparison], output_dir: str | os.PathLik
         handle.write("\n".join(c.to_markdown() for c in comparisons))
     logger.info(f"saved {json_path} and {md_path}")
     return json_path, md_path
+
+
+AGREEMENT_NOTE = ("agreement with the teacher, no labels needed: NDCG@10 of the student's ranking with the teacher's "
+                  "scores as graded relevance (scaled to [0, 1] per query), Spearman's and Kendall's rank correlation "
+                  "of the scores; mean over queries")
+
+
+def agreement_comparison(title: str, before: Sequence[Sequence[float]], after: Sequence[Sequence[float]],
+                         teacher: Sequence[Sequence[float]], notes: Sequence[str] = ()) -> Comparison:
+    """Before / after agreement of a student's per-query scores with the teacher's (ragdistill.core.metrics.
+    teacher_agreement), with the teacher's own row (1.0: the ceiling the gap closed is measured against)."""
+    from ragdistill.core.metrics import teacher_agreement
+
+    rows = {label: teacher_agreement(list(zip(scores, teacher)))
+            for label, scores in (("before", before), ("after", after), ("teacher", teacher))}
+    return Comparison(title=title, before=rows["before"], after=rows["after"], teacher=rows["teacher"],
+                      notes=[*notes, AGREEMENT_NOTE])

@@ -204,7 +204,7 @@ def beir_split_samples(corpus_ids: Sequence[str], corpus_texts: Sequence[str], q
         if not negatives:
             no_negative += 1
             continue
-        samples.append(RerankingSample(query=text, positive=positive_texts, negative=negatives))
+        samples.append(RerankingSample.labelled(text, positive_texts, negatives))
     counts.skipped = no_positive + no_negative + skips.total
     counts.details.update({
         "queries_judged": len(judged), "skipped_no_positive": no_positive, "skipped_no_negative": no_negative,

@@ -6,6 +6,9 @@ The students (before and after training) are scored through their public sentenc
 `metrics_from_similarities`, which computes MAP / MRR@10 / NDCG@10 as sentence-transformers' RerankingEvaluator does,
 with its order among tied scores (`evaluator_order`), so the rows compare like for like and with the evaluator's
 numbers (tests/test_embedding_evaluation.py checks that they are equal).
+
+Every file also gets a table of the students' agreement with the teacher (ragdistill.core.metrics.teacher_agreement),
+which needs no labels: a file without labels (candidate lists) gets that table alone.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import numpy as np
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.metrics import ranking_metrics
-from ragdistill.core.mteb import RerankingSample
-from ragdistill.core.report import Comparison
+from ragdistill.core.mteb import RerankingSample, all_labelled
+from ragdistill.core.report import Comparison, agreement_comparison
 from ragdistill.core.speed import items_per_second
 
-RANK_AGREEMENT = "spearman vs teacher"
+HEADLINE_METRIC = {True: "map", False: "ndcg@10 vs teacher"}  # by whether the file has labels
 
 
 @dataclass
@@ -52,24 +55,29 @@ def student_similarities(model, samples: Sequence[RerankingSample], batch_size: 
 
 def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int = 32,
                      show_progress_bar: bool = False) -> StudentScores:
-    """MAP / MRR@10 / NDCG@10 of a SentenceTransformer, and the similarities it ranked by. Computed as the teacher's
+    """MAP / MRR@10 / NDCG@10 of a SentenceTransformer (none for samples without labels), and the similarities it
+    ranked by. Computed as the teacher's
     row is (metrics_from_similarities), so the rows compare like for like; the numbers equal RerankingEvaluator's
     (tests/test_embedding_evaluation.py)."""
     similarities = student_similarities(model, samples, batch_size, show_progress_bar)
-    return StudentScores(metrics_from_similarities(samples, similarities, device=model.device), similarities)
+    metrics = metrics_from_similarities(samples, similarities, device=model.device) if all_labelled(samples) else {}
+    return StudentScores(metrics, similarities)
 
 
 def teacher_similarities(samples: Sequence[RerankingSample], score_rows: Sequence[dict], path: str
                          ) -> list[np.ndarray]:
-    """The teacher's stored similarities, aligned with the samples (checked query by query)."""
+    """The teacher's stored similarities, aligned with the samples (checked query by query; rows of a file without
+    labels hold one `scores` list)."""
     if len(score_rows) < len(samples):
         raise InputError(path, f"teacher scores cover {len(score_rows)} queries, the file has {len(samples)}")
     result = []
     for line, (sample, row) in enumerate(zip(samples, score_rows), start=1):
-        if row["query"] != sample.query or len(row["positive_scores"]) != len(sample.positive) \
-                or len(row["negative_scores"]) != len(sample.negative):
+        scores = row["positive_scores"] + row["negative_scores"] if "positive_scores" in row else row.get("scores", [])
+        if row["query"] != sample.query or len(scores) != len(sample.candidates) \
+                or ("positive_scores" in row) != sample.has_labels \
+                or (sample.has_labels and len(row["positive_scores"]) != len(sample.positive)):
             raise InputError(path, "teacher scores do not match the evaluation file (delete the cache file)", line)
-        result.append(np.asarray(row["positive_scores"] + row["negative_scores"], dtype=np.float64))
+        result.append(np.asarray(scores, dtype=np.float64))
     return result
 
 
@@ -96,19 +104,6 @@ def metrics_from_similarities(samples: Sequence[RerankingSample], similarities: 
     return ranking_metrics(queries, ties="stable")
 
 
-def rank_agreement(student: Sequence[np.ndarray], teacher: Sequence[np.ndarray]) -> float:
-    """Mean over queries of the Spearman correlation between student and teacher similarities of the query's
-    candidates: how closely the student ranks like the teacher (1.0 = the same order), which is what the
-    distillation loss trains; queries with a constant score list are skipped."""
-    from scipy.stats import spearmanr
-
-    values = []
-    for ours, theirs in zip(student, teacher):
-        if len(ours) > 1 and np.ptp(ours) > 0 and np.ptp(theirs) > 0:
-            values.append(spearmanr(ours, theirs).statistic)
-    return float(np.mean(values)) if values else float("nan")
-
-
 def encode_throughputs(models: dict[str, object], texts: Sequence[str], batch_size: int = 32,
                        repeats: int = 3) -> dict[str, float]:
     """Texts per second of each model's encode on the same texts: the median of `repeats` timed passes, each after
@@ -132,6 +127,7 @@ class FileEvaluation:
     samples: list[RerankingSample]
     teacher: list[np.ndarray]
     students: dict[str, StudentScores] = field(default_factory=dict)
+    tables: list[Comparison] = field(default_factory=list)  # set by comparisons(): its headline table first
 
     @property
     def name(self) -> str:
@@ -143,19 +139,37 @@ class FileEvaluation:
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name.replace("/", "-"))
 
-    def comparison(self) -> Comparison:
-        before, after = dict(self.students["before"].metrics), dict(self.students["after"].metrics)
-        teacher = metrics_from_similarities(self.samples, self.teacher)
-        for label, metrics in (("before", before), ("after", after)):
-            metrics[RANK_AGREEMENT] = rank_agreement(self.students[label].similarities, self.teacher)
-        teacher[RANK_AGREEMENT] = 1.0
-        notes = [f"{len(self.samples)} queries, {sum(len(s.candidates) for s in self.samples)} candidates; "
-                 "students: their own similarities; teacher: its stored similarities; metrics as RerankingEvaluator computes them",
-                 f"{RANK_AGREEMENT}: mean per-query Spearman correlation of student and teacher similarities"]
-        if self.domain == "out-of-domain":
-            notes.append(headline(self.name, before, after, prefix="no-forgetting check"))
-        return Comparison(title=f"{self.name} ({self.domain})", before=before, after=after, teacher=teacher,
-                          notes=notes)
+    @property
+    def labelled(self) -> bool:
+        return all_labelled(self.samples)
+
+    @property
+    def headline_metric(self) -> str:
+        return HEADLINE_METRIC[self.labelled]
+
+    def comparisons(self) -> list[Comparison]:
+        """The labelled table (MAP / MRR@10 / NDCG@10, where the file has labels) and the agreement table."""
+        before, after = self.students["before"], self.students["after"]
+        counts = f"{len(self.samples)} queries, {sum(len(s.candidates) for s in self.samples)} candidates"
+        tables = []
+        agreement_notes = [f"{counts}; students: their own similarities; teacher: its stored similarities"]
+        if self.labelled:
+            notes = [f"{counts}; students: their own similarities; teacher: its stored similarities; metrics as "
+                     "RerankingEvaluator computes them"]
+            if self.domain == "out-of-domain":
+                notes.append(headline(self.name, before.metrics, after.metrics, prefix="no-forgetting check"))
+            tables.append(Comparison(title=f"{self.name} ({self.domain})", before=dict(before.metrics),
+                                     after=dict(after.metrics),
+                                     teacher=metrics_from_similarities(self.samples, self.teacher), notes=notes))
+        else:
+            agreement_notes.append("the file has no labels: agreement with the teacher is the measure")
+        agreement = agreement_comparison(f"{self.name} ({self.domain}), agreement with the teacher",
+                                         before.similarities, after.similarities, self.teacher, agreement_notes)
+        if self.domain == "out-of-domain" and not self.labelled:
+            agreement.notes.append(headline(self.name, agreement.before, agreement.after, self.headline_metric,
+                                            prefix="no-forgetting check"))
+        self.tables = [*tables, agreement]
+        return self.tables
 
     def flat(self, similarities: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(s, dtype=np.float64) for s in similarities])
@@ -164,7 +178,8 @@ class FileEvaluation:
 def headline(name: str, before: dict, after: dict, metric: str = "map", prefix: str = "") -> str:
     change = (after[metric] - before[metric]) / abs(before[metric]) if before[metric] else float("nan")
     label = f"{prefix}, " if prefix else ""
-    return (f"{label}{name}: {metric.upper()} {before[metric]:.4f} -> {after[metric]:.4f} "
+    return (f"{label}{name}: {metric.upper() if metric == 'map' else metric} {before[metric]:.4f} -> "
+            f"{after[metric]:.4f} "
             f"({change:+.1%} relative)")
 
 

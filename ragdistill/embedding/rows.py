@@ -6,6 +6,11 @@ The score stage writes them (it holds the similarities), in one of FORMATS:
   {"query", "positive", "negative_1", ..., "negative_n", "label": [sim_pos, sim_neg_1, ..., sim_neg_n]}
 - triplet: every (positive, negative) pair of a query, {"query", "positive", "negative", "label": [p, n]}
 - scores: one row per query with every candidate's similarity (what evaluation caches for the teacher)
+
+Input without labels (candidate lists) is ranked by the teacher alone: its top candidate is the row's positive
+(a pseudo-positive), and the negatives come from the rest, except those the teacher scores within a margin of the
+positive (above FALSE_NEGATIVE_MARGIN x its similarity): likely positives too, dropped and counted
+(positive-aware false-negative filtering, as NV-Retriever does). No label is read on this path.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from ragdistill.core.mteb import RerankingSample
 
 FORMATS = ("ntuple", "triplet", "scores")
 TRAINING_FORMATS = ("ntuple", "triplet")
+# A candidate the teacher scores above this share of the pseudo-positive's similarity is no negative. NV-Retriever
+# (Moreira et al., 2024) found 95% of the positive's score the best of its positive-aware thresholds.
+FALSE_NEGATIVE_MARGIN = 0.95
 
 
 def parse_num_negatives(value: str | int) -> int:
@@ -41,8 +49,24 @@ def _labels(values: np.ndarray) -> list[float]:
     return [float(value) for value in np.asarray(values, dtype=np.float32)]
 
 
+def split_candidates(sample: RerankingSample, sims: np.ndarray, margin: float = FALSE_NEGATIVE_MARGIN
+                     ) -> tuple[list[int], list[int], int]:
+    """(positive indices, negative indices, negatives dropped) of a sample's candidates: the data's labels where
+    it has them; else the teacher's top candidate, and the rest below `margin` x its similarity (for a negative
+    similarity: at least (1 - margin) x its size below it)."""
+    if sample.has_labels:
+        count = len(sample.positive)
+        return list(range(count)), list(range(count, len(sims))), 0
+    top = int(np.argmax(sims))
+    ceiling = sims[top] - (1.0 - margin) * abs(float(sims[top]))
+    rest = [i for i in range(len(sims)) if i != top]
+    negatives = [i for i in rest if sims[i] < ceiling]
+    return [top], negatives, len(rest) - len(negatives)
+
+
 def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], fmt: str,
-               num_negatives: int, pad_negatives: bool = True) -> tuple[list[dict], dict]:
+               num_negatives: int, pad_negatives: bool = True, margin: float = FALSE_NEGATIVE_MARGIN
+               ) -> tuple[list[dict], dict]:
     """Training (or score) rows in input order, and counts.
 
     Listwise rows all have the same columns (a dataset needs them): `num_negatives` n > 0, or 0 for as many as the
@@ -51,19 +75,28 @@ def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.nda
     left out; either way it is counted.
     """
     rows: list[dict] = []
-    stats = {"queries_padded": 0, "queries_too_few_negatives": 0}
+    stats = {"queries_padded": 0, "queries_too_few_negatives": 0, "false_negatives_dropped": 0,
+             "queries_without_negatives": 0}
+    splits = [split_candidates(sample, np.asarray(sims), margin) for sample, sims in zip(samples, similarities)]
     if fmt == "ntuple":
-        width = num_negatives or max(len(sample.negative) for sample in samples)
+        width = num_negatives or max(len(negatives) for _, negatives, _ in splits)
         stats["negatives_per_row"] = width
-    for sample, sims in zip(samples, similarities):
-        num_pos = len(sample.positive)
-        pos_sims, neg_sims = sims[:num_pos], sims[num_pos:]
+    for sample, sims, (pos_index, neg_index, dropped) in zip(samples, similarities, splits):
         if fmt == "scores":
-            rows.append({"query": sample.query, "positive_scores": _labels(pos_sims),
-                         "negative_scores": _labels(neg_sims)})
-        elif fmt == "triplet":
-            for positive, pos_sim in zip(sample.positive, pos_sims):
-                for negative, neg_sim in zip(sample.negative, neg_sims):
+            rows.append({"query": sample.query, "positive_scores": _labels(sims[:len(sample.positive)]),
+                         "negative_scores": _labels(sims[len(sample.positive):])} if sample.has_labels
+                        else {"query": sample.query, "scores": _labels(sims)})
+            continue
+        stats["false_negatives_dropped"] += dropped
+        if not neg_index:
+            stats["queries_without_negatives"] += 1
+            continue
+        positives = [sample.candidates[i] for i in pos_index]
+        negatives = [sample.candidates[i] for i in neg_index]
+        pos_sims, neg_sims = sims[pos_index], sims[neg_index]
+        if fmt == "triplet":
+            for positive, pos_sim in zip(positives, pos_sims):
+                for negative, neg_sim in zip(negatives, neg_sims):
                     rows.append({"query": sample.query, "positive": positive, "negative": negative,
                                  "label": _labels(np.array([pos_sim, neg_sim]))})
         else:
@@ -75,9 +108,9 @@ def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.nda
                 stats["queries_padded"] += 1
                 hardest = np.resize(hardest, width)  # cycles through the negatives, hardest first
             hardest = hardest[:width]
-            for positive, pos_sim in zip(sample.positive, pos_sims):
+            for positive, pos_sim in zip(positives, pos_sims):
                 row = {"query": sample.query, "positive": positive}
-                row.update({f"negative_{i + 1}": sample.negative[j] for i, j in enumerate(hardest)})
+                row.update({f"negative_{i + 1}": negatives[j] for i, j in enumerate(hardest)})
                 row["label"] = _labels(np.concatenate([[pos_sim], neg_sims[hardest]]))
                 rows.append(row)
     if not rows:

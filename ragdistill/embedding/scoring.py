@@ -1,6 +1,7 @@
 """Teacher similarities as soft labels: the driver behind Embedding-Distillation/score.py.
 
-1. Read MTEB reranking files ({"query", "positive": [...], "negative": [...]}).
+1. Read reranking files: labelled ({"query", "positive": [...], "negative": [...]}) or candidate lists without
+   labels ({"query", "candidates": [...]}, ranked by the teacher alone: ragdistill.embedding.rows).
 2. Collect the unique prompted texts (query prompt + query, document prompt + passage) across all rows and files;
    each is embedded once, in resumable chunks (`<output>.parts/chunk-*.npy`); a shard run (`num_shards` > 1)
    embeds only its chunks and stops there, the run without shard flags joins (ragdistill.core.resumable).
@@ -27,7 +28,7 @@ import numpy as np
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.hashing import file_digest
 from ragdistill.core.jsonl import read_json
-from ragdistill.core.mteb import RerankingSample, iter_samples
+from ragdistill.core.mteb import RerankingSample, all_labelled, iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
     ChunkedJob,
@@ -37,7 +38,7 @@ from ragdistill.core.resumable import (
     meta_path,
     reuse_complete,
 )
-from ragdistill.embedding.rows import FORMATS, build_rows, write_rows
+from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS, build_rows, split_candidates, write_rows
 from ragdistill.embedding.teachers import (
     EmbeddingTeacher,
     TeacherArguments,
@@ -246,11 +247,15 @@ def candidate_similarities(samples: Sequence[RerankingSample], texts: UniqueText
 
 
 def similarity_summary(similarities: Sequence[np.ndarray], samples: Sequence[RerankingSample]) -> dict:
-    """Mean teacher similarity of positives and negatives: shows how narrow the cosine range is."""
-    pos = np.concatenate([sims[:len(s.positive)] for s, sims in zip(samples, similarities)])
-    neg = np.concatenate([sims[len(s.positive):] for s, sims in zip(samples, similarities)])
-    return {"positive_mean": round(float(pos.mean()), 4), "negative_mean": round(float(neg.mean()), 4),
-            "min": round(float(min(pos.min(), neg.min())), 4), "max": round(float(max(pos.max(), neg.max())), 4)}
+    """Mean teacher similarity of the positives and the negatives (without labels: of each query's top candidate
+    and the rest), and the range: shows how narrow the cosine range is."""
+    splits = [split_candidates(s, np.asarray(sims)) for s, sims in zip(samples, similarities)]
+    pos = np.concatenate([sims[positives] for sims, (positives, _, _) in zip(similarities, splits)])
+    rest = np.concatenate([np.delete(sims, positives) for sims, (positives, _, _) in zip(similarities, splits)])
+    every = np.concatenate([pos, rest])
+    names = ("positive_mean", "negative_mean") if all_labelled(samples) else ("top_candidate_mean", "other_mean")
+    return {names[0]: round(float(pos.mean()), 4), names[1]: round(float(rest.mean()), 4),
+            "min": round(float(every.min()), 4), "max": round(float(every.max()), 4)}
 
 
 # 5. the whole stage --------------------------------------------------------------------------------------------
@@ -275,6 +280,7 @@ class SoftLabelJob:
     fmt: str = "ntuple"
     num_negatives: int = 8
     pad_negatives: bool = True
+    false_negative_margin: float = FALSE_NEGATIVE_MARGIN
     max_queries: int = 0
     skip_invalid: bool = False
     num_shards: int = 1
@@ -283,6 +289,8 @@ class SoftLabelJob:
     def __post_init__(self):
         if self.fmt not in FORMATS:
             raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, got '{self.fmt}'")
+        if not 0.0 < self.false_negative_margin <= 1.0:
+            raise InputError(None, f"--false_negative_margin must be in (0, 1], got {self.false_negative_margin}")
         check_shard(self.num_shards, self.shard_id)
         self.output_path = Path(self.output)
         if self.output_path.is_dir():
@@ -291,7 +299,7 @@ class SoftLabelJob:
     def settings(self, file_records: list[dict]) -> dict:
         return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
                 "format": self.fmt, "num_negatives": self.num_negatives, "pad_negatives": self.pad_negatives,
-                "max_queries": self.max_queries,
+                "false_negative_margin": self.false_negative_margin, "max_queries": self.max_queries,
                 "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
 
     def run(self) -> dict:
@@ -328,14 +336,20 @@ class SoftLabelJob:
         truncated = count_truncated(self.teacher.tokenizer(), texts, identity["max_length"])
         sims = candidate_similarities(data.samples, texts, embeddings, identity["query_prompt"],
                                       identity["document_prompt"])
-        rows, row_stats = build_rows(data.samples, sims, self.fmt, self.num_negatives, self.pad_negatives)
+        rows, row_stats = build_rows(data.samples, sims, self.fmt, self.num_negatives, self.pad_negatives,
+                                     self.false_negative_margin)
+        labelled = all_labelled(data.samples)
+        if not labelled and self.fmt != "scores":
+            logger.info("the input has no labels: each query's positive is the teacher's top candidate, and "
+                        f"candidates above {self.false_negative_margin:g} x its similarity are no negatives")
         meta = {
             **identity, "format": self.fmt, "num_negatives": self.num_negatives or "all",
-            "pad_negatives": self.pad_negatives,
-            "files": data.files, "max_queries": self.max_queries,
+            "pad_negatives": self.pad_negatives, "false_negative_margin": self.false_negative_margin,
+            "files": data.files, "max_queries": self.max_queries, "labelled": labelled,
             "counts": {"queries": len(data.samples),
-                       "positives": sum(len(s.positive) for s in data.samples),
-                       "negatives": sum(len(s.negative) for s in data.samples),
+                       "positives": sum(len(s.positive) for s in data.samples) if labelled else None,
+                       "negatives": sum(len(s.negative) for s in data.samples) if labelled else None,
+                       "candidates": sum(len(s.candidates) for s in data.samples),
                        "unique_queries": texts.num_queries, "unique_passages": len(texts.texts) - texts.num_queries,
                        "rows": len(rows), "skipped_invalid": data.skips.total,
                        "skipped_invalid_by_reason": data.skips.by_reason, **row_stats},
@@ -356,15 +370,18 @@ class SoftLabelJob:
 def print_summary(output: Path, meta: dict) -> None:
     counts, truncated, embedding = meta["counts"], meta["truncated"], meta["embedding"]
     rate = embedding.get("texts_per_second")
+    similarity = meta["teacher_similarity"]
+    labels = (f"positives {counts['positives']}, negatives {counts['negatives']}" if meta["labelled"] else
+              f"{counts['candidates']} candidates, no labels")
+    means = ", ".join(f"{name.replace('_mean', '').replace('_', ' ')}s mean {value}" for name, value in similarity.items()
+                      if name.endswith("_mean"))
     lines = [
         f"wrote {counts['rows']} {meta['format']} rows to {output}",
-        f"  queries {counts['queries']} (unique {counts['unique_queries']}), positives {counts['positives']}, "
-        f"negatives {counts['negatives']}, unique passages {counts['unique_passages']}",
+        f"  queries {counts['queries']} (unique {counts['unique_queries']}), {labels}, "
+        f"unique passages {counts['unique_passages']}",
         f"  truncated to {truncated['max_length']} tokens: {truncated['queries']} queries, "
         f"{truncated['passages']} passages (longest text {truncated['longest_text_tokens']} tokens)",
-        f"  teacher cosine: positives mean {meta['teacher_similarity']['positive_mean']}, negatives mean "
-        f"{meta['teacher_similarity']['negative_mean']}, range [{meta['teacher_similarity']['min']}, "
-        f"{meta['teacher_similarity']['max']}]",
+        f"  teacher cosine: {means}, range [{similarity['min']}, {similarity['max']}]",
         f"  embedded {embedding['texts_embedded_this_run']} texts this run"
         + (f" at {rate:.1f} texts/s" if rate else ""),
     ]
@@ -373,6 +390,11 @@ def print_summary(output: Path, meta: dict) -> None:
     if counts.get("queries_padded"):
         lines.append(f"  {counts['queries_padded']} queries have fewer than {counts['negatives_per_row']} negatives: "
                      "their rows repeat their negatives, hardest first")
+    if counts.get("false_negatives_dropped"):
+        lines.append(f"  {counts['false_negatives_dropped']} candidates scored within {meta['false_negative_margin']:g} x "
+                     "the top candidate's similarity: not used as negatives (likely positives)")
+    if counts.get("queries_without_negatives"):
+        lines.append(f"  left out {counts['queries_without_negatives']} queries with no candidate left as a negative")
     if counts.get("queries_too_few_negatives"):
         lines.append(f"  left out {counts['queries_too_few_negatives']} queries with fewer than "
                      f"{counts['negatives_per_row']} negatives")

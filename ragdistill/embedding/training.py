@@ -14,6 +14,7 @@ batch, at the same temperature) is added to the KL divergence.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ LOSSES = ("kl", "margin_mse", "mse")
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
 STAGE1_COMMAND = "Embedding-Distillation/score.py (bash score.sh)"
+
+logger = logging.getLogger(__name__)
 
 
 def load_training_rows(paths: str | os.PathLike | Sequence[str | os.PathLike], max_rows: int = 0):
@@ -160,8 +163,18 @@ class DistillationWithLabels(nn.Module):
                 "labels_scale": self.scale}
 
 
-def default_label_weight(loss: str, label_weight: float | None) -> float:
-    """--label_weight as given, else DEFAULT_LABEL_WEIGHT with kl (where it was measured) and 0 with other losses."""
+def default_label_weight(loss: str, label_weight: float | None, paths: Sequence[str]) -> float:
+    """--label_weight as given, else DEFAULT_LABEL_WEIGHT with kl (where it was measured) and 0 with other losses;
+    0 too, with a line saying so, for rows made from input without labels (their positives are the teacher's top
+    candidates, no data labels), where a weight given is refused."""
+    unlabelled = [path for path in paths if not require_complete(path, STAGE1_COMMAND).get("labelled", True)]
+    if unlabelled:
+        if label_weight:
+            raise InputError(unlabelled[0], f"its rows come from input without labels: --label_weight {label_weight:g} "
+                                            "has no data labels to weigh; set it to 0 (or leave it unset)")
+        if loss == "kl" and label_weight is None:
+            logger.info(f"{unlabelled[0]}: the input had no labels: training on the teacher alone (no label term)")
+        return 0.0
     if label_weight is not None:
         return label_weight
     return DEFAULT_LABEL_WEIGHT if loss == "kl" else 0.0
@@ -289,7 +302,8 @@ def reranking_evaluator(path: str | os.PathLike | None, max_queries: int = 0, na
         return None
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
 
-    from ragdistill.core.mteb import first_queries, iter_samples
+    from ragdistill.core.mteb import first_queries, iter_samples, require_labels
 
-    samples = [sample.as_dict() for sample in first_queries(iter_samples(path), max_queries)]
-    return RerankingEvaluator(samples, name=name or Path(path).stem, batch_size=batch_size)
+    samples = first_queries(iter_samples(path), max_queries)
+    require_labels(path, samples, "evaluation during training (--eval_file)")
+    return RerankingEvaluator([sample.as_dict() for sample in samples], name=name or Path(path).stem, batch_size=batch_size)

@@ -10,6 +10,8 @@
 - Throughput (pairs/s) of the student before and after (ragdistill.core.speed), and the teacher's from the stage-1
   metadata (measured there, with its backend and hardware).
 - A scatter of teacher vs student scores on every test pair, before and after.
+- Agreement with the teacher (ragdistill.core.metrics.teacher_agreement), which needs no labels: a test file without
+  labels (candidate lists) is measured by it alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import iter_jsonl
 from ragdistill.core.metrics import ranking_metrics
-from ragdistill.core.mteb import RerankingSample, first_queries, iter_samples
+from ragdistill.core.mteb import RerankingSample, all_labelled, first_queries, iter_samples
 from ragdistill.core.resumable import require_complete
 
 METRICS = ("map", "mrr@10", "ndcg@10")
@@ -34,8 +36,9 @@ def read_test_samples(path: str | Path, max_queries: int = 0) -> list[RerankingS
 
 
 def flat_pairs(samples: Sequence[RerankingSample]) -> list[tuple[str, str]]:
-    """Every (query, candidate) of the samples, positives first (the order of `relevance` and of the scores)."""
-    return [(s.query, doc) for s in samples for doc in s.positive + s.negative]
+    """Every (query, candidate) of the samples in file order (positives first where there are labels: the order of
+    `relevance` and of the scores)."""
+    return [(s.query, doc) for s in samples for doc in s.candidates]
 
 
 def relevance(samples: Sequence[RerankingSample]) -> list[list[bool]]:
@@ -45,7 +48,7 @@ def relevance(samples: Sequence[RerankingSample]) -> list[list[bool]]:
 def split_per_query(flat: Sequence[float], samples: Sequence[RerankingSample]) -> list[list[float]]:
     out, start = [], 0
     for s in samples:
-        n = len(s.positive) + len(s.negative)
+        n = len(s.candidates)
         out.append([float(x) for x in flat[start:start + n]])
         start += n
     return out
@@ -75,14 +78,15 @@ def teacher_test_scores(score_file: str | Path, samples: Sequence[RerankingSampl
 
 def evaluate_cross_encoder(model, samples: Sequence[RerankingSample], batch_size: int = 64
                            ) -> tuple[dict[str, float], list[float]]:
-    """MAP / MRR@10 / NDCG@10 over all candidates, and the model's raw score (logit) for every pair in flat_pairs
-    order, ranked as the teacher's row is (metrics_from_scores) so that the rows compare like for like."""
+    """MAP / MRR@10 / NDCG@10 over all candidates (none for samples without labels), and the model's raw score
+    (logit) for every pair in flat_pairs order, ranked as the teacher's row is (metrics_from_scores) so that the rows
+    compare like for like."""
     import torch
 
     scores = model.predict(flat_pairs(samples), batch_size=batch_size, activation_fn=torch.nn.Identity(),
                            convert_to_numpy=True, show_progress_bar=True)
     scores = np.asarray(scores, dtype=np.float32).tolist()
-    return metrics_from_scores(scores, samples), scores
+    return (metrics_from_scores(scores, samples) if all_labelled(samples) else {}), scores
 
 
 def metrics_from_scores(scores: Sequence[float], samples: Sequence[RerankingSample]) -> dict[str, float]:

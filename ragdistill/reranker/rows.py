@@ -119,7 +119,7 @@ def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[st
 
 def data_positives(score_file: str | Path, meta: dict) -> dict[str, set[str]] | None:
     """Per query, the positives of the MTEB file that stage 1 scored into `score_file` (its metadata names the file
-    and its digest); None, with a warning, when that file is gone or has changed since."""
+    and its digest); None, with a warning, when that file is gone or has changed since, or when it has no labels."""
     from ragdistill.core.hashing import file_digest
     from ragdistill.core.mteb import iter_samples
 
@@ -130,6 +130,9 @@ def data_positives(score_file: str | Path, meta: dict) -> dict[str, set[str]] | 
         return None
     positives: dict[str, set[str]] = {}
     for sample in iter_samples(source, SkipCounter(skip_invalid=True)):
+        if not sample.has_labels:
+            logger.info(f"{source} has no labels: the rows carry the teacher's judgement alone")
+            return None
         positives.setdefault(sample.query, set()).update(sample.positive)
     return positives
 

@@ -124,7 +124,7 @@ def default_label_weight(loss: str, label_weight: float | None, paths: Sequence[
     unlabelled = files_without_labels(paths)
     if unlabelled:
         logger.warning(f"{unlabelled[0]}: the rows carry no data labels (relevance): training on the teacher alone "
-                       f"(stage 2 adds them where the MTEB files stage 1 scored still are)")
+                       f"(stage 2 adds them where the files stage 1 scored have labels and are still there)")
         return 0.0
     return DEFAULT_LABEL_WEIGHT
 
@@ -342,7 +342,9 @@ def reranking_evaluator(path: str | None, max_queries: int = 0, name: str = "eva
         return None
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
+    from ragdistill.core.mteb import require_labels
     from ragdistill.reranker.evaluation import read_test_samples
 
     samples = read_test_samples(path, max_queries)
+    require_labels(path, samples, "evaluation during training (--eval_file)")
     return CrossEncoderRerankingEvaluator([sample.as_dict() for sample in samples], name=name, at_k=10)

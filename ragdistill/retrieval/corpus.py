@@ -127,6 +127,10 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
             qid = qid_of.setdefault(sample.query, f"q{len(qid_of) + 1}")
             queries[qid] = sample.query
             judged = qrels.setdefault(qid, {})
+            if not sample.has_labels:  # a candidate list: its passages join the corpus, nothing is judged
+                for text in sample.candidates:
+                    documents.setdefault(passage_id(text), text)
+                continue
             for text in sample.positive:
                 doc_id = passage_id(text)
                 documents.setdefault(doc_id, text)

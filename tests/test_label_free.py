@@ -1,0 +1,113 @@
+"""The label-free path's pieces: candidate lists read without labels (and never asked for them), the teacher's
+rows without labels (pseudo-positive, false-negative filter), agreement with the teacher as the measure, and the
+label term switched off by itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ragdistill.core.errors import InputError, SkipCounter
+from ragdistill.core.metrics import AGREEMENT_NAMES, teacher_agreement
+from ragdistill.core.mteb import LabelsMissing, all_labelled, read_samples, require_labels
+from ragdistill.embedding.rows import build_rows, split_candidates
+from tests.conftest import REPO, write_candidate_lists
+
+
+def test_candidate_lists_are_read_without_labels_and_refuse_to_give_any(tmp_path):
+    path = write_candidate_lists(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "test.jsonl", 5)
+    labelled = read_samples(REPO / "data/wikiqa/test.jsonl.gz")[:5]
+    samples = read_samples(path)
+    assert [s.query for s in samples] == [s.query for s in labelled]
+    assert [sorted(s.candidates) for s in samples] == [sorted(s.candidates) for s in labelled]
+    assert not all_labelled(samples) and all_labelled(labelled)
+    for label in ("positive", "negative"):
+        with pytest.raises(LabelsMissing):
+            getattr(samples[0], label)
+    assert samples[0].as_dict() == json.loads(path.read_text().splitlines()[0])
+    with pytest.raises(InputError, match=r"test\.jsonl: has no labels .* needs them"):
+        require_labels(path, samples, "this use")
+
+
+@pytest.mark.parametrize(("lines", "line", "words"), [
+    ([{"query": "q", "candidates": ["only one"]}], 1, "too few candidates: 1"),
+    ([{"query": "q", "candidates": ["a", "b"]}, {"query": "q2", "candidates": []}], 2, "empty list: 'candidates'"),
+    ([{"query": "q", "candidates": ["a", "b"]}, {"query": "q2", "candidates": ["a", " "]}], 2, "empty string"),
+    ([{"query": "q", "candidates": ["a", "b"]}, {"query": "q2", "positive": ["a"], "negative": ["b"]}], 2,
+     "mixed forms: this line is labelled, line 1 is a candidate list"),
+    ([{"query": "q", "candidats": ["a", "b"]}], 1, "missing key"),
+])
+def test_bad_candidate_lists_name_file_and_line(tmp_path, lines, line, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in lines))
+    with pytest.raises(InputError) as info:
+        read_samples(path)
+    assert str(info.value).startswith(f"{path}:{line}: ") and words in str(info.value)
+    if len(lines) > 1:  # where the run can go on, the bad line is a counted skip
+        skips = SkipCounter(skip_invalid=True)
+        assert len(read_samples(path, skips)) == 1 and skips.total == 1
+
+
+def test_agreement_is_one_for_the_teacher_and_by_hand_otherwise():
+    teacher = [[3.0, 1.0, 2.0, 0.0], [0.5, -0.5]]
+    assert teacher_agreement(list(zip(teacher, teacher))) == pytest.approx(dict.fromkeys(AGREEMENT_NAMES, 1.0))
+    reversed_scores = [[-x for x in scores] for scores in teacher]
+    agreement = teacher_agreement(list(zip(reversed_scores, teacher)))
+    assert agreement["spearman vs teacher"] == pytest.approx(-1.0) and agreement["kendall vs teacher"] == pytest.approx(-1.0)
+    # by hand, one query: gains (teacher scaled to [0, 1]) 1, 1/3, 2/3, 0; the model ranks c0, c1, c2, c3
+    model = [4.0, 3.0, 2.0, 1.0]
+    dcg = 1 / np.log2(2) + (1 / 3) / np.log2(3) + (2 / 3) / np.log2(4)
+    ideal = 1 / np.log2(2) + (2 / 3) / np.log2(3) + (1 / 3) / np.log2(4)
+    by_hand = teacher_agreement([(model, teacher[0])])
+    assert by_hand["ndcg@10 vs teacher"] == pytest.approx(dcg / ideal)
+    assert by_hand["kendall vs teacher"] == pytest.approx((5 - 1) / 6)  # 5 concordant pairs, 1 discordant
+    # a query whose scores are all equal on one side has no order to agree with: left out
+    assert teacher_agreement([(model, teacher[0]), ([1.0, 1.0, 1.0, 1.0], teacher[0])]) == pytest.approx(by_hand)
+    with pytest.raises(ValueError, match="no query"):
+        teacher_agreement([([1.0, 1.0], [0.0, 1.0])])
+
+
+def test_rows_without_labels_take_the_teachers_top_and_drop_near_ties(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"query": "q", "candidates": ["a", "b", "c", "d", "e"]}) + "\n"
+                    + json.dumps({"query": "r", "candidates": ["x", "y", "z"]}) + "\n")
+    samples = read_samples(path)
+    sims = [np.array([0.50, 0.80, 0.78, 0.20, 0.74], dtype=np.float32),  # top b; c within 95% of it
+            np.array([-0.40, -0.10, -0.104], dtype=np.float32)]          # top y; z within 5% of |y| below it
+    assert split_candidates(samples[0], sims[0]) == ([1], [0, 3, 4], 1)
+    assert split_candidates(samples[1], sims[1]) == ([1], [0], 1)
+    rows, stats = build_rows(samples, sims, "ntuple", num_negatives=2)
+    assert rows[0]["positive"] == "b" and [rows[0]["negative_1"], rows[0]["negative_2"]] == ["e", "a"]
+    assert rows[0]["label"] == pytest.approx([0.80, 0.74, 0.50])
+    assert rows[1]["positive"] == "y" and rows[1]["negative_1"] == rows[1]["negative_2"] == "x"  # padded
+    assert stats["false_negatives_dropped"] == 2 and stats["queries_padded"] == 1
+    triplets, _ = build_rows(samples, sims, "triplet", num_negatives=0)
+    assert {(r["positive"], r["negative"]) for r in triplets} == {("b", "a"), ("b", "d"), ("b", "e"), ("y", "x")}
+    scores, _ = build_rows(samples, sims, "scores", num_negatives=0)
+    assert scores[0] == {"query": "q", "scores": pytest.approx(sims[0].tolist())}
+    # labelled samples keep their own positives, however the teacher scores them
+    labelled = read_samples(REPO / "data/wikiqa/test.jsonl.gz")[:1]
+    flipped = np.linspace(0, 1, len(labelled[0].candidates))[::-1].copy()
+    assert split_candidates(labelled[0], flipped)[0] == list(range(len(labelled[0].positive)))
+
+
+def test_label_term_is_off_by_itself_for_rows_without_labels(tmp_path):
+    from ragdistill.core.jsonl import write_json
+    from ragdistill.core.resumable import meta_path
+    from ragdistill.embedding.training import DEFAULT_LABEL_WEIGHT, default_label_weight
+
+    def rows_file(name: str, labelled: bool | None) -> str:
+        path = tmp_path / name
+        path.write_text("{}\n")
+        write_json(meta_path(path), {"complete": True, "format": "ntuple",
+                                     **({} if labelled is None else {"labelled": labelled})})
+        return str(path)
+
+    with_labels, without, older = rows_file("a.jsonl", True), rows_file("b.jsonl", False), rows_file("c.jsonl", None)
+    assert default_label_weight("kl", None, [with_labels, older]) == DEFAULT_LABEL_WEIGHT > 0
+    assert default_label_weight("kl", None, [with_labels, without]) == 0.0
+    assert default_label_weight("kl", 0.0, [without]) == 0.0
+    with pytest.raises(InputError, match=r"b\.jsonl: its rows come from input without labels"):
+        default_label_weight("kl", 0.5, [without])
