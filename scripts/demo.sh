@@ -2,6 +2,8 @@
 # The main job, offline on a CPU: both distillation pipelines end to end on real data with real pretrained models.
 #   Embedding-Distillation: teacher all-mpnet-base-v2 -> student all-MiniLM-L6-v2 (DistillKLDivLoss plus the data's
 #     own labels), trained on WikiQA train, evaluated on WikiQA test (in-domain) and TrecQA test (out-of-domain).
+#   The same without labels: WikiQA train's passages as a corpus and its questions as queries, BM25 candidates, rows
+#     from the teacher alone (labels used only to evaluate).
 #   Reranker-Distillation: teacher all-mpnet-base-v2 as a bi-encoder teacher (cosine x 20) -> student CrossEncoder on
 #     the all-MiniLM-L6-v2 backbone with a new head (no pretrained cross-encoder ships on PyPI, so "before" is an
 #     untrained head), ListNet over every candidate of a query, evaluated on WikiQA test.
@@ -43,6 +45,34 @@ TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
 TRAIN_FILES="$TRAIN_FILE" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/embedding" SAVE_STEPS=100000 \
   bash "$ROOT/Embedding-Distillation/run_all.sh"
+
+banner "Embedding-Distillation without labels: WikiQA's passages as the corpus, its questions as the queries"
+# The label-free route a user with documents and queries takes: no label is read from here on. The corpus is every
+# passage of WikiQA train, the queries its first TRAIN_QUERIES questions; BM25 mines each query's candidates
+# (prepare_data.sh), the teacher alone ranks them. The same test files measure it (their labels only evaluate).
+CORPUS_DIR="$RESULTS_DIR/wikiqa-corpus"
+rm -rf "$CORPUS_DIR"
+"$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$CORPUS_DIR" "$TRAIN_QUERIES" <<'PY'
+import sys
+from pathlib import Path
+from ragdistill.core.jsonl import write_jsonl
+from ragdistill.core.mteb import first_queries, iter_samples
+source, folder, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+samples = list(iter_samples(source))
+passages = sorted({text for sample in samples for text in sample.candidates})  # the documents, nothing else
+folder.mkdir(parents=True)
+write_jsonl(folder / "corpus.jsonl", ({"id": f"d{i}", "text": text} for i, text in enumerate(passages)))
+write_jsonl(folder / "train-queries.jsonl",
+            ({"id": f"q{i}", "text": s.query} for i, s in enumerate(first_queries(samples, count))))
+PY
+bash "$ROOT/scripts/prepare_data.sh" --beir_dir "$CORPUS_DIR" --queries_file "$CORPUS_DIR/train-queries.jsonl" \
+  --candidates_per_query 30 --output_dir "$RESULTS_DIR"
+mkdir -p "$RESULTS_DIR/embedding-label-free"
+cp -r "$RESULTS_DIR/embedding/teacher_scores" "$RESULTS_DIR/embedding-label-free/"  # the test files' teacher scores
+TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
+TRAIN_FILES="$RESULTS_DIR/wikiqa-corpus/train-queries-candidates.jsonl" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" \
+OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" OUTPUT_DIR="$RESULTS_DIR/embedding-label-free" SAVE_STEPS=100000 \
+  bash "$ROOT/Embedding-Distillation/run_all.sh"
 embedding_done=$(date +%s)
 
 banner "Reranker-Distillation: all-mpnet-base-v2 (bi-encoder teacher) -> CrossEncoder on all-MiniLM-L6-v2"
@@ -76,6 +106,10 @@ summary="$RESULTS_DIR/summary.md"
   echo
   cat "$RESULTS_DIR/embedding/evaluation/results.md"
   echo
+  echo "## Embedding-Distillation without labels (WikiQA passages as the corpus, BM25 candidates, the teacher alone)"
+  echo
+  cat "$RESULTS_DIR/embedding-label-free/evaluation/results.md"
+  echo
   echo "## Reranker-Distillation (all-mpnet-base-v2 bi-encoder -> MiniLM CrossEncoder)"
   echo
   cat "$RESULTS_DIR/reranker/results/reranker_results.md"
@@ -88,7 +122,7 @@ summary="$RESULTS_DIR/summary.md"
 } > "$summary"
 banner "demo finished in $((end - start)) s"
 echo "tables:   $summary"
-echo "          $RESULTS_DIR/embedding/evaluation/results.{json,md}"
+echo "          $RESULTS_DIR/embedding{,-label-free}/evaluation/results.{json,md}"
 echo "          $RESULTS_DIR/reranker/results/reranker_results.{json,md}"
 echo "          $RESULTS_DIR/{embedding,reranker}/export/export_results.{json,md}"
 echo "pictures: $(find "$RESULTS_DIR" -name '*.png' -not -path '*/checkpoint-*' | sort | tr '\n' ' ')"

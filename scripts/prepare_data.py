@@ -22,6 +22,12 @@ Two modes:
 
        python scripts/prepare_data.py --beir_dir data/nfcorpus --retriever bm25 --candidates_per_query 30
 
+   Without qrels (your corpus and the queries your users type, no labels) the same command writes candidate lists,
+   {"query", "candidates": [...]}, mined by the retriever (BM25, the student embedder, or both merged):
+
+       python scripts/prepare_data.py --beir_dir my_docs --queries_file my_docs/train-queries.jsonl \
+           --retriever bm25,BAAI/bge-m3 --candidates_per_query 30
+
 Each run prints a table (queries, average positives and negatives per query) and records it, with the source files
 and their checksums, in <output_dir>/<name>/prepare_data.json and .md. Bad input exits with status 2.
 """
@@ -69,10 +75,19 @@ class BeirArguments:
         "help": "Convert this BEIR folder instead of downloading: corpus.jsonl (_id, title, text), queries.jsonl "
                 "(_id, text), qrels/<split>.tsv (header query-id, corpus-id, score). Positives: qrels with score > 0; "
                 "negatives: the retriever's top --candidates_per_query documents that are not positives. Queries "
-                "without a positive (or without a negative left) are skipped and counted."})
+                "without a positive (or without a negative left) are skipped and counted. A folder without qrels/ "
+                "(a corpus and queries, no labels; ids as _id or id) gives candidate lists: see --labels."})
+    labels: bool = field(default=True, metadata={
+        "help": "false (or a --beir_dir without qrels/): write candidate lists without labels, {query, candidates: "
+                "the retriever's top --candidates_per_query}, to <name>/<queries file>-candidates.jsonl, for the "
+                "teacher alone to rank. Queries left with fewer than 2 candidates are skipped and counted."})
+    queries_file: str | None = field(default=None, metadata={
+        "help": "Candidate lists for the queries of this file ({_id or id, text} per line) instead of the folder's "
+                "queries.jsonl: e.g. the training queries and the test queries, one run each."})
     retriever: str = field(default="bm25", metadata={
-        "help": "First-stage retriever for --beir_dir: 'bm25' (Okapi BM25, k1=0.9, b=0.4), or a SentenceTransformer "
-                "path or name (cosine similarity)."})
+        "help": "First-stage retriever for --beir_dir: 'bm25' (Okapi BM25, k1=0.9, b=0.4), a SentenceTransformer "
+                "path or name (cosine similarity), or both comma-separated (e.g. bm25,BAAI/bge-m3: their hits merged, "
+                "rank by rank)."})
     candidates_per_query: int = field(default=30, metadata={
         "help": "Documents retrieved per query (--beir_dir); those that are not positives become the negatives."})
     name: str | None = field(default=None, metadata={
@@ -80,8 +95,8 @@ class BeirArguments:
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size of a SentenceTransformer retriever."})
 
 
-def main() -> None:
-    data_args, beir_args = parse_args(DataArguments, BeirArguments)
+def main(argv: list[str] | None = None) -> None:
+    data_args, beir_args = parse_args(DataArguments, BeirArguments, args=argv)
     splits = split_paths(data_args.splits) or None
     results = []
 
@@ -90,7 +105,8 @@ def main() -> None:
         results += prepare_beir(beir_args.beir_dir, data_args.output_dir, retriever=beir_args.retriever,
                                 candidates_per_query=beir_args.candidates_per_query, splits=splits,
                                 name=beir_args.name, batch_size=beir_args.batch_size,
-                                skip_invalid=data_args.skip_invalid)
+                                skip_invalid=data_args.skip_invalid, labels=beir_args.labels,
+                                queries_file=beir_args.queries_file)
     else:
         names = split_paths(data_args.datasets)
         for name in names:

@@ -51,3 +51,18 @@ def write_candidate_lists(source: Path, target: Path, count: int = 0) -> Path:
     samples = first_queries(iter_samples(source), count)
     write_jsonl(target, ({"query": s.query, "candidates": sorted(s.candidates)} for s in samples))
     return target
+
+
+def write_corpus_and_queries(source: Path, folder: Path, count: int) -> Path:
+    """A folder without qrels (a corpus and queries, no labels) from the first `count` queries of a labelled
+    reranking file: every passage a document ({"id", "text"} lines, corpus.jsonl), the queries ({"_id", "text"},
+    queries.jsonl)."""
+    from ragdistill.core.jsonl import write_jsonl
+    from ragdistill.core.mteb import first_queries, iter_samples
+
+    samples = first_queries(iter_samples(source), count)
+    passages = list(dict.fromkeys(text for s in samples for text in s.candidates))
+    folder.mkdir(parents=True)
+    write_jsonl(folder / "corpus.jsonl", ({"id": f"d{i}", "text": text} for i, text in enumerate(passages)))
+    write_jsonl(folder / "queries.jsonl", ({"_id": f"q{i}", "text": s.query} for i, s in enumerate(samples)))
+    return folder

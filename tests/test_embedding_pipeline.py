@@ -1,6 +1,7 @@
 """Embedding-Distillation end to end: run_all.sh (stage 1 -> 2 -> 3) with the tiny models, the environment
-overriding the wrappers' variables, the sentence-transformers teacher backend. The training and out-of-domain files
-are candidate lists without labels (the label-free path), the in-domain test file is labelled (both tables)."""
+overriding the wrappers' variables, the sentence-transformers teacher backend. The label-free path: the training
+file comes from a corpus and queries without labels (prepare_data.sh mines the candidates with BM25), the
+out-of-domain file holds candidate lists; the in-domain test file is labelled (both tables)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import require_complete
-from tests.conftest import REPO, write_candidate_lists
+from tests.conftest import REPO, write_candidate_lists, write_corpus_and_queries
 
 
 def _subset(source, target, count):
@@ -31,12 +32,17 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
 
     output = tmp_path / "output"
     student = build_qwen3(tmp_path / "student", embedder=True, seed=5)
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/train.jsonl.gz", tmp_path / "docs", 16)
+    mined = subprocess.run(["bash", str(REPO / "scripts/prepare_data.sh"), "--beir_dir", str(folder),
+                            "--candidates_per_query", "8"], env={**os.environ, "OUTPUT_DIR": str(tmp_path / "data")},
+                           capture_output=True, text=True, timeout=600)
+    assert mined.returncode == 0, mined.stdout[-3000:] + mined.stderr[-3000:]
     env = {
         **os.environ,
         "TEACHER_MODEL": str(tiny_models["qwen3_embedder"]), "STUDENT_MODEL": str(student),
         "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true", "INSTRUCTION": "Find the passage that answers the question",
         "BACKEND": "torch", "TEACHER_DTYPE": "float32", "TEACHER_MAX_LENGTH": "128",
-        "TRAIN_FILES": str(write_candidate_lists(REPO / "data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 16)),
+        "TRAIN_FILES": str(tmp_path / "data/docs/queries-candidates.jsonl"),
         "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
         "OUT_OF_DOMAIN_FILES": str(write_candidate_lists(REPO / "data/trecqa/test.jsonl.gz",
                                                          tmp_path / "trecqa-test.jsonl", 6)),

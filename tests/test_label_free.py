@@ -13,7 +13,7 @@ from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.metrics import AGREEMENT_NAMES, teacher_agreement
 from ragdistill.core.mteb import LabelsMissing, all_labelled, read_samples, require_labels
 from ragdistill.embedding.rows import build_rows, split_candidates
-from tests.conftest import REPO, write_candidate_lists
+from tests.conftest import REPO, write_candidate_lists, write_corpus_and_queries
 
 
 def test_candidate_lists_are_read_without_labels_and_refuse_to_give_any(tmp_path):
@@ -111,3 +111,60 @@ def test_label_term_is_off_by_itself_for_rows_without_labels(tmp_path):
     assert default_label_weight("kl", 0.0, [without]) == 0.0
     with pytest.raises(InputError, match=r"b\.jsonl: its rows come from input without labels"):
         default_label_weight("kl", 0.5, [without])
+
+
+def test_corpus_and_queries_become_candidate_lists_mined_by_the_first_stage(tmp_path, tiny_models, monkeypatch):
+    from tests.test_prepare_data import run_script
+
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 20)
+    positives = {s.query: set(s.positive) for s in read_samples(REPO / "data/wikiqa/test.jsonl.gz")[:20]}
+    run_script(monkeypatch, "--beir_dir", str(folder), "--candidates_per_query", "5", "--output_dir",
+               str(tmp_path / "out"))
+    mined = read_samples(tmp_path / "out/docs/queries-candidates.jsonl")
+    assert not all_labelled(mined) and [s.query for s in mined] == list(positives)
+    # up to 5 distinct passages each (BM25 returns only passages sharing a word with the query)
+    assert all(2 <= len(s.candidates) == len(set(s.candidates)) <= 5 for s in mined)
+    assert np.mean([len(s.candidates) for s in mined]) >= 4
+    # BM25 finds each question's answer among its top 5 for most queries (labels read here to check, not used)
+    found = np.mean([bool(positives[s.query] & set(s.candidates)) for s in mined])
+    assert found >= 0.6, found
+    # two first stages merged: BM25's and an embedder's hits rank by rank, each passage once
+    run_script(monkeypatch, "--beir_dir", str(folder), "--candidates_per_query", "6", "--output_dir",
+               str(tmp_path / "merged"), "--retriever", f"bm25,{tiny_models['bert']}")
+    merged = read_samples(tmp_path / "merged/docs/queries-candidates.jsonl")
+    assert all(len(s.candidates) == 6 for s in merged)  # the embedder ranks every passage
+    # BM25's best hit leads each merged list, the embedder's best comes second (unless it is the same passage)
+    assert all(m.candidates[0] == b.candidates[0] for m, b in zip(merged, mined))
+
+
+@pytest.mark.parametrize(("corpus", "queries", "where", "words"), [
+    (['{"id": "a", "text": "x y"}', '{"id": "a", "text": "z"}'], ['{"id": "q", "text": "x"}'], "corpus.jsonl:2",
+     "duplicate _id 'a'"),
+    (['{"id": "a", "text": "x y"}'], [], "queries.jsonl", "file is empty"),
+    (['{"id": "a", "text": "x y"}'], ['{"id": "q", "text": ""}'], "queries.jsonl:1", "missing or empty 'text'"),
+])
+def test_bad_corpus_or_queries_name_file_and_line(tmp_path, write_lines, corpus, queries, where, words):
+    from ragdistill.data.beir import prepare_beir
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(line + "\n" for line in corpus))
+    (folder / "queries.jsonl").write_text("".join(line + "\n" for line in queries))
+    with pytest.raises(InputError) as info:
+        prepare_beir(folder, tmp_path / "out")
+    assert f"{where}: " in str(info.value) and words in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_queries_without_two_candidates_are_skipped_and_counted(tmp_path):
+    from ragdistill.data.beir import prepare_beir
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text('{"id": "a", "text": "red apples"}\n{"id": "b", "text": "red cars"}\n'
+                                         '{"id": "c", "text": "blue sky"}\n')
+    (folder / "queries.jsonl").write_text('{"id": "q1", "text": "red"}\n{"id": "b", "text": "cars"}\n')
+    counts = prepare_beir(folder, tmp_path / "out", candidates_per_query=2)[0]
+    # q1 finds a and b; query "b" may not get its own document, and BM25 finds nothing else with a word of it
+    assert counts.queries == 1 and counts.skipped == 1 and counts.details["skipped_too_few_candidates"] == 1
+    assert read_samples(tmp_path / "out/docs/queries-candidates.jsonl")[0].candidates == ["red apples", "red cars"]

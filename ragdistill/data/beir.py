@@ -1,6 +1,7 @@
-"""A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into the MTEB reranking format: a first-stage
-retriever (BM25 or any SentenceTransformer) takes the top candidates per query; qrels give the positives, the other
-candidates become the negatives."""
+"""A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into reranking files: a first-stage retriever
+(BM25, any SentenceTransformer, or several, their hits merged) takes the top candidates per query; qrels give the
+positives, the other candidates become the negatives. Without qrels (a corpus and the queries users type, no labels)
+the candidates are written as candidate lists, {"query", "candidates"}, for the teacher alone to rank."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.hashing import file_sha256
 from ragdistill.core.jsonl import iter_jsonl
-from ragdistill.core.mteb import RerankingSample
+from ragdistill.core.mteb import MIN_CANDIDATES, RerankingSample
 from ragdistill.data.datasets import SplitCounts, record_provenance, write_samples
 from ragdistill.data.hub import short_name
 
@@ -49,7 +50,7 @@ def read_beir_corpus(beir_dir: str | os.PathLike) -> tuple[list[str], list[str]]
     for line, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
             raise InputError(path, f"wrong type: expected a JSON object, got {type(obj).__name__}", line)
-        doc_id = _text_field(obj, "_id", path, line)
+        doc_id = _text_field(obj, "_id" if "_id" in obj else "id", path, line)
         if doc_id in seen:
             raise InputError(path, f"duplicate _id '{doc_id}'", line)
         title, text = _text_field(obj, "title", path, line, False), _text_field(obj, "text", path, line, False)
@@ -62,13 +63,21 @@ def read_beir_corpus(beir_dir: str | os.PathLike) -> tuple[list[str], list[str]]
     return ids, texts
 
 
-def read_beir_queries(beir_dir: str | os.PathLike) -> dict[str, str]:
-    path = _beir_file(Path(beir_dir), "queries")
+def read_beir_queries(beir_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> dict[str, str]:
+    """query id -> text, from the folder's queries.jsonl (or `path`); lines {"_id" (or "id"), "text"}."""
+    path = Path(path) if path else _beir_file(Path(beir_dir), "queries")
+    if not path.is_file():
+        raise InputError(path, "file does not exist")
     queries = {}
     for line, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
             raise InputError(path, f"wrong type: expected a JSON object, got {type(obj).__name__}", line)
-        queries[_text_field(obj, "_id", path, line)] = _text_field(obj, "text", path, line)
+        query_id = _text_field(obj, "_id" if "_id" in obj else "id", path, line)
+        if query_id in queries:
+            raise InputError(path, f"duplicate _id '{query_id}'", line)
+        queries[query_id] = _text_field(obj, "text", path, line)
+    if not queries:
+        raise InputError(path, "no queries in the file")
     return queries
 
 
@@ -146,11 +155,51 @@ class DenseRetriever:
         return [[hit["corpus_id"] for hit in row] for row in hits]
 
 
+class MergedRetriever:
+    """Several first stages at once (e.g. BM25 and the student embedder): their hits taken in turn, best first,
+    each document once, so each contributes its best candidates (lexical and semantic misses differ)."""
+
+    def __init__(self, retrievers: Sequence):
+        self.retrievers = list(retrievers)
+        self.name = "+".join(retriever.name for retriever in self.retrievers)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[int]]:
+        per_retriever = [retriever.search(queries, k) for retriever in self.retrievers]
+        merged = []
+        for hits in zip(*per_retriever):
+            ranked = [doc for rank in zip(*hits) for doc in rank]  # rank 1 of each, then rank 2 of each, ...
+            merged.append(list(dict.fromkeys(ranked))[:k])
+        return merged
+
+
 def make_retriever(spec: str, documents: Sequence[str], batch_size: int = 64):
-    """'bm25', or a SentenceTransformer (local folder or model name)."""
-    if spec.strip().lower() == "bm25":
-        return BM25Retriever(documents)
-    return DenseRetriever(spec, documents, batch_size=batch_size)
+    """'bm25', a SentenceTransformer (local folder or model name), or several of them comma-separated (merged)."""
+    parts = [part.strip() for part in spec.split(",") if part.strip()]
+    if not parts:
+        raise InputError(None, "--retriever is empty: give 'bm25' and/or a SentenceTransformer")
+    retrievers = [BM25Retriever(documents) if part.lower() == "bm25" else
+                  DenseRetriever(part, documents, batch_size=batch_size) for part in parts]
+    return retrievers[0] if len(retrievers) == 1 else MergedRetriever(retrievers)
+
+
+def mine_candidates(corpus_ids: Sequence[str], corpus_texts: Sequence[str], queries: dict[str, str], retriever,
+                    candidates_per_query: int, counts: SplitCounts) -> list[RerankingSample]:
+    """Candidate lists without labels: each query's top `candidates_per_query` documents by the first stage (never
+    the document with the query's own id; a text found twice counts once). Queries left with fewer than 2 candidates
+    are skipped and counted. Nothing is judged here: the teacher ranks the candidates in stage 1."""
+    items = list(queries.items())
+    hits = retriever.search([text for _, text in items], candidates_per_query + 1)
+    samples, too_few = [], 0
+    for (query_id, text), found in zip(items, hits):
+        texts = [corpus_texts[doc] for doc in found if corpus_ids[doc] != query_id]
+        candidates = list(dict.fromkeys(texts))[:candidates_per_query]
+        if len(candidates) < MIN_CANDIDATES:
+            too_few += 1
+            continue
+        samples.append(RerankingSample(text, candidates))
+    counts.skipped = too_few
+    counts.details.update({"queries_read": len(items), "skipped_too_few_candidates": too_few})
+    return samples
 
 
 def beir_split_samples(corpus_ids: Sequence[str], corpus_texts: Sequence[str], queries: dict[str, str],
@@ -217,13 +266,21 @@ def beir_split_samples(corpus_ids: Sequence[str], corpus_texts: Sequence[str], q
 
 def prepare_beir(beir_dir: str | os.PathLike, output_dir: str | os.PathLike, retriever: str = "bm25",
                  candidates_per_query: int = 30, splits: Sequence[str] | None = None, name: str | None = None,
-                 batch_size: int = 64, skip_invalid: bool = False) -> list[SplitCounts]:
-    """Convert a BEIR folder into `<output_dir>/<name>/<split>.jsonl` (one file per qrels split)."""
+                 batch_size: int = 64, skip_invalid: bool = False, labels: bool = True,
+                 queries_file: str | os.PathLike | None = None) -> list[SplitCounts]:
+    """Convert a BEIR folder into `<output_dir>/<name>/<split>.jsonl` (one file per qrels split), or, without qrels
+    (or with `labels` False), into candidate lists `<output_dir>/<name>/<queries file's name>-candidates.jsonl`
+    for the queries of `queries_file` (default: the folder's queries.jsonl)."""
     beir_dir = Path(beir_dir)
     if not beir_dir.is_dir():
         raise InputError(beir_dir, "--beir_dir is not a folder")
     if candidates_per_query < 1:
         raise InputError(None, f"--candidates_per_query must be at least 1, got {candidates_per_query}")
+    if not labels or not beir_splits(beir_dir):
+        if labels:
+            logger.info(f"{beir_dir}: no qrels/<split>.tsv: writing candidate lists without labels")
+        return _prepare_candidate_lists(beir_dir, output_dir, retriever, candidates_per_query, name, batch_size,
+                                        queries_file)
     available = beir_splits(beir_dir)
     wanted = list(splits) if splits else available
     missing = [split for split in wanted if split not in available]
@@ -250,3 +307,25 @@ def prepare_beir(beir_dir: str | os.PathLike, output_dir: str | os.PathLike, ret
     record_provenance(target, results, {"source": "BEIR folder", "folder": str(beir_dir), "retriever": retriever,
                                         "candidates_per_query": candidates_per_query})
     return results
+
+
+def _prepare_candidate_lists(beir_dir: Path, output_dir: str | os.PathLike, retriever: str, candidates_per_query: int,
+                             name: str | None, batch_size: int, queries_file: str | os.PathLike | None
+                             ) -> list[SplitCounts]:
+    """A corpus and queries without judgements -> candidate lists mined by the first stage (mine_candidates)."""
+    name = short_name(name or beir_dir.resolve().name)
+    queries_path = Path(queries_file) if queries_file else _beir_file(beir_dir, "queries")
+    corpus_ids, corpus_texts = read_beir_corpus(beir_dir)
+    queries = read_beir_queries(beir_dir, queries_path)
+    logger.info(f"{name}: {len(corpus_ids):,} documents, {len(queries):,} queries; indexing with {retriever}")
+    first_stage = make_retriever(retriever, corpus_texts, batch_size=batch_size)
+    stem = queries_path.name.split(".jsonl")[0]
+    target = Path(output_dir) / name / f"{stem}-candidates.jsonl"
+    counts = SplitCounts(dataset=name, split=f"{stem}-candidates", path=str(target),
+                         sources=[{"file": str(p), "sha256": file_sha256(p)}
+                                  for p in (_beir_file(beir_dir, "corpus"), queries_path)])
+    samples = mine_candidates(corpus_ids, corpus_texts, queries, first_stage, candidates_per_query, counts)
+    write_samples(samples, target, counts, queries_path)
+    record_provenance(target.parent, [counts], {"source": "BEIR folder without labels", "folder": str(beir_dir),
+                                                "retriever": retriever, "candidates_per_query": candidates_per_query})
+    return [counts]

@@ -157,8 +157,11 @@ def write_samples(samples, output_path: Path, counts: SplitCounts, source: Path)
     def rows():
         for sample in samples:
             counts.queries += 1
-            counts.positives += len(sample.positive)
-            counts.negatives += len(sample.negative)
+            if sample.has_labels:
+                counts.positives += len(sample.positive)
+                counts.negatives += len(sample.negative)
+            else:
+                counts.details["candidates"] = counts.details.get("candidates", 0) + len(sample.candidates)
             yield sample.as_dict()
 
     write_jsonl(output_path, rows())

@@ -56,9 +56,8 @@ def student_similarities(model, samples: Sequence[RerankingSample], batch_size: 
 def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int = 32,
                      show_progress_bar: bool = False) -> StudentScores:
     """MAP / MRR@10 / NDCG@10 of a SentenceTransformer (none for samples without labels), and the similarities it
-    ranked by. Computed as the teacher's
-    row is (metrics_from_similarities), so the rows compare like for like; the numbers equal RerankingEvaluator's
-    (tests/test_embedding_evaluation.py)."""
+    ranked by. Computed as the teacher's row is (metrics_from_similarities), so the rows compare like for like; the
+    numbers equal RerankingEvaluator's (tests/test_embedding_evaluation.py)."""
     similarities = student_similarities(model, samples, batch_size, show_progress_bar)
     metrics = metrics_from_similarities(samples, similarities, device=model.device) if all_labelled(samples) else {}
     return StudentScores(metrics, similarities)
