@@ -25,6 +25,7 @@ from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP
 from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS, parse_num_negatives
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
@@ -50,6 +51,9 @@ class DataArguments:
         "help": "Input without labels: a candidate the teacher scores above this share of its top candidate's "
                 "similarity is not used as a negative (likely a positive too; NV-Retriever's positive-aware "
                 "filter). 1.0: only exact ties are dropped."})
+    round_trip_top: int = field(default=ROUND_TRIP_TOP, metadata={
+        "help": "Pseudo-queries (their lines name a source document): kept only if the teacher ranks the source "
+                "among its top N candidates (the round-trip filter)."})
     score_test_files: bool = field(default=True, metadata={
         "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher. "
                 "(Scored here, they are cached in --teacher_scores_dir, which saves loading the teacher again.)"})
@@ -57,11 +61,11 @@ class DataArguments:
         "help": "Where teacher scores of evaluation files are cached (keyed by teacher settings and file content)."})
 
 
-def main():
+def main(argv: list[str] | None = None):
     # 1. arguments: data, teacher, vLLM engine knobs, where the replicas run (here or on Ray)
     inputs, data_args, teacher_args, vllm_args, engine, shards = parse_args(
         ScoringInputArguments, DataArguments, TeacherArguments, VLLMArguments, EngineArguments, ShardArguments,
-        defaults={"train_files": "data/scidocs-reranking/validation.jsonl"})
+        args=argv, defaults={"train_files": "data/scidocs-reranking/validation.jsonl"})
     leaked_test_queries(split_paths(inputs.train_files), split_paths(inputs.test_files))
 
     # 2. the teacher, loaded only when something is left to embed (resumed or cached work needs no model)
@@ -75,6 +79,7 @@ def main():
             files=split_paths(inputs.train_files), output=data_args.output_file, teacher=teacher,
             fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives),
             pad_negatives=data_args.pad_negatives, false_negative_margin=data_args.false_negative_margin,
+            round_trip_top=data_args.round_trip_top,
             max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
             num_shards=shards.num_shards, shard_id=shards.shard_id,
         ).run()

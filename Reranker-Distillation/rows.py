@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
+from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP
 from ragdistill.reranker.rows import RowSettings, build_rows
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class TrainingRowArguments:
     negative_sampling: str = field(default="hard", metadata={
         "help": "hard: the next lower-scored passages; random: drawn from all lower-scored ones (--seed)."})
     seed: int = field(default=42, metadata={"help": "Seed of the random negative sampling."})
+    round_trip_top: int = field(default=ROUND_TRIP_TOP, metadata={
+        "help": "Pseudo-queries (their lines name a source document): kept only if the teacher ranks the source "
+                "among its top N passages (the round-trip filter)."})
     skip_invalid: bool = field(default=False, metadata={
         "help": "Skip bad rows (NaN/inf scores, malformed lines), counted and reported, instead of stopping."})
 
@@ -56,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     # 2. rows, streamed query by query
     num_negatives = args.num_negatives or (32 if args.format == "listwise" else 4)
     settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=num_negatives,
-                           negative_sampling=args.negative_sampling, seed=args.seed)
+                           negative_sampling=args.negative_sampling, seed=args.seed,
+                           round_trip_top=args.round_trip_top)
     stats = build_rows(teacher_scores, args.output_file, settings, skip_invalid=args.skip_invalid)
     # 3. report
     logger.info(f"{args.output_file}: {stats.rows} {settings.format} rows from {stats.scored_pairs} scored pairs of "
@@ -64,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     if stats.positives_without_full_negatives:
         logger.info(f"  {stats.positives_without_full_negatives} positive(s) had fewer than {settings.num_negatives} "
               "lower-scored passages left and got no row")
+    if stats.round_trip_checked:
+        logger.info(f"  round-trip filter: kept {stats.round_trip_checked - stats.round_trip_dropped} of "
+                    f"{stats.round_trip_checked} pseudo-queries "
+                    f"(dropped {stats.round_trip_dropped} whose source the teacher ranked below its top "
+                    f"{settings.round_trip_top})")
     if stats.queries_too_small:
         logger.info(f"  {stats.queries_too_small} query(ies) with fewer than two passages skipped")
 

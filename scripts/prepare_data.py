@@ -28,6 +28,11 @@ Two modes:
        python scripts/prepare_data.py --beir_dir my_docs --queries_file my_docs/train-queries.jsonl \
            --retriever bm25,BAAI/bge-m3 --candidates_per_query 30
 
+   A corpus alone: queries made from its documents, cut from them (`--pseudo_queries crop`) or written by an
+   instruct LLM on vLLM (`--pseudo_queries Qwen/Qwen3-4B-Instruct-2507`), each naming its source document:
+
+       python scripts/prepare_data.py --beir_dir my_docs --pseudo_queries crop --queries_per_document 2
+
 Each run prints a table (queries, average positives and negatives per query) and records it, with the source files
 and their checksums, in <output_dir>/<name>/prepare_data.json and .md. Bad input exits with status 2.
 """
@@ -40,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ragdistill.core.cli import parse_args, run_main, split_paths
-from ragdistill.data.beir import prepare_beir
+from ragdistill.core.vllm_engine import VLLMArguments
+from ragdistill.data.beir import prepare_beir, prepare_pseudo_queries
 from ragdistill.data.datasets import local_dataset_folder, prepare_dataset, text_table
 from ragdistill.data.hub import DEFAULT_DATASETS, DownloadError, download_snapshot, repo_id
 
@@ -95,12 +101,36 @@ class BeirArguments:
     batch_size: int = field(default=64, metadata={"help": "Encoding batch size of a SentenceTransformer retriever."})
 
 
+@dataclass
+class PseudoQueryArguments:
+    pseudo_queries: str = field(default="", metadata={
+        "help": "A corpus alone (--beir_dir with corpus.jsonl, no queries): make queries from its documents. 'crop': "
+                "random spans of each document (inverse cloze / random cropping; CPU, no model); or the path or "
+                "name of an instruct LLM that writes them on vLLM (doc2query prompt). Writes "
+                "<name>/pseudo-queries-candidates.jsonl: candidate lists naming each query's source document, which "
+                "the training stages' round-trip filter checks (the teacher must rank it in its top few)."})
+    queries_per_document: int = field(default=1, metadata={"help": "Queries made per document (deduplicated)."})
+    max_documents: int = field(default=0, metadata={
+        "help": "Make queries from a seeded sample of this many documents (the whole corpus is still searched); "
+                "0 = every document."})
+    seed: int = field(default=0, metadata={"help": "Seed of the crops, the document sample and the generator."})
+
+
 def main(argv: list[str] | None = None) -> None:
-    data_args, beir_args = parse_args(DataArguments, BeirArguments, args=argv)
+    data_args, beir_args, pseudo, engine = parse_args(DataArguments, BeirArguments, PseudoQueryArguments,
+                                                      VLLMArguments, args=argv)
     splits = split_paths(data_args.splits) or None
     results = []
 
-    if beir_args.beir_dir:
+    if beir_args.beir_dir and pseudo.pseudo_queries:
+        # 1. a corpus alone -> queries made from its documents -> candidates from the first-stage retriever
+        results += prepare_pseudo_queries(beir_args.beir_dir, data_args.output_dir, pseudo.pseudo_queries,
+                                          retriever=beir_args.retriever,
+                                          candidates_per_query=beir_args.candidates_per_query, name=beir_args.name,
+                                          batch_size=beir_args.batch_size,
+                                          queries_per_document=pseudo.queries_per_document,
+                                          max_documents=pseudo.max_documents, seed=pseudo.seed, engine=engine)
+    elif beir_args.beir_dir:
         # 1. BEIR folder -> candidates from the first-stage retriever -> MTEB rows
         results += prepare_beir(beir_args.beir_dir, data_args.output_dir, retriever=beir_args.retriever,
                                 candidates_per_query=beir_args.candidates_per_query, splits=splits,

@@ -168,3 +168,87 @@ def test_queries_without_two_candidates_are_skipped_and_counted(tmp_path):
     # q1 finds a and b; query "b" may not get its own document, and BM25 finds nothing else with a word of it
     assert counts.queries == 1 and counts.skipped == 1 and counts.details["skipped_too_few_candidates"] == 1
     assert read_samples(tmp_path / "out/docs/queries-candidates.jsonl")[0].candidates == ["red apples", "red cars"]
+
+
+def test_cropped_queries_are_spans_of_their_documents():
+    from ragdistill.data.pseudo_queries import cropped_queries, dedupe
+
+    documents = ["one two three four five six seven eight nine ten eleven twelve thirteen", "too short", "a b c d e"]
+    queries = cropped_queries(documents, per_document=3, seed=1, min_words=4, max_words=6)
+    assert queries == cropped_queries(documents, per_document=3, seed=1, min_words=4, max_words=6)  # seeded
+    assert {index for index, _ in queries} == {0, 2}  # "too short" has fewer than 4 words
+    for index, text in queries:
+        assert text in documents[index] and 4 <= len(text.split()) <= 6
+    assert dedupe([(0, "A query"), (1, "a  query"), (1, "another")]) == [(0, "A query"), (1, "another")]
+
+
+def test_round_trip_keeps_a_query_whose_source_the_teacher_ranks_near_the_top():
+    from ragdistill.data.pseudo_queries import round_trip_keep
+
+    scores = [0.9, 0.1, 0.5, 0.7, 0.3]
+    assert round_trip_keep(scores, 0, top=1) and round_trip_keep(scores, 2, top=3)
+    assert not round_trip_keep(scores, 4, top=3)
+    assert not round_trip_keep([0.5, 0.5, 0.1], 1, top=1)  # a tie with the top candidate does not rank above it
+
+
+def test_a_corpus_alone_gives_pseudo_queries_that_the_teacher_filters(tmp_path, tiny_models, monkeypatch):
+    """Crops of WikiQA passages as queries (no model), candidates by BM25 with the source among them; the
+    embedding stage 1 keeps the queries whose source the tiny teacher ranks in its top 3, and says how many."""
+    from ragdistill.core.resumable import require_complete
+    from ragdistill.testing import stage_main
+    from tests.test_prepare_data import run_script
+
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 10)
+    (folder / "queries.jsonl").unlink()  # the corpus alone
+    run_script(monkeypatch, "--beir_dir", str(folder), "--pseudo_queries", "crop", "--max_documents", "12",
+               "--candidates_per_query", "8", "--output_dir", str(tmp_path / "out"))
+    made = tmp_path / "out/docs/pseudo-queries-candidates.jsonl"
+    samples = read_samples(made)
+    assert len(samples) == 12 and not all_labelled(samples)
+    assert all(s.source in s.candidates and s.query in " ".join(s.source.split()) for s in samples)
+    assert all(2 <= len(s.candidates) <= 8 for s in samples)
+    rows = tmp_path / "rows.jsonl"
+    stage_main("Embedding-Distillation", "score")([
+        "--train_files", str(made), "--output_file", str(rows), "--teacher_model", str(tiny_models["qwen3_embedder"]),
+        "--backend", "torch", "--teacher_dtype", "float32", "--num_negatives", "2"])
+    round_trip = require_complete(rows)["round_trip"]
+    assert round_trip["checked"] == 12 and 0 < round_trip["kept"] <= 12 and round_trip["top"] == 3
+    assert require_complete(rows)["counts"]["rows"] == round_trip["kept"]
+
+
+def test_reranker_rows_apply_the_round_trip_filter(tmp_path):
+    from ragdistill.core.hashing import file_digest
+    from ragdistill.core.jsonl import write_json, write_jsonl
+    from ragdistill.core.resumable import meta_path
+    from ragdistill.reranker.rows import RowSettings, build_rows
+
+    made = tmp_path / "made.jsonl"
+    write_jsonl(made, [{"query": "q1", "candidates": ["a", "b", "c"], "source": "a"},
+                       {"query": "q2", "candidates": ["a", "b", "c"], "source": "c"},
+                       {"query": "q3", "candidates": ["a", "b", "c"]}])
+    scores = tmp_path / "made.scores.jsonl"
+    write_jsonl(scores, [{"query": q, "passage": p, "score": s} for q in ("q1", "q2", "q3")
+                         for p, s in zip("abc", (3.0, 2.0, 1.0))])
+    write_json(meta_path(scores), {"complete": True, "input": str(made), "input_digest": file_digest(made)})
+    stats = build_rows([scores], tmp_path / "rows.jsonl", RowSettings(format="listwise", round_trip_top=1))
+    assert (stats.round_trip_checked, stats.round_trip_dropped, stats.rows) == (2, 1, 2)  # q2's source ranks last
+    assert [json.loads(line)["query"] for line in (tmp_path / "rows.jsonl").read_text().splitlines()] == ["q1", "q3"]
+
+
+@pytest.mark.vllm
+def test_an_llm_writes_queries_for_a_corpus_on_vllm(tmp_path, tiny_models, monkeypatch):
+    """The generator route with a tiny random Qwen3 causal LM (it writes gibberish): generations that come back empty
+    or too long are counted, the rest become candidate lists naming their source."""
+    from ragdistill.core.jsonl import read_json
+    from tests.test_prepare_data import run_script
+
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 3)
+    (folder / "queries.jsonl").unlink()
+    run_script(monkeypatch, "--beir_dir", str(folder), "--pseudo_queries", str(tiny_models["qwen3_reranker"]),
+               "--queries_per_document", "4", "--candidates_per_query", "5", "--output_dir", str(tmp_path / "out"),
+               "--enforce_eager", "true", "--kv_cache_gb", "0.25")
+    record = read_json(tmp_path / "out/docs/prepare_data.json")["splits"]["pseudo-queries-candidates"]
+    documents = len((folder / "corpus.jsonl").read_text().splitlines())
+    made = read_samples(tmp_path / "out/docs/pseudo-queries-candidates.jsonl")
+    assert record["details"]["queries_made"] + record["details"]["generations_dropped"] <= 4 * documents
+    assert len(made) == record["queries"] > 0 and all(s.source in s.candidates for s in made)

@@ -1,7 +1,9 @@
 """Reranking files, one query per line, in one of two forms:
 
 - labelled (MTEB's reranking format): {"query": str, "positive": [str, ...], "negative": [str, ...]};
-- a candidate list without labels: {"query": str, "candidates": [str, ...]}, ranked by the teacher alone.
+- a candidate list without labels: {"query": str, "candidates": [str, ...]}, ranked by the teacher alone; a query
+  made from a document (ragdistill.data.pseudo_queries) names it, "source": str, one of the candidates, for the
+  round-trip filter (the query is kept only where the teacher ranks its source near the top).
 
 A file holds one form throughout. Reading a label of an unlabelled sample raises `LabelsMissing`: the label-free
 path never reads one, and its tests prove it by running on files that carry none.
@@ -35,6 +37,7 @@ class RerankingSample:
     query: str
     candidates: list[str]
     num_positive: int | None = None  # None: no labels
+    source: str | None = None  # a pseudo-query's document (a candidate): what the round-trip filter checks
 
     @classmethod
     def labelled(cls, query: str, positive: list[str], negative: list[str]) -> RerankingSample:
@@ -60,7 +63,7 @@ class RerankingSample:
     def as_dict(self) -> dict:
         if self.has_labels:
             return {"query": self.query, "positive": self.positive, "negative": self.negative}
-        return {"query": self.query, "candidates": self.candidates}
+        return {"query": self.query, "candidates": self.candidates, **({"source": self.source} if self.source else {})}
 
 
 def all_labelled(samples: Iterable[RerankingSample]) -> bool:
@@ -111,7 +114,11 @@ def validate_sample(obj, path: str | os.PathLike, line: int) -> RerankingSample:
         if len(candidates) < MIN_CANDIDATES:
             raise InputError(path, f"too few candidates: {len(candidates)}; a query needs at least {MIN_CANDIDATES} "
                                    "to rank", line)
-        return RerankingSample(query, candidates)
+        source = obj.get("source")
+        if source is not None and source not in candidates:
+            raise InputError(path, "wrong source: 'source' must be one of the candidates (the document the query "
+                                   "was made from)", line)
+        return RerankingSample(query, candidates, source=source)
     return RerankingSample.labelled(query, _check_list(obj, "positive", path, line),
                                     _check_list(obj, "negative", path, line))
 

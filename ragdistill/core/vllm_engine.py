@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragdistill.core.hardware import has_cuda, resolve_dtype
-from ragdistill.core.models import require_model_dir  # noqa: F401  (imported from here by the stages)
+from ragdistill.core.models import require_model_dir
 
 # Tokens per engine step on CPU when not told otherwise: small steps keep the weights and activations in cache.
 CPU_MAX_NUM_BATCHED_TOKENS = 1024
@@ -37,15 +37,16 @@ class VLLMArguments:
 
 
 def start_engine(model: str, engine: VLLMArguments, dtype: str = "auto", max_model_len: int | None = None,
-                 seed: int = 0, cpu_defaults: bool = True, **llm_kwargs):
-    """LLM(...) in the pooling runner with the given knobs; `llm_kwargs` adds model-specific settings.
+                 seed: int = 0, cpu_defaults: bool = True, runner: str = "pooling", **llm_kwargs):
+    """LLM(...) in the pooling runner (the teachers; `runner="generate"` for a query generator) with the given knobs;
+    `llm_kwargs` adds model-specific settings.
     `cpu_defaults=False` leaves the knobs this project tunes for CPUs at vLLM's own defaults (the benchmark's
     baseline: how a plain vLLM script runs here)."""
     from vllm import LLM
 
     require_model_dir(model)
     kwargs = dict(
-        model=model, runner="pooling", dtype=resolve_dtype(dtype), seed=seed,
+        model=model, runner=runner, dtype=resolve_dtype(dtype), seed=seed,
         tensor_parallel_size=engine.tensor_parallel_size, max_num_seqs=engine.max_num_seqs,
         enforce_eager=engine.enforce_eager, enable_prefix_caching=engine.enable_prefix_caching,
         max_model_len=max_model_len,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -328,4 +329,65 @@ def _prepare_candidate_lists(beir_dir: Path, output_dir: str | os.PathLike, retr
     write_samples(samples, target, counts, queries_path)
     record_provenance(target.parent, [counts], {"source": "BEIR folder without labels", "folder": str(beir_dir),
                                                 "retriever": retriever, "candidates_per_query": candidates_per_query})
+    return [counts]
+
+
+def prepare_pseudo_queries(beir_dir: str | os.PathLike, output_dir: str | os.PathLike, pseudo_queries: str,
+                           retriever: str = "bm25", candidates_per_query: int = 30, name: str | None = None,
+                           batch_size: int = 64, queries_per_document: int = 1, max_documents: int = 0,
+                           seed: int = 0, engine=None) -> list[SplitCounts]:
+    """A corpus alone -> queries made from its documents (`pseudo_queries`: 'crop', or the path or name of an
+    instruct LLM run on vLLM with `engine`, ragdistill.core.vllm_engine.VLLMArguments) -> candidate lists mined by
+    the first stage, each naming its source document (one of its candidates), at
+    `<output_dir>/<name>/pseudo-queries-candidates.jsonl`. `max_documents` > 0: queries from a seeded sample of that
+    many documents (the whole corpus is still searched)."""
+    from ragdistill.data.pseudo_queries import cropped_queries, generated_queries
+
+    beir_dir = Path(beir_dir)
+    if not beir_dir.is_dir():
+        raise InputError(beir_dir, "--beir_dir is not a folder")
+    if candidates_per_query < MIN_CANDIDATES or queries_per_document < 1:
+        raise InputError(None, f"--candidates_per_query must be at least {MIN_CANDIDATES} and "
+                               f"--queries_per_document at least 1")
+    name = short_name(name or beir_dir.resolve().name)
+    corpus_ids, corpus_texts = read_beir_corpus(beir_dir)
+    chosen = sorted(random.Random(seed).sample(range(len(corpus_texts)), max_documents)) \
+        if 0 < max_documents < len(corpus_texts) else list(range(len(corpus_texts)))
+    documents = [corpus_texts[i] for i in chosen]
+    dropped = 0
+    if pseudo_queries == "crop":
+        made = cropped_queries(documents, queries_per_document, seed)
+    else:
+        from ragdistill.core.vllm_engine import VLLMArguments, start_engine, stop_engine
+
+        llm = start_engine(pseudo_queries, engine or VLLMArguments(), runner="generate", seed=seed)
+        try:
+            made, dropped = generated_queries(llm, documents, queries_per_document)
+        finally:
+            stop_engine(llm)
+    if not made:
+        raise InputError(beir_dir, f"no query could be made from its {len(documents)} documents ({pseudo_queries})")
+    logger.info(f"{name}: {len(made):,} queries made from {len(documents):,} documents ({pseudo_queries}; "
+                f"{dropped} generations dropped); indexing {len(corpus_texts):,} documents with {retriever}")
+    first_stage = make_retriever(retriever, corpus_texts, batch_size=batch_size)
+    hits = first_stage.search([text for _, text in made], candidates_per_query)
+    samples = []
+    for (index, text), found in zip(made, hits):
+        source = documents[index]
+        candidates = list(dict.fromkeys(corpus_texts[doc] for doc in found))[:candidates_per_query]
+        if source not in candidates:  # the round-trip filter needs the source among what the teacher ranks
+            candidates = candidates[:candidates_per_query - 1] + [source]
+        if len(candidates) >= MIN_CANDIDATES:
+            samples.append(RerankingSample(text, candidates, source=source))
+    target = Path(output_dir) / name / "pseudo-queries-candidates.jsonl"
+    counts = SplitCounts(dataset=name, split="pseudo-queries-candidates", path=str(target),
+                         sources=[{"file": str(_beir_file(beir_dir, "corpus")),
+                                   "sha256": file_sha256(_beir_file(beir_dir, "corpus"))}])
+    counts.skipped = len(made) - len(samples) + dropped
+    counts.details.update({"documents_used": len(documents), "queries_made": len(made),
+                           "generations_dropped": dropped})
+    write_samples(samples, target, counts, beir_dir)
+    record_provenance(target.parent, [counts], {"source": "corpus alone, pseudo-queries", "folder": str(beir_dir),
+                                                "pseudo_queries": pseudo_queries, "retriever": retriever,
+                                                "candidates_per_query": candidates_per_query, "seed": seed})
     return [counts]

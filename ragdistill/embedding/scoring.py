@@ -38,6 +38,7 @@ from ragdistill.core.resumable import (
     meta_path,
     reuse_complete,
 )
+from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP, round_trip_keep
 from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS, build_rows, split_candidates, write_rows
 from ragdistill.embedding.teachers import (
     EmbeddingTeacher,
@@ -243,6 +244,29 @@ def candidate_similarities(samples: Sequence[RerankingSample], texts: UniqueText
     return result
 
 
+def round_trip_filter(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], top: int
+                      ) -> tuple[list[RerankingSample], list[np.ndarray], dict]:
+    """Pseudo-queries (samples naming a source document) kept only if the teacher ranks the source among its `top`
+    candidates; other samples pass. Returns the kept samples, their similarities and the counts."""
+    kept, kept_sims, checked = [], [], 0
+    for sample, sims in zip(samples, similarities):
+        if sample.source is not None:
+            checked += 1
+            if not round_trip_keep(sims, sample.candidates.index(sample.source), top):
+                continue
+        kept.append(sample)
+        kept_sims.append(sims)
+    if not checked:
+        return kept, kept_sims, {}
+    counts = {"checked": checked, "kept": checked - (len(samples) - len(kept)), "top": top}
+    logger.info(f"round-trip filter: kept {counts['kept']} of {checked} pseudo-queries (the teacher ranked their "
+                f"source among its top {top})")
+    if not kept:
+        raise InputError(None, f"the round-trip filter kept none of {checked} pseudo-queries: the teacher ranked no "
+                               f"source among its top {top} (raise --round_trip_top, or make better queries)")
+    return kept, kept_sims, counts
+
+
 # 4. stage summary ----------------------------------------------------------------------------------------------
 
 
@@ -281,6 +305,7 @@ class SoftLabelJob:
     num_negatives: int = 8
     pad_negatives: bool = True
     false_negative_margin: float = FALSE_NEGATIVE_MARGIN
+    round_trip_top: int = ROUND_TRIP_TOP
     max_queries: int = 0
     skip_invalid: bool = False
     num_shards: int = 1
@@ -289,6 +314,8 @@ class SoftLabelJob:
     def __post_init__(self):
         if self.fmt not in FORMATS:
             raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, got '{self.fmt}'")
+        if self.round_trip_top < 1:
+            raise InputError(None, f"--round_trip_top must be at least 1, got {self.round_trip_top}")
         if not 0.0 < self.false_negative_margin <= 1.0:
             raise InputError(None, f"--false_negative_margin must be in (0, 1], got {self.false_negative_margin}")
         check_shard(self.num_shards, self.shard_id)
@@ -299,7 +326,8 @@ class SoftLabelJob:
     def settings(self, file_records: list[dict]) -> dict:
         return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
                 "format": self.fmt, "num_negatives": self.num_negatives, "pad_negatives": self.pad_negatives,
-                "false_negative_margin": self.false_negative_margin, "max_queries": self.max_queries,
+                "false_negative_margin": self.false_negative_margin, "round_trip_top": self.round_trip_top,
+                "max_queries": self.max_queries,
                 "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
 
     def run(self) -> dict:
@@ -336,7 +364,9 @@ class SoftLabelJob:
         truncated = count_truncated(self.teacher.tokenizer(), texts, identity["max_length"])
         sims = candidate_similarities(data.samples, texts, embeddings, identity["query_prompt"],
                                       identity["document_prompt"])
-        rows, row_stats = build_rows(data.samples, sims, self.fmt, self.num_negatives, self.pad_negatives,
+        samples, sims, round_trip = round_trip_filter(data.samples, sims, self.round_trip_top) \
+            if self.fmt != "scores" else (data.samples, sims, {})
+        rows, row_stats = build_rows(samples, sims, self.fmt, self.num_negatives, self.pad_negatives,
                                      self.false_negative_margin)
         labelled = all_labelled(data.samples)
         if not labelled and self.fmt != "scores":
@@ -353,7 +383,8 @@ class SoftLabelJob:
                        "unique_queries": texts.num_queries, "unique_passages": len(texts.texts) - texts.num_queries,
                        "rows": len(rows), "skipped_invalid": data.skips.total,
                        "skipped_invalid_by_reason": data.skips.by_reason, **row_stats},
-            "truncated": truncated, "teacher_similarity": similarity_summary(sims, data.samples),
+            "round_trip": round_trip,
+            "truncated": truncated, "teacher_similarity": similarity_summary(sims, samples),
             "embedding": {"dimension": int(embeddings.shape[1]), **stats.as_dict()},
             "engine": (self.teacher.engine or EngineArguments()).describe(),
             "seconds": round(time.perf_counter() - started, 3),

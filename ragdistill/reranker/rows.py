@@ -15,6 +15,10 @@ Formats, all read by sentence-transformers' CrossEncoderTrainer:
   for train.py's --label_weight; it is left out, with a warning, when that file is no longer where stage 1 read it
   or has changed since.
 
+Pseudo-queries (made from documents: ragdistill.data.pseudo_queries) name their source document in the file stage 1
+scored; such a query is kept only if the teacher ranks its source among its top `round_trip_top` passages (the
+round-trip filter; the count of queries dropped is printed).
+
 Streams: stage-1 output lists each query's passages together (it is written that way), so only one query's
 passages are in memory at a time; a query that comes back after another one is an error (the file was edited
 or concatenated). Same inputs and seed give byte-identical output.
@@ -34,6 +38,7 @@ from pathlib import Path
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.jsonl import atomic_open, dumps, write_json
 from ragdistill.core.resumable import meta_path, require_complete
+from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP, round_trip_keep
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +54,15 @@ class RowSettings:
     num_negatives: int = 4
     negative_sampling: str = "hard"
     seed: int = 42
+    round_trip_top: int = ROUND_TRIP_TOP
 
     def check(self) -> None:
         if self.format not in FORMATS:
             raise InputError(None, f"unknown --format '{self.format}', expected one of {', '.join(FORMATS)}")
         if self.negative_sampling not in SAMPLING:
             raise InputError(None, f"unknown --negative_sampling '{self.negative_sampling}', expected hard or random")
-        if self.top_k < 1 or self.num_negatives < 1:
-            raise InputError(None, "--top_k and --num_negatives must be at least 1")
+        if self.top_k < 1 or self.num_negatives < 1 or self.round_trip_top < 1:
+            raise InputError(None, "--top_k, --num_negatives and --round_trip_top must be at least 1")
 
 
 @dataclass
@@ -66,6 +72,8 @@ class RowStats:
     rows: int = 0
     positives_without_full_negatives: int = 0
     queries_too_small: int = 0
+    round_trip_checked: int = 0  # pseudo-queries (their source named)
+    round_trip_dropped: int = 0  # ... whose source the teacher did not rank near the top
     skipped_rows: int = 0
     files: list[str] = field(default_factory=list)
     relevance: bool = False  # listwise rows carry the data's labels
@@ -115,6 +123,19 @@ def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[st
             group.append((passage, float(score)))
     if query is not None:
         yield query, group
+
+
+def query_sources(score_file: str | Path, meta: dict) -> dict[str, str]:
+    """Per pseudo-query, the source document its line names in the file stage 1 scored (empty: none names one, or
+    the file is no longer there as scored)."""
+    from ragdistill.core.hashing import file_digest
+    from ragdistill.core.mteb import iter_samples
+
+    source = Path(str(meta.get("input", "")))
+    if not meta.get("input") or not source.is_file() or file_digest(source) != meta.get("input_digest"):
+        return {}
+    return {sample.query: sample.source for sample in iter_samples(source, SkipCounter(skip_invalid=True))
+            if sample.source}
 
 
 def data_positives(score_file: str | Path, meta: dict) -> dict[str, set[str]] | None:
@@ -201,11 +222,20 @@ def build_rows(score_files: Sequence[str | Path], output: str | Path, settings: 
                 for path, meta in zip(score_files, metas)]
     # Rows of one file carry the labels only if every file has them: the columns of a run are the same throughout.
     stats.relevance = all(positives is not None for positives in labelled) and settings.format == "listwise"
+    sources = [query_sources(path, meta) for path, meta in zip(score_files, metas)]
     with atomic_open(output) as handle:
-        for path, positives in zip(score_files, labelled):
+        for path, positives, sources_of in zip(score_files, labelled, sources):
             for query, group in iter_query_groups(path, skips):
                 stats.queries += 1
                 stats.scored_pairs += len(group)
+                if query in sources_of:
+                    stats.round_trip_checked += 1
+                    passages = [passage for passage, _ in group]
+                    if sources_of[query] not in passages or not round_trip_keep(
+                            [score for _, score in group], passages.index(sources_of[query]),
+                            settings.round_trip_top):
+                        stats.round_trip_dropped += 1
+                        continue
                 query_positives = positives.get(query, set()) if stats.relevance else None
                 for row in rows_for_query(query, group, settings, rng, stats, query_positives):
                     handle.write(dumps(row) + "\n")
