@@ -62,10 +62,10 @@ class EvaluationArguments:
         "help": "Distinct texts of the first file used to time the students' encoding (texts/s, median of 3 passes)."})
 
 
-def main():
+def main(argv: list[str] | None = None):
     # 1. arguments: evaluation, teacher (same settings as stage 1, so its cached scores are found), vLLM knobs
     student, args, teacher_args, engine_args = parse_args(StudentEvaluationArguments, EvaluationArguments,
-                                                          TeacherArguments, VLLMArguments, defaults=DEFAULTS)
+                                                          TeacherArguments, VLLMArguments, defaults=DEFAULTS, args=argv)
     domains = {path: "in-domain" for path in split_paths(args.in_domain_files)}
     domains.update({path: "out-of-domain" for path in split_paths(args.out_of_domain_files)})
     if not domains:

@@ -49,10 +49,10 @@ class BuildArguments:
         "help": "Where to save the build summary <collection>.build.json (counts, timings, index size)."})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     corpus_args, embedder_args, milvus_args, index_args, vllm_args, engine, build_args = parse_args(
         CorpusArguments, EmbedderArguments, MilvusArguments, IndexArguments, VLLMArguments, EngineArguments,
-        BuildArguments)
+        BuildArguments, args=argv)
     uri, name = milvus_args.milvus_uri, milvus_args.collection
     check_index_type(index_args.index_type, uri)  # before the model loads: a wrong choice fails at once
 

@@ -38,8 +38,8 @@ class EvaluationArguments:
     title: str = field(default="Retrieval chains on Milvus", metadata={"help": "Table title."})
 
 
-def main() -> None:
-    corpus_args, args = parse_args(CorpusArguments, EvaluationArguments)
+def main(argv: list[str] | None = None) -> None:
+    corpus_args, args = parse_args(CorpusArguments, EvaluationArguments, args=argv)
 
     # 1. chains and their files
     chains = parse_chains(args.chains)

@@ -51,9 +51,9 @@ class SearchOutputArguments:
     chunk_size: int = field(default=200, metadata={"help": "Queries per resumable chunk."})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     corpus_args, milvus_args, chain_args, output_args = parse_args(
-        CorpusArguments, MilvusArguments, ChainArguments, SearchOutputArguments)
+        CorpusArguments, MilvusArguments, ChainArguments, SearchOutputArguments, args=argv)
     uri = milvus_args.milvus_uri
 
     # 1. queries (the corpus itself is not needed: it is in Milvus)

@@ -637,8 +637,8 @@ class Benchmark:
             print(f"\nsaved {self.output_dir / 'benchmark.md'} and {self.output_dir / 'benchmark.json'}")
 
 
-def main() -> None:
-    args, engine = parse_args(BenchmarkArguments, VLLMArguments, defaults=ENGINE_DEFAULTS)
+def main(argv: list[str] | None = None) -> None:
+    args, engine = parse_args(BenchmarkArguments, VLLMArguments, defaults=ENGINE_DEFAULTS, args=argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the benchmark loads is local
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

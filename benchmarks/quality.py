@@ -178,7 +178,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipelines", default="embedding,reranker", help="embedding, reranker or both")
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--train_queries", type=int, default=0,
                         help="train on the first N WikiQA train queries only (0 = all 857): a quicker, rougher run")
     parser.add_argument("--list", action="store_true", help="print the experiments and exit")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pipelines = [p for p in args.pipelines.split(",") if p]
     unknown = [p for p in pipelines if p not in EXPERIMENTS]
     if unknown:

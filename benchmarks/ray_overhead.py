@@ -104,8 +104,8 @@ def markdown(summary: list[dict], runs: list[dict], args: RayBenchmarkArguments)
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    (args,) = parse_args(RayBenchmarkArguments)
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse_args(RayBenchmarkArguments, args=argv)
     output_dir = Path(args.output_dir)
     with tempfile.TemporaryDirectory() as scratch:
         # 1. teacher: a random Qwen3 of a realistic CPU shape

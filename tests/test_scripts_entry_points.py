@@ -37,9 +37,11 @@ def test_script_does_no_work_at_import(script: Path):
     work = [node for node in tree.body
             if not (isinstance(node, DEFINITIONS) or _is_docstring(node) or _is_main_guard(node))]
     assert not work, f"{script.name}:{work[0].lineno}: runs at import; move it under if __name__ == '__main__':"
-    defines_main = any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
-    if defines_main:
+    mains = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"]
+    if mains:
         assert any(_is_main_guard(node) for node in tree.body), f"{script.name}: main() is never called under a guard"
+        # one signature for every stage: main(argv=None), so a test or another script runs it with its own arguments
+        assert [arg.arg for arg in mains[0].args.args] == ["argv"], f"{script.name}: main() takes no argv"
 
 
 def test_the_check_catches_work_at_import(tmp_path):

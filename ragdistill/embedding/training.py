@@ -284,7 +284,7 @@ def load_student(model_name: str, max_seq_length: int | None = None, device: str
     cutting texts at `max_seq_length` tokens (training and evaluation of both students use the same length)."""
     import sentence_transformers
 
-    from ragdistill.core.vllm_engine import require_model_dir
+    from ragdistill.core.models import require_model_dir
 
     require_model_dir(model_name, "student model")
     kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}

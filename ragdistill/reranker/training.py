@@ -64,7 +64,7 @@ def load_student(model: str, max_seq_length: int = 0, dtype=None, device: str | 
     difference as the teacher's is (in bf16, distinct pairs would tie on bf16's coarse grid)."""
     from sentence_transformers import CrossEncoder
 
-    from ragdistill.core.vllm_engine import require_model_dir
+    from ragdistill.core.models import require_model_dir
 
     require_model_dir(model, "student model")
     kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}

@@ -149,7 +149,7 @@ def _teacher_arguments(model: str, backend: str, instruction: str | None, max_le
 
 def load_document_encoder(args: EmbedderArguments, vllm_args=None) -> Encoder:
     """The encoder build_index uses: loads the model, measures its dimension, embeds the probe texts."""
-    from ragdistill.core.vllm_engine import require_model_dir
+    from ragdistill.core.models import require_model_dir
     from ragdistill.embedding.teachers import describe_teacher, load_teacher
 
     require_model_dir(args.embedder, "embedding model")
@@ -187,7 +187,7 @@ def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: s
     `model` (default: the recorded one) as the weights, in `dtype` (default: serving_dtype), or its export run by
     `backend` 'onnx' / 'openvino' from `file` (default: the int8 one the export stage writes); refused if its probe
     vectors do not match the collection's (see check_probe: an int8 export of the indexed model passes)."""
-    from ragdistill.core.vllm_engine import require_model_dir
+    from ragdistill.core.models import require_model_dir
     from ragdistill.embedding.teachers import load_teacher
 
     model = model or record.model

@@ -30,7 +30,8 @@ __all__ = [
 
 def load_teacher(args: TeacherArguments, engine=None) -> EmbeddingTeacher:
     """Start the teacher on the chosen backend (`engine`: VLLMArguments for the vLLM backend)."""
-    from ragdistill.core.vllm_engine import VLLMArguments, require_model_dir
+    from ragdistill.core.models import require_model_dir
+    from ragdistill.core.vllm_engine import VLLMArguments
 
     require_model_dir(args.teacher_model, "teacher model")
     if args.backend == "vllm":

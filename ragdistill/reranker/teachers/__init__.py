@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype
-from ragdistill.core.vllm_engine import require_model_dir, start_engine
+from ragdistill.core.models import require_model_dir
+from ragdistill.core.vllm_engine import start_engine
 from ragdistill.reranker.prompt import yes_no_token_ids
 from ragdistill.reranker.teachers.base import (
     BACKENDS,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device, resolve_dtype, torch_dtype
-from ragdistill.core.vllm_engine import require_model_dir
+from ragdistill.core.models import require_model_dir
 from ragdistill.reranker.teachers.base import BI_ENCODER, ScoredPairs, Teacher, TeacherSettings
 
 
