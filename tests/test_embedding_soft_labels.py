@@ -269,3 +269,12 @@ def test_evaluation_scores_are_cached_per_teacher_and_file(tmp_path, data_files,
     other = _args(tiny_models, instruction="Find the answer")
     assert teacher_scores_path(tmp_path / "cache", files[0], LazyTeacher(other, None).identity) != \
            teacher_scores_path(tmp_path / "cache", files[0], teacher.identity)
+
+
+def test_torch_teacher_refuses_a_max_length_beyond_the_models_positions(tiny_models):
+    from ragdistill.embedding.teachers import load_teacher
+
+    positions = json.loads((tiny_models["qwen3_embedder"] / "config.json").read_text())["max_position_embeddings"]
+    with pytest.raises(InputError, match=rf"--teacher_max_length {positions + 1} exceeds the model's {positions} "):
+        load_teacher(_args(tiny_models, backend="torch", teacher_max_length=positions + 1))
+    assert load_teacher(_args(tiny_models, backend="torch", teacher_max_length=positions)).max_length == positions
