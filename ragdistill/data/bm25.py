@@ -69,6 +69,21 @@ class BM25:
         shape = (len(queries), self.weights.shape[1])
         return sparse.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=shape)
 
+    def weighted_scores(self, queries: Sequence[dict[str, float]]) -> np.ndarray:
+        """Dense (queries x documents) scores of weighted queries, {token: weight} each (RM3's expanded queries):
+        sum over tokens of weight x the token's BM25 term score."""
+        rows, cols, values = [], [], []
+        for query_id, terms in enumerate(queries):
+            for token, weight in terms.items():
+                column = self.vocabulary.get(token)
+                if column is not None and weight:
+                    rows.append(query_id)
+                    cols.append(column)
+                    values.append(weight)
+        matrix = sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)),
+                                   shape=(len(queries), self.weights.shape[1]))
+        return np.asarray((matrix @ self.weights.T).todense(), dtype=np.float32)
+
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """Dense (queries x documents) BM25 scores."""
         return np.asarray((self._query_matrix(queries) @ self.weights.T).todense(), dtype=np.float32)
@@ -79,13 +94,21 @@ class BM25:
         Documents sharing no word with the query (score 0) are never returned, so a list may hold fewer than k.
         Queries are scored in batches sized to keep the dense score block near 256 MB.
         """
+        return self._search(self.scores, queries, k, batch_size)
+
+    def search_weighted(self, queries: Sequence[dict[str, float]], k: int, batch_size: int | None = None
+                        ) -> list[list[tuple[int, float]]]:
+        """search() for weighted queries ({token: weight} each, as weighted_scores takes them)."""
+        return self._search(self.weighted_scores, queries, k, batch_size)
+
+    def _search(self, score, queries: Sequence, k: int, batch_size: int | None) -> list[list[tuple[int, float]]]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         k = min(k, self.num_documents)
         batch_size = batch_size or max(1, (1 << 26) // self.num_documents)
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(queries), batch_size):
-            for row in self.scores(queries[start:start + batch_size]):
+            for row in score(queries[start:start + batch_size]):
                 # The k-th best score in linear time; then everything above it and, among equals at the cut, the
                 # lowest document indices: deterministic, unlike argpartition's choice among ties.
                 kth = np.partition(row, self.num_documents - k)[self.num_documents - k]

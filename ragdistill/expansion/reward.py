@@ -1,0 +1,68 @@
+"""The reward of a rewritten query: how well the first stage retrieves with it.
+
+NDCG@k of the retrieved list, with gains from the qrels where there are labels, or, label-free, from the teacher's
+scores of the retrieved documents against the ORIGINAL query (never the rewrite: a policy must not grade itself),
+scaled to [0, 1] per query as in ragdistill.core.metrics.teacher_agreement. A rewrite that is empty, over the length
+limit or a copy of the query earns a counted zero, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_REWRITE_WORDS = 64  # a rewrite longer than this is rambling, not a query
+
+
+def ndcg_at_k(ranked: Sequence[str], gains: Mapping[str, float], k: int = 10) -> float:
+    """NDCG@k of a ranked list of document ids with graded `gains` (ids not in it gain 0); 0 when nothing gains."""
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    if not ideal:
+        return 0.0
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = sum(gains.get(doc, 0.0) * discounts[rank] for rank, doc in enumerate(ranked[:k]))
+    return float(dcg / np.dot(ideal, discounts[:len(ideal)]))
+
+
+def recall_at_k(ranked: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+    relevant = {doc for doc, gain in gains.items() if gain > 0}
+    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def teacher_gains(query: str, documents: Sequence[str], texts: Mapping[str, str],
+                  score: Callable[[str, list[str]], Sequence[float]]) -> dict[str, float]:
+    """Label-free gains of `documents` (ids): the teacher's scores of them against `query`, the original query,
+    scaled to [0, 1] (the best 1, the worst 0)."""
+    if not documents:
+        return {}
+    values = np.asarray(score(query, [texts[doc] for doc in documents]), dtype=np.float64)
+    spread = float(np.ptp(values))
+    scaled = (values - values.min()) / spread if spread > 0 else np.ones_like(values)
+    return dict(zip(documents, scaled.tolist()))
+
+
+@dataclass
+class RewardCounts:
+    """Why rewrites earned a zero (counted, not raised)."""
+
+    empty: int = 0
+    too_long: int = 0
+    copies: int = 0
+    no_results: int = 0
+
+    def as_dict(self) -> dict:
+        return {"empty": self.empty, "too_long": self.too_long, "copies": self.copies, "no_results": self.no_results}
+
+
+def rewrite_problem(original: str, rewrite: str, max_words: int = MAX_REWRITE_WORDS) -> str | None:
+    """Why a rewrite earns nothing ('empty', 'too_long', 'copies'), or None."""
+    words = rewrite.split()
+    if not words:
+        return "empty"
+    if len(words) > max_words:
+        return "too_long"
+    if " ".join(words).lower() == " ".join(original.split()).lower():
+        return "copies"
+    return None
