@@ -9,7 +9,6 @@ limit or a copy of the query earns a counted zero, never an error.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,19 +40,6 @@ def teacher_gains(query: str, documents: Sequence[str], texts: Mapping[str, str]
     spread = float(np.ptp(values))
     scaled = (values - values.min()) / spread if spread > 0 else np.ones_like(values)
     return dict(zip(documents, scaled.tolist()))
-
-
-@dataclass
-class RewardCounts:
-    """Why rewrites earned a zero (counted, not raised)."""
-
-    empty: int = 0
-    too_long: int = 0
-    copies: int = 0
-    no_results: int = 0
-
-    def as_dict(self) -> dict:
-        return {"empty": self.empty, "too_long": self.too_long, "copies": self.copies, "no_results": self.no_results}
 
 
 def rewrite_problem(original: str, rewrite: str, max_words: int = MAX_REWRITE_WORDS) -> str | None:

@@ -125,37 +125,33 @@ def iter_query_groups(path: str | Path, skips: SkipCounter) -> Iterator[tuple[st
         yield query, group
 
 
-def query_sources(score_file: str | Path, meta: dict) -> dict[str, str]:
-    """Per pseudo-query, the source document its line names in the file stage 1 scored (empty: none names one, or
-    the file is no longer there as scored)."""
+def scored_input(score_file: str | Path, meta: dict, want_positives: bool
+                 ) -> tuple[dict[str, set[str]] | None, dict[str, str]]:
+    """One pass over the file stage 1 scored into `score_file` (its metadata names the file and its digest): per
+    query, the data's positives (when `want_positives`; None without labels), and per pseudo-query, the source
+    document its line names. (None, {}) when that file is gone or has changed since, with a warning where the
+    positives were wanted."""
     from ragdistill.core.hashing import file_digest
     from ragdistill.core.mteb import iter_samples
 
     source = Path(str(meta.get("input", "")))
     if not meta.get("input") or not source.is_file() or file_digest(source) != meta.get("input_digest"):
-        return {}
-    return {sample.query: sample.source for sample in iter_samples(source, SkipCounter(skip_invalid=True))
-            if sample.source}
-
-
-def data_positives(score_file: str | Path, meta: dict) -> dict[str, set[str]] | None:
-    """Per query, the positives of the MTEB file that stage 1 scored into `score_file` (its metadata names the file
-    and its digest); None, with a warning, when that file is gone or has changed since, or when it has no labels."""
-    from ragdistill.core.hashing import file_digest
-    from ragdistill.core.mteb import iter_samples
-
-    source = Path(str(meta.get("input", "")))
-    if not meta.get("input") or not source.is_file() or file_digest(source) != meta.get("input_digest"):
-        logger.warning(f"{score_file}: rows without the data's labels (relevance): the file stage 1 scored "
-                       f"({meta.get('input') or 'not recorded'}) is not there as it was scored")
-        return None
-    positives: dict[str, set[str]] = {}
+        if want_positives:
+            logger.warning(f"{score_file}: rows without the data's labels (relevance): the file stage 1 scored "
+                           f"({meta.get('input') or 'not recorded'}) is not there as it was scored")
+        return None, {}
+    positives: dict[str, set[str]] | None = {} if want_positives else None
+    sources: dict[str, str] = {}
     for sample in iter_samples(source, SkipCounter(skip_invalid=True)):
-        if not sample.has_labels:
-            logger.info(f"{source} has no labels: the rows carry the teacher's judgement alone")
-            return None
-        positives.setdefault(sample.query, set()).update(sample.positive)
-    return positives
+        if sample.source:
+            sources[sample.query] = sample.source
+        if positives is not None:
+            if sample.has_labels:
+                positives.setdefault(sample.query, set()).update(sample.positive)
+            else:
+                logger.info(f"{source} has no labels: the rows carry the teacher's judgement alone")
+                positives = None
+    return positives, sources
 
 
 def _negative_indices(rank: int, count: int, settings: RowSettings, rng: random.Random) -> list[int]:
@@ -218,11 +214,10 @@ def build_rows(score_files: Sequence[str | Path], output: str | Path, settings: 
     stats = RowStats(files=[str(p) for p in score_files])
     # One seeded generator over the whole run: same inputs, same seed, same rows.
     rng = random.Random(settings.seed)
-    labelled = [data_positives(path, meta) if settings.format == "listwise" else None
-                for path, meta in zip(score_files, metas)]
+    inputs = [scored_input(path, meta, settings.format == "listwise") for path, meta in zip(score_files, metas)]
+    labelled, sources = [positives for positives, _ in inputs], [sources_of for _, sources_of in inputs]
     # Rows of one file carry the labels only if every file has them: the columns of a run are the same throughout.
     stats.relevance = all(positives is not None for positives in labelled) and settings.format == "listwise"
-    sources = [query_sources(path, meta) for path, meta in zip(score_files, metas)]
     with atomic_open(output) as handle:
         for path, positives, sources_of in zip(score_files, labelled, sources):
             for query, group in iter_query_groups(path, skips):
