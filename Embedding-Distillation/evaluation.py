@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None):
                       title=f"Teacher vs student cosine similarity, {evaluation.name}")
     logger.info(f"saved similarity scatter plots to {args.output_dir}")
     for evaluation in files:
+        prefix = evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain" else "")
         print(headline(evaluation.name, evaluation.tables[0].before, evaluation.tables[0].after,
-                       evaluation.headline_metric, prefix=evaluation.domain + (" (no-forgetting check)" if evaluation.domain == "out-of-domain"
-                                                   else "")))
+                       evaluation.headline_metric, prefix=prefix))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ DEFAULTS = {"student_model": "BAAI/bge-reranker-v2-m3", "trained_model": "output
 @dataclass
 class EvaluationArguments:
     test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
-        "help": "Reranking test file: labelled {query, positive, negative}, or candidate lists {query, candidates} (measured against the teacher)."})
+        "help": "Reranking test file: labelled {query, positive, negative}, or candidate lists {query, candidates} "
+                "(measured against the teacher)."})
     teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
     output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})

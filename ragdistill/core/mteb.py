@@ -67,7 +67,7 @@ class RerankingSample:
 
 
 def all_labelled(samples: Iterable[RerankingSample]) -> bool:
-    """Whether the samples carry labels (a file holds one form throughout, so the first sample tells)."""
+    """Whether every sample carries labels (read from one file: all or none of them, iter_samples sees to it)."""
     return all(sample.has_labels for sample in samples)
 
 

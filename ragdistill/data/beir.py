@@ -183,24 +183,26 @@ def make_retriever(spec: str, documents: Sequence[str], batch_size: int = 64):
     return retrievers[0] if len(retrievers) == 1 else MergedRetriever(retrievers)
 
 
-def mine_candidates(corpus_ids: Sequence[str], corpus_texts: Sequence[str], queries: dict[str, str], retriever,
-                    candidates_per_query: int, counts: SplitCounts) -> list[RerankingSample]:
-    """Candidate lists without labels: each query's top `candidates_per_query` documents by the first stage (never
-    the document with the query's own id; a text found twice counts once). Queries left with fewer than 2 candidates
-    are skipped and counted. Nothing is judged here: the teacher ranks the candidates in stage 1."""
-    items = list(queries.items())
-    hits = retriever.search([text for _, text in items], candidates_per_query + 1)
+def mine_candidates(corpus_ids: Sequence[str], corpus_texts: Sequence[str],
+                    queries: Sequence[tuple[str, str | None, str | None]], retriever, candidates_per_query: int
+                    ) -> tuple[list[RerankingSample], int]:
+    """Candidate lists without labels for (query text, the query's own document id or None, the document it was made
+    from or None) triples: each query's top `candidates_per_query` documents by the first stage (never the one with
+    the query's own id; a text found twice counts once); a source the first stage missed takes the last place (the
+    round-trip filter needs it among what the teacher ranks). Nothing is judged here: the teacher ranks the candidates
+    in stage 1. Returns the lists and the number of queries skipped with fewer than 2 candidates."""
+    hits = retriever.search([text for text, _, _ in queries], candidates_per_query + 1)
     samples, too_few = [], 0
-    for (query_id, text), found in zip(items, hits):
-        texts = [corpus_texts[doc] for doc in found if corpus_ids[doc] != query_id]
+    for (text, own_id, source), found in zip(queries, hits):
+        texts = [corpus_texts[doc] for doc in found if corpus_ids[doc] != own_id]
         candidates = list(dict.fromkeys(texts))[:candidates_per_query]
+        if source is not None and source not in candidates:
+            candidates = candidates[:candidates_per_query - 1] + [source]
         if len(candidates) < MIN_CANDIDATES:
             too_few += 1
             continue
-        samples.append(RerankingSample(text, candidates))
-    counts.skipped = too_few
-    counts.details.update({"queries_read": len(items), "skipped_too_few_candidates": too_few})
-    return samples
+        samples.append(RerankingSample(text, candidates, source=source))
+    return samples, too_few
 
 
 def beir_split_samples(corpus_ids: Sequence[str], corpus_texts: Sequence[str], queries: dict[str, str],
@@ -325,7 +327,10 @@ def _prepare_candidate_lists(beir_dir: Path, output_dir: str | os.PathLike, retr
     counts = SplitCounts(dataset=name, split=f"{stem}-candidates", path=str(target),
                          sources=[{"file": str(p), "sha256": file_sha256(p)}
                                   for p in (_beir_file(beir_dir, "corpus"), queries_path)])
-    samples = mine_candidates(corpus_ids, corpus_texts, queries, first_stage, candidates_per_query, counts)
+    triples = [(text, query_id, None) for query_id, text in queries.items()]
+    samples, too_few = mine_candidates(corpus_ids, corpus_texts, triples, first_stage, candidates_per_query)
+    counts.skipped = too_few
+    counts.details.update({"queries_read": len(queries), "skipped_too_few_candidates": too_few})
     write_samples(samples, target, counts, queries_path)
     record_provenance(target.parent, [counts], {"source": "BEIR folder without labels", "folder": str(beir_dir),
                                                 "retriever": retriever, "candidates_per_query": candidates_per_query})
@@ -370,20 +375,13 @@ def prepare_pseudo_queries(beir_dir: str | os.PathLike, output_dir: str | os.Pat
     logger.info(f"{name}: {len(made):,} queries made from {len(documents):,} documents ({pseudo_queries}; "
                 f"{dropped} generations dropped); indexing {len(corpus_texts):,} documents with {retriever}")
     first_stage = make_retriever(retriever, corpus_texts, batch_size=batch_size)
-    hits = first_stage.search([text for _, text in made], candidates_per_query)
-    samples = []
-    for (index, text), found in zip(made, hits):
-        source = documents[index]
-        candidates = list(dict.fromkeys(corpus_texts[doc] for doc in found))[:candidates_per_query]
-        if source not in candidates:  # the round-trip filter needs the source among what the teacher ranks
-            candidates = candidates[:candidates_per_query - 1] + [source]
-        if len(candidates) >= MIN_CANDIDATES:
-            samples.append(RerankingSample(text, candidates, source=source))
+    triples = [(text, None, documents[index]) for index, text in made]
+    samples, too_few = mine_candidates(corpus_ids, corpus_texts, triples, first_stage, candidates_per_query)
     target = Path(output_dir) / name / "pseudo-queries-candidates.jsonl"
     counts = SplitCounts(dataset=name, split="pseudo-queries-candidates", path=str(target),
                          sources=[{"file": str(_beir_file(beir_dir, "corpus")),
                                    "sha256": file_sha256(_beir_file(beir_dir, "corpus"))}])
-    counts.skipped = len(made) - len(samples) + dropped
+    counts.skipped = too_few + dropped
     counts.details.update({"documents_used": len(documents), "queries_made": len(made),
                            "generations_dropped": dropped})
     write_samples(samples, target, counts, beir_dir)
