@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None):
     teacher_meta = cached[files[0].path][1]  # the teacher's settings and prompts, as stage 1 recorded them
 
     # 3. students before and after training: their similarities and metrics on every file, then encode throughput
-    students = {label: load_student(path, student.max_seq_length, default_device(), torch_dtype(student.student_dtype))
+    students = {label: load_student(path, student.max_seq_length, torch_dtype(student.student_dtype), default_device())
                 for label, path in (("before", student.student_model), ("after", student.trained_model))}
     # An instruction-following student starts from the teacher's prompts, as in training (the trained one saved them)
     adopt_teacher_prompts(students["before"], teacher_meta)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None):
     # 5. pictures: teacher vs student similarities, before and after
     for evaluation in files:
         score_scatter(evaluation.flat(evaluation.teacher),
-                      {label: evaluation.flat(scores.similarities) for label, scores in evaluation.students.items()},
+                      {label: evaluation.flat(scores.scores) for label, scores in evaluation.students.items()},
                       Path(args.output_dir) / f"scatter_{evaluation.slug}.png",
                       title=f"Teacher vs student cosine similarity, {evaluation.name}")
     logger.info(f"saved similarity scatter plots to {args.output_dir}")

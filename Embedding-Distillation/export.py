@@ -4,7 +4,7 @@
         --calibration_files data/scidocs-reranking/validation.jsonl \
         --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --teacher_scores_dir output/embedding/teacher_scores
 
-Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+Variants (ragdistill.export.variants): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on queries and passages of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
 and NDCG@10 on the test file (as in evaluation.py), mean per-query Spearman correlation of its
@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.export import ExportArguments
-from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
 from ragdistill.core.mteb import first_queries, iter_samples, require_labels
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.embedding.evaluation import metrics_from_similarities, teacher_similarities
+from ragdistill.embedding.pipeline import EmbeddingPipeline
 from ragdistill.embedding.scoring import LazyTeacher, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
+from ragdistill.export.evaluation import TeacherRow, export_and_measure, save_report
+from ragdistill.export.variants import ExportArguments
 
 
 @dataclass
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training queries and passages), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure("embedder", export.model, samples, teacher_per_query, export.calibration_files, export)
+    results = export_and_measure(EmbeddingPipeline(), export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {export.test_file}; "

@@ -29,12 +29,10 @@ from ragdistill.core.training import (
     resolve_resume_checkpoint,
     save_training_record,
 )
+from ragdistill.embedding.losses import DEFAULT_TEMPERATURE, LOSSES, build_loss
 from ragdistill.embedding.training import (
     DEFAULT_LABEL_WEIGHT,
-    DEFAULT_TEMPERATURE,
-    LOSSES,
     adopt_teacher_prompts,
-    build_loss,
     card_facts,
     column_prompts,
     default_label_weight,

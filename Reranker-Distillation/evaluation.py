@@ -27,13 +27,13 @@ from ragdistill.core.arguments import StudentEvaluationArguments
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype, torch_dtype
+from ragdistill.core.metrics import METRIC_NAMES
 from ragdistill.core.mteb import all_labelled
 from ragdistill.core.plots import score_scatter
 from ragdistill.core.report import Comparison, agreement_comparison, save_comparisons
 from ragdistill.reranker.evaluation import (
-    METRICS,
     SPEED,
-    evaluate_cross_encoder,
+    evaluate_student,
     flat_pairs,
     metrics_from_scores,
     read_test_samples,
@@ -73,7 +73,8 @@ def _evaluate(model_path: str, label: str, student: StudentEvaluationArguments, 
     logger.info(f"evaluating {label}: {model_path}")
     if student_instruction(model):
         logger.info(f"yes/no LLM student: the teacher's prompt, instruction {student_instruction(model)!r}")
-    metrics, scores = evaluate_cross_encoder(model, samples, student.student_batch_size)
+    result = evaluate_student(model, samples, student.student_batch_size, show_progress_bar=True)
+    metrics, scores = result.metrics, [float(x) for per_query in result.scores for x in per_query]
     metrics[SPEED] = throughput(model, pairs[:speed_pairs], student.student_batch_size)
     device = str(model.device)
     del model
@@ -126,10 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     # with the teacher (where its scores are given)
     title = (f"Reranker distillation on {os.path.basename(args.test_file)}: "
              f"{os.path.basename(os.path.normpath(student.student_model))} before / after")
-    rows = [*(NAMES[m] for m in METRICS), SPEED] if labelled else [SPEED]
+    rows = [*(NAMES[m] for m in METRIC_NAMES), SPEED] if labelled else [SPEED]
 
     def pick(values: dict) -> dict:
-        return {NAMES.get(k, k): v for k, v in values.items() if k in (*METRICS, SPEED)}
+        return {NAMES.get(k, k): v for k, v in values.items() if k in (*METRIC_NAMES, SPEED)}
 
     comparisons = [Comparison(title=title if labelled else f"{title}, throughput",
                               before={k: pick(before)[k] for k in rows}, after=pick(after), teacher=pick(teacher),

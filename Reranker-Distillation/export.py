@@ -3,7 +3,7 @@
     python export.py --model output/reranker/model --test_file data/test.jsonl \
         --teacher_scores output/reranker/teacher_scores/test.scores.jsonl --calibration_files data/train.jsonl
 
-Variants (ragdistill.core.export): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
+Variants (ragdistill.export.variants): torch fp32 and bf16, ONNX Runtime fp32 (optimised graph), ONNX Runtime int8 (dynamic
 quantisation), OpenVINO int8 (static, calibrated on (query, passage) pairs of the training file). The exported files
 go into the model folder (onnx/, openvino/), as sentence-transformers lays them out. For every variant: MAP, MRR@10
 and NDCG@10 on the test file (as in evaluation.py), mean per-query Spearman
@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.export import ExportArguments
-from ragdistill.core.export_evaluation import TeacherRow, export_and_measure, save_report
 from ragdistill.core.mteb import require_labels
+from ragdistill.export.evaluation import TeacherRow, export_and_measure, save_report
+from ragdistill.export.variants import ExportArguments
 from ragdistill.reranker.evaluation import (
     SPEED,
     metrics_from_scores,
@@ -27,6 +27,7 @@ from ragdistill.reranker.evaluation import (
     split_per_query,
     teacher_test_scores,
 )
+from ragdistill.reranker.pipeline import RerankerPipeline
 
 
 @dataclass
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training (query, passage) pairs), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure("reranker", export.model, samples, teacher_per_query, export.calibration_files, export)
+    results = export_and_measure(RerankerPipeline(), export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     pairs = sum(len(s.candidates) for s in samples)

@@ -41,11 +41,10 @@ from ragdistill.core.training import (
     resolve_resume_checkpoint,
     save_training_record,
 )
+from ragdistill.reranker.losses import LOSSES, build_loss
 from ragdistill.reranker.training import (
     DEFAULT_LABEL_WEIGHT,
     LAMBDA_LABELS,
-    LOSSES,
-    build_loss,
     card_facts,
     default_label_weight,
     is_yes_no_llm,
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     add_lora(model, lora)
 
     # 4. loss on the student's scores, matching the teacher's
-    loss = build_loss(args.loss, model, args.mini_batch_size or None, label_weight)
+    loss = build_loss(model, args.loss, args.mini_batch_size or None, label_weight)
 
     # 5. optional evaluator during training
     evaluator = reranking_evaluator(student.eval_file, student.eval_max_queries)

@@ -43,7 +43,7 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import atomic_open, write_json
 from ragdistill.core.report import to_markdown, to_text
 from ragdistill.core.vllm_engine import VLLMArguments
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def teacher_model(output_dir: Path, shape_name: str, vocab_size: int, texts: lis
 def pick_model(choice: str, installed, installed_name: str, tiny_name: str) -> tuple[str, str]:
     """(folder, description) for auto / the installed demo model / tiny / a folder."""
     from ragdistill.data.pretrained import PretrainedModelError
-    from ragdistill.testing import tiny_models
+    from tests.builders import tiny_models
 
     if choice in ("auto", "mpnet", "minilm"):
         try:

@@ -135,9 +135,9 @@ def built_on(device: str, dtype: str):
 
 
 def build_random_qwen3(path: str | os.PathLike, device: str, dtype: str, **build_args) -> str:
-    """ragdistill.testing.build_qwen3 into `path`, built on `device` in `dtype`; atomic: a half-built folder is
+    """tests.builders.build_qwen3 into `path`, built on `device` in `dtype`; atomic: a half-built folder is
     never used (it is built beside `path` and renamed into place)."""
-    from ragdistill.testing import build_qwen3
+    from tests.builders import build_qwen3
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -683,7 +683,7 @@ def time_student(student: str, test_file: str, max_queries: int, pairs: list[tup
     import torch
 
     from ragdistill.core.speed import items_per_second
-    from ragdistill.reranker.evaluation import evaluate_cross_encoder, flat_pairs, read_test_samples
+    from ragdistill.reranker.evaluation import evaluate_student, flat_pairs, read_test_samples
     from ragdistill.reranker.training import load_student
 
     start = time.perf_counter()
@@ -691,7 +691,7 @@ def time_student(student: str, test_file: str, max_queries: int, pairs: list[tup
     load_seconds = time.perf_counter() - start
     samples = read_test_samples(test_file, max_queries)
     start = time.perf_counter()
-    metrics, _ = evaluate_cross_encoder(model, samples, batch_size)
+    metrics = evaluate_student(model, samples, batch_size).metrics
     evaluation_seconds = time.perf_counter() - start
     rate = items_per_second(lambda items: model.predict(list(items), batch_size=batch_size, show_progress_bar=False),
                             pairs)

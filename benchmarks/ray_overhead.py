@@ -32,7 +32,7 @@ from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, write_json
 from ragdistill.core.resumable import meta_path
-from ragdistill.testing import build_qwen3, repo_env
+from tests.builders import build_qwen3, repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_FILE = REPO / "data/wikiqa/dev.jsonl.gz"

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     from ragdistill.core.report import to_markdown
     from ragdistill.reranker.rows import RowSettings, build_rows
     from ragdistill.reranker.training import load_student
-    from ragdistill.testing import tiny_models
+    from tests.builders import tiny_models
 
     work = Path(tempfile.mkdtemp(prefix="reranker-llm-student-"))
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, Path]:
-    from ragdistill.testing import tiny_models as build
+    from tests.builders import tiny_models as build
 
     return build()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark's tools live beside it, outside the package

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from ragdistill.core.leakage import leaked_test_queries
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 from tests.conftest import REPO
 
 

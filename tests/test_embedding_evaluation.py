@@ -13,9 +13,9 @@ import pytest
 from ragdistill.core.errors import InputError
 from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample, read_samples
+from ragdistill.core.pipeline import StudentScores
 from ragdistill.embedding.evaluation import (
     FileEvaluation,
-    StudentScores,
     evaluate_student,
     metrics_from_similarities,
     teacher_similarities,
@@ -54,10 +54,10 @@ def test_teacher_metrics_from_stored_similarities_equal_the_reranking_evaluator(
     for name, value in from_evaluator.metrics.items():
         assert from_stored[name] == pytest.approx(value, abs=1e-9), name
     # and the similarities the evaluator ranked by are the ones we record and plot
-    assert metrics_from_similarities(samples, from_evaluator.similarities) == pytest.approx(from_evaluator.metrics,
+    assert metrics_from_similarities(samples, from_evaluator.scores) == pytest.approx(from_evaluator.metrics,
                                                                                              abs=1e-12)
     stored = np.concatenate([np.asarray(r["positive_scores"] + r["negative_scores"]) for r in rows])
-    np.testing.assert_allclose(np.concatenate(from_evaluator.similarities), stored, atol=2e-6)
+    np.testing.assert_allclose(np.concatenate(from_evaluator.scores), stored, atol=2e-6)
     # stored at full float32 precision, not rounded
     assert np.array_equal(stored.astype(np.float32).astype(np.float64), stored)
     assert any(round(value, 6) != value for value in stored)
@@ -73,8 +73,8 @@ def test_tied_similarities_are_ranked_in_the_evaluators_order(tiny_models):
     samples = [RerankingSample.labelled(f"query {i}", ["same passage"], ["same passage"] * n)
                for i, n in enumerate([3, 20, 40, 63])]
     result = evaluate_student(model, samples)
-    assert all(np.ptp(sims) < 1e-6 for sims in result.similarities)
-    assert metrics_from_similarities(samples, result.similarities) == result.metrics
+    assert all(np.ptp(sims) < 1e-6 for sims in result.scores)
+    assert metrics_from_similarities(samples, result.scores) == result.metrics
     assert result.metrics == pytest.approx(reranking_evaluator_metrics(model, samples), abs=1e-12)
     # exact ties: a stable sort would put the positive first (MRR 1); the evaluator's torch.argsort on float32 does
     # not, on longer lists, and ours follows it
@@ -99,7 +99,7 @@ def test_student_metrics_equal_a_plain_recomputation(tiny_models):
     result = evaluate_student(model, samples)
 
     average_precisions = []
-    for sample, sims in zip(samples, result.similarities):
+    for sample, sims in zip(samples, result.scores):
         query = model.encode(sample.query)
         documents = model.encode(sample.candidates)
         cosine = documents @ query / (np.linalg.norm(documents, axis=1) * np.linalg.norm(query))

@@ -14,9 +14,9 @@ import pytest
 from ragdistill.core.jsonl import read_json
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import load_student, load_training_rows
-from ragdistill.testing import build_qwen3
-from ragdistill.testing import stage_main as script_main
 from tests import test_embedding_training
+from tests.builders import build_qwen3
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 rows_file = test_embedding_training.rows_file  # the stage-1 rows of the tiny Qwen3 teacher (8 WikiQA dev queries)

@@ -28,7 +28,7 @@ def _subset(source, target, count):
 def test_run_all_with_tiny_models(tmp_path, tiny_models):
     """With a student of the teacher's family: a tiny Qwen3 embedder of its own seed, LoRA adapters, gradient
     checkpointing (the Qwen3-Embedding-8B -> 0.6B run of the README, in miniature)."""
-    from ragdistill.testing import build_qwen3
+    from tests.builders import build_qwen3
 
     output = tmp_path / "output"
     student = build_qwen3(tmp_path / "student", embedder=True, seed=5)

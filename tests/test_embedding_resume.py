@@ -13,7 +13,7 @@ import pytest
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.resumable import meta_path, parts_dir, require_complete
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 from tests.conftest import REPO
 
 SCRIPT = REPO / "Embedding-Distillation" / "score.py"

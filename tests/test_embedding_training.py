@@ -18,10 +18,11 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
 from ragdistill.core.training import check_distributed, resolve_resume_checkpoint
+from ragdistill.embedding.losses import SimilarityMSELoss, build_loss
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
-from ragdistill.embedding.training import SimilarityMSELoss, build_loss, column_prompts, load_training_rows
-from ragdistill.testing import repo_env
+from ragdistill.embedding.training import column_prompts, load_training_rows
+from tests.builders import repo_env
 from tests.conftest import REPO
 
 TRAIN_SCRIPT = REPO / "Embedding-Distillation" / "train.py"

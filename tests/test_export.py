@@ -1,4 +1,4 @@
-"""The export stage (ragdistill.core.export, both modules' export.py) on the tiny BERT: every exported variant reloads and
+"""The export stage (ragdistill.export.variants, both modules' export.py) on the tiny BERT: every exported variant reloads and
 scores like the torch student (fp32 ONNX to 1e-4, int8 within a documented tolerance and rank agreement), and a
 backend that is not installed is left out with a clear message."""
 
@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ragdistill.core import export, export_evaluation
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.mteb import read_samples
+from ragdistill.embedding.pipeline import EmbeddingPipeline
+from ragdistill.export import evaluation as export_evaluation
+from ragdistill.export import variants as export
 from ragdistill.reranker.evaluation import flat_pairs
-from ragdistill.testing import stage_main as script_main
+from ragdistill.reranker.pipeline import RerankerPipeline
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_FILE = REPO / "data" / "wikiqa" / "test.jsonl.gz"
@@ -30,6 +33,9 @@ TRAIN_FILE = REPO / "data" / "wikiqa" / "train.jsonl.gz"
 # MIN_SPEARMAN: 0.986 for the seeded reranker's OpenVINO int8, the lowest of the four.
 INT8_TOLERANCE = {"embedder": 0.05, "reranker": 0.25}
 MIN_SPEARMAN = 0.98
+
+
+PIPELINES = {"embedder": EmbeddingPipeline(), "reranker": RerankerPipeline()}
 
 
 def stage(module: str):
@@ -63,7 +69,7 @@ def save_student(kind: str, source, path: Path, steps: int = 60) -> Path:
     import torch
 
     torch.manual_seed(0)  # before loading: a reranker's new head is drawn then, and the test must not vary by run
-    model = export.load_torch_model(kind, source, device="cpu")
+    model = export.load_torch_model(PIPELINES[kind], source, device="cpu")
     if kind == "reranker":
         pairs = [(s.query, doc, float(label)) for s in read_samples(TRAIN_FILE)[:200]
                  for doc, label in [(s.positive[0], 1), (s.negative[0], 0)]]
@@ -83,13 +89,13 @@ def save_student(kind: str, source, path: Path, steps: int = 60) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=export.KINDS)
+@pytest.fixture(scope="module", params=sorted(PIPELINES))
 def exported(request, tiny_models, tmp_path_factory):
     """A tiny student of each kind, saved and exported to every variant once for the module."""
     kind = request.param
     path = save_student(kind, tiny_models["bert"], tmp_path_factory.mktemp(kind) / "model")
     calibration = export.read_calibration_samples([str(TRAIN_FILE)], 40)
-    problems = export.export_variants(kind, path, export.VARIANTS, calibration, 40)
+    problems = export.export_variants(PIPELINES[kind], path, export.VARIANTS, calibration, 40)
     assert problems == {}
     return kind, path
 
@@ -97,14 +103,16 @@ def exported(request, tiny_models, tmp_path_factory):
 def test_exported_variants_score_like_torch(exported, test_samples):
     kind, path = exported
     items = _inputs(kind, test_samples)
-    reference = _scores(kind, export.load_variant(kind, path, "torch-fp32"), items)
+    reference = _scores(kind, export.load_variant(PIPELINES[kind], path, "torch-fp32"), items)
     # fp32 graphs, before and after ONNX Runtime's fusions
-    raw = export.use_exported(export.load_torch_model(kind, path, device="cpu"), kind, path / export.RAW_ONNX, "onnx")
+    pipeline = PIPELINES[kind]
+    raw = export.use_exported(export.load_torch_model(pipeline, path, device="cpu"), pipeline, path / export.RAW_ONNX,
+                              "onnx")
     np.testing.assert_allclose(_scores(kind, raw, items), reference, atol=1e-4, rtol=0)
-    optimised = export.load_variant(kind, path, "onnx-fp32")
+    optimised = export.load_variant(PIPELINES[kind], path, "onnx-fp32")
     np.testing.assert_allclose(_scores(kind, optimised, items), reference, atol=1e-4, rtol=0)
     for variant in ("onnx-int8", "openvino-int8"):
-        scores = _scores(kind, export.load_variant(kind, path, variant), items)
+        scores = _scores(kind, export.load_variant(PIPELINES[kind], path, variant), items)
         assert np.abs(scores - reference).max() <= INT8_TOLERANCE[kind], variant
         assert not np.allclose(scores, reference, atol=1e-6, rtol=0), f"{variant} is not quantised"
         ranked = scores[-len(items):], reference[-len(items):]  # the scores a ranking uses
@@ -118,7 +126,7 @@ def test_reranker_stage_table_and_missing_backend(tiny_models, tmp_path, monkeyp
     """The whole stage on a tiny reranker, with OpenVINO 'not installed': its row is left out and said why, the
     others are measured, and the table, JSON, Markdown and PNG are written."""
     model = tmp_path / "model"
-    export.load_torch_model("reranker", tiny_models["bert"], device="cpu").save_pretrained(str(model))
+    export.load_torch_model(PIPELINES["reranker"], tiny_models["bert"], device="cpu").save_pretrained(str(model))
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     out = tmp_path / "export"
     stage("Reranker-Distillation")([
@@ -143,7 +151,7 @@ def test_reranker_stage_table_and_missing_backend(tiny_models, tmp_path, monkeyp
 
 def test_embedding_stage_runs_the_chosen_variants(tiny_models, tmp_path, capsys):
     model = tmp_path / "model"
-    export.load_torch_model("embedder", tiny_models["bert"], device="cpu").save_pretrained(str(model))
+    export.load_torch_model(PIPELINES["embedder"], tiny_models["bert"], device="cpu").save_pretrained(str(model))
     out = tmp_path / "export"
     stage("Embedding-Distillation")([
         "--model", str(model), "--test_file", str(TEST_FILE), "--teacher_scores_dir", "", "--variants",
@@ -163,19 +171,19 @@ def test_missing_backend_is_a_clear_message(monkeypatch, tmp_path, tiny_models):
     assert export.backend_problem("torch") is None
     model = tmp_path / "model"
     shutil.copytree(tiny_models["bert"], model)
-    problems = export.export_variants("embedder", model, ["torch-fp32", "onnx-int8"])
+    problems = export.export_variants(PIPELINES["embedder"], model, ["torch-fp32", "onnx-int8"])
     assert problems == {"onnx-int8": export.backend_problem("onnx")}
     (model / "onnx").mkdir()
     (model / export.variant_file("onnx-int8")).write_bytes(b"")
     with pytest.raises(InputError, match="the onnx backend cannot run: onnxruntime not installed"):
-        export.load_variant("embedder", model, "onnx-int8")
+        export.load_variant(PIPELINES["embedder"], model, "onnx-int8")
 
 
 def test_bad_arguments_name_the_problem(tmp_path):
     with pytest.raises(InputError, match="unknown onnx-int4"):
         export.parse_variants("torch-fp32,onnx-int4")
     with pytest.raises(InputError, match="no exported onnx model here"):
-        export.use_exported(None, "embedder", tmp_path / "missing.onnx", "onnx")
+        export.use_exported(None, PIPELINES["embedder"], tmp_path / "missing.onnx", "onnx")
 
 
 def test_best_variant_keeps_99_percent_of_fp32_map():

@@ -195,7 +195,7 @@ def test_a_corpus_alone_gives_pseudo_queries_that_the_teacher_filters(tmp_path, 
     """Crops of WikiQA passages as queries (no model), candidates by BM25 with the source among them; the
     embedding stage 1 keeps the queries whose source the tiny teacher ranks in its top 3, and says how many."""
     from ragdistill.core.resumable import require_complete
-    from ragdistill.testing import stage_main
+    from tests.builders import stage_main
     from tests.test_prepare_data import run_script
 
     folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 10)

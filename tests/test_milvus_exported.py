@@ -1,5 +1,5 @@
 """Milvus-Optimization's search stage serving exported students: the query encoder and the CrossEncoder reranker
-run from their ONNX Runtime int8 exports (ragdistill.core.export), recorded in the run's metadata and the table."""
+run from their ONNX Runtime int8 exports (ragdistill.export.variants), recorded in the run's metadata and the table."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import shutil
 
 import pytest
 
-from ragdistill.core import export
 from ragdistill.core.errors import InputError
+from ragdistill.embedding.pipeline import EmbeddingPipeline
+from ragdistill.export import variants as export
+from ragdistill.reranker.pipeline import RerankerPipeline
 from ragdistill.retrieval.chain import ChainArguments, Reranker, read_trec_run
 from ragdistill.retrieval.corpus import CorpusArguments, load_retrieval_set
 from ragdistill.retrieval.evaluation import evaluate_chain, table_rows
 from tests.test_milvus_index import run_stage, wikiqa_small  # noqa: F401  (fixture)
+
+PIPELINES = {"embedder": EmbeddingPipeline(), "reranker": RerankerPipeline()}
 
 
 def test_search_with_exported_encoder_and_reranker(tmp_path, tiny_models, wikiqa_small, monkeypatch):  # noqa: F811
@@ -21,9 +25,9 @@ def test_search_with_exported_encoder_and_reranker(tmp_path, tiny_models, wikiqa
     embedder = tmp_path / "embedder"
     shutil.copytree(tiny_models["bert"], embedder)
     reranker = tmp_path / "reranker"
-    export.load_torch_model("reranker", tiny_models["bert"], device="cpu").save_pretrained(str(reranker))
+    export.load_torch_model(PIPELINES["reranker"], tiny_models["bert"], device="cpu").save_pretrained(str(reranker))
     for kind, path in (("embedder", embedder), ("reranker", reranker)):
-        assert export.export_variants(kind, path, ["onnx-int8"]) == {}
+        assert export.export_variants(PIPELINES[kind], path, ["onnx-int8"]) == {}
     uri = str(tmp_path / "milvus.db")
     run_stage("build_index", ["--corpus", wikiqa_small, "--embedder", embedder, "--dtype", "float32",
                               "--milvus_uri", uri, "--collection", "docs", "--index_type", "FLAT"], monkeypatch)

@@ -114,7 +114,7 @@ def test_query_encoder_mismatch_is_refused(tmp_path, tiny_models, wikiqa_small, 
 
     # another model with the same dimension: refused, and the message says which model the index holds
     other = tmp_path / "other-bert"
-    from ragdistill.testing import build_bert
+    from tests.builders import build_bert
 
     build_bert(other, seed=7)
     with pytest.raises(InputError, match=r"encoder mismatch: collection 'bert_docs' holds vectors of .*bert, 64 "

@@ -27,7 +27,7 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
 from ragdistill.data import datasets, hub
 from ragdistill.data.bm25 import BM25, tokenize
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "prepare_data.py"

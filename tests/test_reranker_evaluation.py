@@ -17,7 +17,7 @@ from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample, read_samples
 from ragdistill.core.resumable import meta_path
 from ragdistill.reranker.evaluation import (
-    evaluate_cross_encoder,
+    evaluate_student,
     flat_pairs,
     relevance,
     split_per_query,
@@ -25,7 +25,7 @@ from ragdistill.reranker.evaluation import (
 )
 from ragdistill.reranker.scoring import score_file
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
-from ragdistill.testing import stage_main as script_main
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO / "data/wikiqa/test.jsonl.gz"
@@ -76,7 +76,8 @@ def test_student_metrics_equal_the_evaluator(student, tiny_models):
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
     samples = samples_with_ties(student)
-    evaluated, scores = evaluate_cross_encoder(student, samples, batch_size=16)
+    result = evaluate_student(student, samples, batch_size=16)
+    evaluated, scores = result.metrics, np.concatenate(result.scores).tolist()
     pairs = flat_pairs(samples)
     # The scores are raw logits in flat_pairs order: the model's own activation (a sigmoid) is not applied.
     np.testing.assert_allclose(student.predict(pairs), torch.sigmoid(torch.tensor(scores)).numpy(), rtol=1e-5)
@@ -96,7 +97,8 @@ def test_student_metrics_equal_the_evaluator(student, tiny_models):
 def test_student_metrics_by_hand(student):
     """MAP, MRR@10 and NDCG@10 re-computed from the definitions, on queries whose scores do not tie."""
     samples = read_samples(TEST)[:10]
-    evaluated, scores = evaluate_cross_encoder(student, samples, batch_size=16)
+    result = evaluate_student(student, samples, batch_size=16)
+    evaluated, scores = result.metrics, np.concatenate(result.scores).tolist()
     average_precisions, reciprocal_ranks, ndcgs = [], [], []
     for labels, query_scores in zip(relevance(samples), split_per_query(scores, samples)):
         assert len(set(query_scores)) == len(query_scores)

@@ -21,8 +21,8 @@ from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts
 from ragdistill.reranker.rows import RowSettings, build_rows
 from ragdistill.reranker.teachers import TeacherOptions, load_teacher
 from ragdistill.reranker.training import load_student
-from ragdistill.testing import build_qwen3
-from ragdistill.testing import stage_main as script_main
+from tests.builders import build_qwen3
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 160

@@ -15,7 +15,7 @@ import pytest
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.resumable import is_complete
-from ragdistill.testing import stage_main as script_main
+from tests.builders import stage_main as script_main
 from tests.conftest import write_candidate_lists
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ MODULE = REPO / "Reranker-Distillation"
 def test_run_all_end_to_end(tiny_models, tmp_path):
     """With a student of the teacher's family: a tiny Qwen3 reranker of its own seed, LoRA adapters, gradient
     checkpointing (the Qwen3-Reranker-8B -> 0.6B run of the README, in miniature)."""
-    from ragdistill.testing import build_qwen3
+    from tests.builders import build_qwen3
 
     output = tmp_path / "out"
     student = build_qwen3(tmp_path / "student", seed=7)

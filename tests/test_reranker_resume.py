@@ -20,7 +20,7 @@ from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir
 from ragdistill.reranker.scoring import score_file
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
-from ragdistill.testing import repo_env
+from tests.builders import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"

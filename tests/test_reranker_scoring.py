@@ -27,7 +27,7 @@ from ragdistill.reranker.teachers import (
     resolve_max_batch_tokens,
     resolve_share_prefixes,
 )
-from ragdistill.testing import stage_main as script_main
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"

@@ -17,8 +17,8 @@ from ragdistill.core.jsonl import dumps, read_json, write_json
 from ragdistill.core.mteb import read_samples
 from ragdistill.core.resumable import meta_path
 from ragdistill.reranker.rows import RowSettings, build_rows
-from ragdistill.testing import repo_env
-from ragdistill.testing import stage_main as script_main
+from tests.builders import repo_env
+from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,14 +149,15 @@ def test_head_learning_rate_through_the_trainer_flag(tiny_models, score_file, tm
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from ragdistill.core.cli import parse_args
-    from ragdistill.reranker.training import build_loss, load_student, load_training_rows
+    from ragdistill.reranker.losses import build_loss
+    from ragdistill.reranker.training import load_student, load_training_rows
 
     student = load_student(str(tiny_models["bert"]), 128, device="cpu")
     dataset, _ = load_training_rows([str(rows_file(score_file, tmp_path, "listwise"))], "listnet")
     (args,) = parse_args(CrossEncoderTrainingArguments, args=[
         "--output_dir", str(tmp_path / "model"), "--learning_rate", "1e-4", "--report_to", "none", "--use_cpu", "true",
         "--learning_rate_mapping", '{"classifier": 1e-3}'])
-    trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=dataset, loss=build_loss("listnet", student))
+    trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=dataset, loss=build_loss(student, "listnet"))
     optimizer = trainer.create_optimizer()
     head = {id(p) for p in student.transformers_model.classifier.parameters()}
     rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
@@ -171,7 +172,8 @@ def test_label_term_beside_the_teacher(tiny_models, tmp_path):
     import torch
     from sentence_transformers.cross_encoder.losses import ListNetLoss
 
-    from ragdistill.reranker.training import build_loss, load_student
+    from ragdistill.reranker.losses import build_loss
+    from ragdistill.reranker.training import load_student
 
     student = load_student(str(tiny_models["bert"]), 64, device="cpu").eval()  # no dropout: comparable passes
     queries = ["what is a glacier cave", "who wrote it"]
@@ -179,8 +181,8 @@ def test_label_term_beside_the_teacher(tiny_models, tmp_path):
     teacher = [torch.tensor([3.0, 1.0, -1.0]), torch.tensor([0.5, 2.0])]
     relevance = [[1.0, 0.0, 1.0], [0.0, 0.0]]
     with torch.no_grad():
-        terms = build_loss("listnet", student, label_weight=0.5)([queries, documents, relevance], teacher)
-        in_pieces = build_loss("listnet", student, 3, label_weight=0.5)([queries, documents, relevance], teacher)
+        terms = build_loss(student, "listnet", label_weight=0.5)([queries, documents, relevance], teacher)
+        in_pieces = build_loss(student, "listnet", 3, label_weight=0.5)([queries, documents, relevance], teacher)
         plain = ListNetLoss(student)([queries, documents], teacher)
         scores = [student.predict([(queries[0], d) for d in documents[0]], activation_fn=torch.nn.Identity(),
                                   convert_to_tensor=True).float()]
@@ -190,7 +192,7 @@ def test_label_term_beside_the_teacher(tiny_models, tmp_path):
     torch.testing.assert_close(terms["labels"], 0.5 * expected, atol=1e-5, rtol=1e-5)
     for term in terms:  # --mini_batch_size 3 (forward passes of 3 and 2 pairs, not 2, 2 and 1): the same terms
         torch.testing.assert_close(in_pieces[term], terms[term], atol=1e-6, rtol=1e-6)
-    assert build_loss("listnet", student).__class__ is ListNetLoss  # weight 0: the library's loss, unchanged
+    assert build_loss(student, "listnet").__class__ is ListNetLoss  # weight 0: the library's loss, unchanged
 
 
 def test_label_weight_needs_rows_with_relevance(train_script, tiny_models, score_file, tmp_path):

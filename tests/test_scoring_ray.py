@@ -38,7 +38,7 @@ from ragdistill.embedding.teachers import TeacherArguments  # noqa: E402
 from ragdistill.embedding.teachers import load_teacher as load_embedder  # noqa: E402
 from ragdistill.reranker.scoring import score_file  # noqa: E402
 from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher  # noqa: E402
-from ragdistill.testing import repo_env  # noqa: E402
+from tests.builders import repo_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "data/wikiqa/dev.jsonl.gz"

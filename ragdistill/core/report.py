@@ -15,7 +15,8 @@ from ragdistill.core.jsonl import atomic_open, write_json
 logger = logging.getLogger(__name__)
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def format_number(value: float | None, digits: int = 4) -> str:
+    """A table cell: `digits` decimals ('-' for a missing or NaN value; large values as whole numbers)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:,.0f}"
@@ -85,10 +86,10 @@ class Comparison:
 
     def cells(self) -> tuple[list[str], list[list[str]]]:
         headers = ["metric", "before", "after", "change", "relative", "teacher", "gap closed"]
-        rows = [[row["metric"], _fmt(row["before"]), _fmt(row["after"]),
+        rows = [[row["metric"], format_number(row["before"]), format_number(row["after"]),
                  "-" if row["change"] is None else f"{row['change']:+.4f}",
                  "-" if row["relative_change"] is None else f"{row['relative_change']:+.1%}",
-                 _fmt(row["teacher"]),
+                 format_number(row["teacher"]),
                  "-" if row["gap_closed"] is None else f"{row['gap_closed']:.0%}"] for row in self.rows()]
         return headers, rows
 

@@ -23,16 +23,11 @@ import numpy as np
 from ragdistill.core.errors import InputError
 from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample, all_labelled
+from ragdistill.core.pipeline import StudentScores
 from ragdistill.core.report import Comparison, agreement_comparison
 from ragdistill.core.speed import items_per_second
 
 HEADLINE_METRIC = {True: "map", False: "ndcg@10 vs teacher"}  # by whether the file has labels
-
-
-@dataclass
-class StudentScores:
-    metrics: dict[str, float]
-    similarities: list[np.ndarray]
 
 
 def student_similarities(model, samples: Sequence[RerankingSample], batch_size: int = 32,
@@ -163,7 +158,7 @@ class FileEvaluation:
         else:
             agreement_notes.append("the file has no labels: agreement with the teacher is the measure")
         agreement = agreement_comparison(f"{self.name} ({self.domain}), agreement with the teacher",
-                                         before.similarities, after.similarities, self.teacher, agreement_notes)
+                                         before.scores, after.scores, self.teacher, agreement_notes)
         if self.domain == "out-of-domain" and not self.labelled:
             agreement.notes.append(headline(self.name, agreement.before, agreement.after, self.headline_metric,
                                             prefix="no-forgetting check"))

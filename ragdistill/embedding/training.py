@@ -1,35 +1,20 @@
-"""Stage 2 of Embedding-Distillation: the pieces behind train.py (training rows, loss, prompts).
+"""Stage 2 of Embedding-Distillation: the pieces behind train.py (the student, training rows, prompts).
 
-Losses (all compare the student's cosine similarities with the teacher's, so the rows' labels mean the same to each):
-- kl: sentence-transformers' DistillKLDivLoss, a softmax over each row's candidates for teacher and student. Cosine
-  similarities live in a narrow range, so at temperature 1 the teacher's distribution is almost uniform and carries
-  little of its ranking; a sharp temperature (default 0.05) fixes that.
-- margin_mse: MarginMSELoss, the student's sim(q, pos) - sim(q, neg_i) regressed onto the teacher's.
-- mse: pointwise, the student's sim(q, passage) regressed onto the teacher's for every passage of the row.
-
-With --label_weight w > 0 the data's own labels join the teacher's (DistillationWithLabels): the row's positive is a
-labelled positive, so w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the
-batch, at the same temperature) is added to the KL divergence.
+The losses live in ragdistill.embedding.losses.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from ragdistill.core.cli import split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.core.resumable import require_complete
 from ragdistill.embedding.rows import TRAINING_FORMATS
 
-LOSSES = ("kl", "margin_mse", "mse")
-DEFAULT_TEMPERATURE = 0.05
 DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
 STAGE1_COMMAND = "Embedding-Distillation/score.py (bash score.sh)"
 
@@ -88,81 +73,6 @@ def _load_rows_file(path: str | os.PathLike):
     return dataset, meta
 
 
-def embed_columns(model, sentence_features) -> list[torch.Tensor]:
-    """Each input column's sentence embeddings, one forward pass per column: sentence-transformers' documented
-    custom-loss pattern (MatryoshkaLoss, wrapped around these losses, truncates what `model(...)` returns)."""
-    return [model(features)["sentence_embedding"] for features in sentence_features]
-
-
-class SimilarityMSELoss(nn.Module):
-    """Pointwise distillation: MSE between the student's and the teacher's similarity of each (query, passage)."""
-
-    def __init__(self, model, similarity_fct=None):
-        super().__init__()
-        from sentence_transformers.util import pairwise_cos_sim
-
-        self.model = model
-        self.similarity_fct = similarity_fct or pairwise_cos_sim
-        self.loss_fct = nn.MSELoss()
-
-    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
-
-    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        query = embeddings[0]
-        scores = torch.stack([self.similarity_fct(query, other) for other in embeddings[1:]], dim=1)
-        return self.loss_fct(scores, labels.to(scores.dtype))
-
-    def get_config_dict(self) -> dict:
-        return {"similarity_fct": "pairwise_cos_sim"}
-
-
-class DistillationWithLabels(nn.Module):
-    """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
-    the teacher's (its labels / teacher temperature), plus `label_weight` x the cross-entropy of the labelled
-    positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
-    cosines x 1 / student temperature). The columns are embedded once for both terms.
-
-    The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
-    cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
-    be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
-
-    def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
-                 teacher_temperature: float | None = None):
-        super().__init__()
-        self.model = model
-        self.label_weight = label_weight
-        self.temperature = temperature
-        self.student_temperature = temperature if student_temperature is None else student_temperature
-        self.teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
-        self.scale = 1.0 / self.student_temperature
-
-    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
-
-    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        from sentence_transformers.util import cos_sim, pairwise_cos_sim
-
-        query, candidates = embeddings[0], embeddings[1:]
-        student = torch.stack([pairwise_cos_sim(query, other) for other in candidates], dim=1)
-        teacher = (labels.detach() / self.teacher_temperature).softmax(dim=1)
-        kl = nn.functional.kl_div((student / self.student_temperature).log_softmax(dim=1), teacher,
-                                  reduction="batchmean")
-        # Row i's positive is column i of the candidates, the positives first, then each negative column.
-        in_batch = cos_sim(query, torch.cat(candidates)) * self.scale
-        cross_entropy = nn.functional.cross_entropy(in_batch, torch.arange(len(query), device=in_batch.device))
-        return kl + self.label_weight * cross_entropy
-
-    def get_config_dict(self) -> dict:
-        config = {"similarity_fct": "pairwise_cos_sim", "temperature": self.temperature}
-        if self.student_temperature != self.temperature:
-            config["student_temperature"] = self.student_temperature
-        if self.teacher_temperature != self.temperature:
-            config["teacher_temperature"] = self.teacher_temperature
-        return {**config, "label_weight": self.label_weight, "labels_loss": "MultipleNegativesRankingLoss",
-                "labels_scale": self.scale}
-
-
 def default_label_weight(loss: str, label_weight: float | None, paths: Sequence[str]) -> float:
     """--label_weight as given, else DEFAULT_LABEL_WEIGHT with kl (where it was measured) and 0 with other losses;
     0 too, with a line saying so, for rows made from input without labels (their positives are the teacher's top
@@ -191,45 +101,6 @@ def parse_dims(text: str | None) -> list[int]:
     if any(dim <= 0 for dim in dims):
         raise InputError(None, f"--matryoshka_dims must be positive, got '{text}'")
     return sorted(set(dims), reverse=True)
-
-
-def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
-               student_temperature: float | None = None, teacher_temperature: float | None = None,
-               matryoshka_dims: list[int] | None = None, label_weight: float = 0.0) -> nn.Module:
-    """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
-    plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
-    given."""
-    from sentence_transformers.sentence_transformer import losses
-    from sentence_transformers.util import pairwise_cos_sim
-
-    if name not in LOSSES:
-        raise InputError(None, f"--loss must be one of {', '.join(LOSSES)}, got '{name}'")
-    if label_weight < 0:
-        raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
-    if label_weight and name != "kl":
-        raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
-    temperatures = {"--temperature": temperature, "--student_temperature": student_temperature,
-                    "--teacher_temperature": teacher_temperature}
-    for flag, value in temperatures.items():
-        if value is not None and not 0 < value < math.inf:
-            raise InputError(None, f"{flag} must be a positive number, got {value}")
-    if name == "kl" and label_weight:
-        loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature)
-    elif name == "kl":
-        loss = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=temperature,
-                                       student_temperature=student_temperature,
-                                       teacher_temperature=teacher_temperature)
-    elif name == "margin_mse":
-        loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
-    else:
-        loss = SimilarityMSELoss(model, pairwise_cos_sim)
-    if matryoshka_dims:
-        dimension = model.get_embedding_dimension()
-        too_big = [dim for dim in matryoshka_dims if dim > dimension]
-        if too_big:
-            raise InputError(None, f"--matryoshka_dims {too_big} exceed the student's embedding dimension {dimension}")
-        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims)
-    return loss
 
 
 def column_prompts(model, column_names: list[str]) -> dict[str, str] | None:
@@ -279,19 +150,19 @@ def card_facts(student: str, meta: dict, rows: str, num_rows: int, loss: str, pr
     return facts
 
 
-def load_student(model_name: str, max_seq_length: int | None = None, device: str | None = None, dtype=None):
+def load_student(model: str, max_seq_length: int = 0, dtype=None, device: str | None = None):
     """The student SentenceTransformer on `device` (training: the Trainer's device, see cross_encoder_training),
     cutting texts at `max_seq_length` tokens (training and evaluation of both students use the same length)."""
     import sentence_transformers
 
     from ragdistill.core.models import require_model_dir
 
-    require_model_dir(model_name, "student model")
+    require_model_dir(model, "student model")
     kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
-    model = sentence_transformers.SentenceTransformer(model_name, device=device, **kwargs)
+    student = sentence_transformers.SentenceTransformer(model, device=device, **kwargs)
     if max_seq_length:
-        model.max_seq_length = max_seq_length
-    return model
+        student.max_seq_length = max_seq_length
+    return student
 
 
 def reranking_evaluator(path: str | os.PathLike | None, max_queries: int = 0, name: str = "dev",

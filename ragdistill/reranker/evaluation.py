@@ -25,9 +25,9 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import iter_jsonl
 from ragdistill.core.metrics import ranking_metrics
 from ragdistill.core.mteb import RerankingSample, all_labelled, first_queries, iter_samples
+from ragdistill.core.pipeline import StudentScores
 from ragdistill.core.resumable import require_complete
 
-METRICS = ("map", "mrr@10", "ndcg@10")
 SPEED = "pairs/s"
 
 
@@ -76,17 +76,18 @@ def teacher_test_scores(score_file: str | Path, samples: Sequence[RerankingSampl
     return [scores[pair] for pair in pairs], meta
 
 
-def evaluate_cross_encoder(model, samples: Sequence[RerankingSample], batch_size: int = 64
-                           ) -> tuple[dict[str, float], list[float]]:
-    """MAP / MRR@10 / NDCG@10 over all candidates (none for samples without labels), and the model's raw score
-    (logit) for every pair in flat_pairs order, ranked as the teacher's row is (metrics_from_scores) so that the rows
-    compare like for like."""
+def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int = 32,
+                     show_progress_bar: bool = False) -> StudentScores:
+    """MAP / MRR@10 / NDCG@10 of a CrossEncoder over all candidates (none for samples without labels), and per
+    sample its raw score (logit) for each candidate, ranked as the teacher's row is (metrics_from_scores) so that
+    the rows compare like for like."""
     import torch
 
     scores = model.predict(flat_pairs(samples), batch_size=batch_size, activation_fn=torch.nn.Identity(),
-                           convert_to_numpy=True, show_progress_bar=True)
+                           convert_to_numpy=True, show_progress_bar=show_progress_bar)
     scores = np.asarray(scores, dtype=np.float32).tolist()
-    return (metrics_from_scores(scores, samples) if all_labelled(samples) else {}), scores
+    metrics = metrics_from_scores(scores, samples) if all_labelled(samples) else {}
+    return StudentScores(metrics, [np.asarray(s, dtype=np.float32) for s in split_per_query(scores, samples)])
 
 
 def metrics_from_scores(scores: Sequence[float], samples: Sequence[RerankingSample]) -> dict[str, float]:

@@ -39,13 +39,6 @@ ENCODER_BACKENDS = ("torch", "onnx", "openvino")
 EXPORTED_BACKENDS = ("onnx", "openvino")
 
 
-def exported_file(backend: str, file: str | None) -> str:
-    """The exported model file a backend runs from: `file`, or the int8 variant the export stage writes."""
-    from ragdistill.core.export import variant_file
-
-    return file or variant_file(f"{backend}-int8")
-
-
 @dataclass
 class ChainArguments:
     """What the chain does per query."""
@@ -151,10 +144,11 @@ class Reranker:
         if self.model.num_labels != 1:
             raise InputError(model, f"not a reranker: {self.model.num_labels} labels, a reranker gives one score")
         if exported:
-            from ragdistill.core.export import use_exported
+            from ragdistill.export.variants import exported_file, use_exported
+            from ragdistill.reranker.pipeline import RerankerPipeline
 
             self.file = exported_file(backend, file)
-            self.model = use_exported(self.model, "reranker", Path(model) / self.file, backend)
+            self.model = use_exported(self.model, RerankerPipeline(), Path(model) / self.file, backend)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.llm_reranker is not None:
@@ -340,5 +334,7 @@ def chain_description(collection: CollectionInfo, args: ChainArguments, encoder:
 def serving_backend(backend: str, file: str | None) -> str:
     """How a model of the chain runs, for its record and table: 'torch', 'vllm', or 'onnx:<file>'."""
     if backend in EXPORTED_BACKENDS:
+        from ragdistill.export.variants import exported_file
+
         return f"{backend}:{exported_file(backend, file)}"
     return "torch" if backend == "torch" else backend

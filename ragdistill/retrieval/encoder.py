@@ -197,11 +197,11 @@ def load_query_encoder(record: EncoderRecord, model: str | None = None, dtype: s
                                       "float32" if exported else serving_dtype(dtype), batch_size=1)
     backend_model = load_teacher(teacher_args)
     if exported:
-        from ragdistill.core.export import use_exported
-        from ragdistill.retrieval.chain import exported_file
+        from ragdistill.embedding.pipeline import EmbeddingPipeline
+        from ragdistill.export.variants import exported_file, use_exported
 
-        backend_model.model = use_exported(backend_model.model, "embedder", Path(model) / exported_file(backend, file),
-                                           backend)
+        backend_model.model = use_exported(backend_model.model, EmbeddingPipeline(),
+                                           Path(model) / exported_file(backend, file), backend)
     model_dim = int(np.asarray(backend_model.encode([PROBE_TEXTS[0]])).shape[1])
     if model_dim < record.dim:
         raise InputError(model, f"encoder mismatch: this model gives {model_dim}-dim vectors, the collection "

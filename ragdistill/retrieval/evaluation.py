@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
-from ragdistill.core.report import to_markdown, to_text
+from ragdistill.core.report import format_number, to_markdown, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,6 @@ def _backend_label(backend: str | None) -> str:
     name, _, file = backend.partition(":")
     precision = "int8" if "qint8" in Path(file).name else "fp32"
     return f" [{name} {precision}]"
-
-
-def format_number(value, digits: int = 4) -> str:
-    """A table cell: `digits` decimals, '-' for a missing or NaN value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}"
 
 
 def _mb(value) -> str:

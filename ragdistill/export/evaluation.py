@@ -1,6 +1,6 @@
 """Measure a student's exported variants the way they would be deployed, and report them side by side.
 
-Every variant that `ragdistill.core.export` built is loaded together with the others and scored on the test
+Every variant that `ragdistill.export.variants` built is loaded together with the others and scored on the test
 samples (MAP / MRR@10 / NDCG@10, rank agreement with the teacher and with the torch fp32 student), then timed in
 turns (throughput at the stage's batch size, latency at batch one), so that a busy machine slows them alike.
 """
@@ -17,7 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ragdistill.core.errors import InputError
-from ragdistill.core.export import (
+from ragdistill.core.metrics import METRIC_NAMES
+from ragdistill.core.mteb import RerankingSample
+from ragdistill.core.pipeline import Pipeline
+from ragdistill.core.report import format_number
+from ragdistill.export.variants import (
     ExportArguments,
     export_variants,
     load_variant,
@@ -25,8 +29,6 @@ from ragdistill.core.export import (
     short_error,
     variant_size_bytes,
 )
-from ragdistill.core.mteb import RerankingSample
-from ragdistill.retrieval.evaluation import format_number
 
 logger = logging.getLogger(__name__)
 
@@ -79,44 +81,6 @@ class VariantResult:
                 "size_bytes": self.size_bytes, "problem": self.problem}
 
 
-def score_queries(kind: str, model, samples: Sequence[RerankingSample], batch_size: int
-                  ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """MAP / MRR@10 / NDCG@10 from the project's evaluators, and per query the candidates' scores."""
-    if kind == "embedder":
-        from ragdistill.embedding.evaluation import evaluate_student
-
-        result = evaluate_student(model, samples, batch_size)
-        return {k: result.metrics[k] for k in ("map", "mrr@10", "ndcg@10")}, result.similarities
-    from ragdistill.reranker.evaluation import evaluate_cross_encoder, split_per_query
-
-    metrics, scores = evaluate_cross_encoder(model, samples, batch_size)
-    return metrics, [np.asarray(s, dtype=np.float64) for s in split_per_query(scores, samples)]
-
-
-def speed_items(kind: str, samples: Sequence[RerankingSample], limit: int) -> list:
-    """What one call gets: distinct texts (embedder) or (query, passage) pairs (reranker), in file order."""
-    if kind == "embedder":
-        from ragdistill.embedding.evaluation import speed_sample
-
-        return speed_sample(samples, limit)
-    from ragdistill.reranker.evaluation import flat_pairs
-
-    return flat_pairs(samples)[:limit]
-
-
-def latency_items(kind: str, samples: Sequence[RerankingSample], limit: int) -> list:
-    """One per served request: a query to embed (embedder), a (query, passage) pair to score (reranker)."""
-    if kind == "embedder":
-        return [s.query for s in samples][:limit]
-    return [(s.query, s.candidates[0]) for s in samples][:limit]
-
-
-def model_runner(kind: str, model, batch_size: int) -> Callable[[list], object]:
-    if kind == "embedder":
-        return lambda items: model.encode(list(items), batch_size=batch_size, show_progress_bar=False)
-    return lambda items: model.predict(list(items), batch_size=batch_size, show_progress_bar=False)
-
-
 def mean_spearman(scores: Sequence[Sequence[float]], reference: Sequence[Sequence[float]]) -> float:
     """Mean per-query Spearman correlation of two score lists per query (ragdistill.core.metrics.teacher_agreement);
     NaN where no query has an order on both sides."""
@@ -128,7 +92,7 @@ def mean_spearman(scores: Sequence[Sequence[float]], reference: Sequence[Sequenc
         return float("nan")
 
 
-def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str], samples: Sequence[RerankingSample],
+def measure_variants(pipeline: Pipeline, model_path: str | Path, variants: Sequence[str], samples: Sequence[RerankingSample],
                      teacher_scores: Sequence[np.ndarray] | None, problems: dict[str, str], batch_size: int = 32,
                      speed_count: int = 512, latency_count: int = 200, max_length: int = 0, repeats: int = 3
                      ) -> list[VariantResult]:
@@ -141,8 +105,9 @@ def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str],
     for variant in tqdm([v for v in variants if not results[v].problem], desc="quality per variant", unit="variant"):
         result = results[variant]
         try:
-            model = load_variant(kind, model_path, variant, max_length)
-            result.metrics, result.scores = score_queries(kind, model, samples, batch_size)
+            model = load_variant(pipeline, model_path, variant, max_length)
+            scored = pipeline.evaluate(model, samples, batch_size)
+            result.metrics, result.scores = {name: scored.metrics[name] for name in METRIC_NAMES}, scored.scores
         except Exception as error:  # a runtime that fails on this model: reported, the others still measured
             result.problem = f"could not run: {short_error(error)}"
             logger.warning("%s: %s", variant, result.problem)
@@ -156,18 +121,18 @@ def measure_variants(kind: str, model_path: str | Path, variants: Sequence[str],
         if reference is not None and reference.scores and result.scores:
             result.spearman_fp32 = mean_spearman(result.scores, reference.scores)
     if models:
-        runs = {variant: model_runner(kind, model, batch_size) for variant, model in models.items()}
+        runs = {variant: pipeline.runner(model, batch_size) for variant, model in models.items()}
         logger.info("timing %d variants: %d items at batch %d, then %d single items", len(runs), speed_count,
                     batch_size, latency_count)
-        rates = throughputs_in_turns(runs, speed_items(kind, samples, speed_count), batch_size, repeats)
-        latencies = latencies_in_turns(runs, latency_items(kind, samples, latency_count))
+        rates = throughputs_in_turns(runs, pipeline.speed_items(samples, speed_count), batch_size, repeats)
+        latencies = latencies_in_turns(runs, pipeline.latency_items(samples, latency_count))
         for variant in models:
             results[variant].throughput = rates[variant]
             results[variant].latency = latencies.get(variant, {})
     return [results[v] for v in variants]
 
 
-def export_and_measure(kind: str, model_path: str | Path, samples: Sequence[RerankingSample],
+def export_and_measure(pipeline: Pipeline, model_path: str | Path, samples: Sequence[RerankingSample],
                        teacher_scores: Sequence[np.ndarray] | None, calibration_files: str, knobs: ExportArguments
                        ) -> list[VariantResult]:
     """An export stage's work: every chosen variant written into the model folder (the OpenVINO one calibrated on
@@ -180,8 +145,8 @@ def export_and_measure(kind: str, model_path: str | Path, samples: Sequence[Rera
         if not paths:
             raise InputError(None, "--calibration_files: the openvino-int8 variant needs a training file")
         calibration = read_calibration_samples(paths, knobs.calibration_items)
-    problems = export_variants(kind, model_path, knobs.variant_list, calibration, knobs.calibration_items)
-    return measure_variants(kind, model_path, knobs.variant_list, samples, teacher_scores, problems,
+    problems = export_variants(pipeline, model_path, knobs.variant_list, calibration, knobs.calibration_items)
+    return measure_variants(pipeline, model_path, knobs.variant_list, samples, teacher_scores, problems,
                             knobs.student_batch_size, knobs.speed_items, knobs.latency_items, knobs.max_seq_length,
                             knobs.repeats)
 
@@ -223,7 +188,7 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
             continue
         relative = (r.metrics["map"] / reference.metrics["map"] - 1) if reference else None
         speedup = r.throughput / reference.throughput if reference and reference.throughput and r.throughput else None
-        rows.append([r.variant, *(format_number(r.metrics[name]) for name in ("map", "mrr@10", "ndcg@10")),
+        rows.append([r.variant, *(format_number(r.metrics[name]) for name in METRIC_NAMES),
                      "-" if relative is None else f"{relative:+.2%}", format_number(r.spearman_teacher),
                      format_number(r.spearman_fp32), format_number(r.throughput, 1),
                      "-" if speedup is None else f"{speedup:.2f}x", format_number(r.latency.get("p50_ms"), 2),
@@ -231,7 +196,7 @@ def table(results: Sequence[VariantResult], teacher: TeacherRow | None, unit: st
                      "-" if r.size_bytes is None else f"{r.size_bytes / 1e6:.1f}"])
     if teacher is not None:
         rows.append([f"teacher ({Path(teacher.name).name})",
-                     *(format_number(teacher.metrics.get(name)) for name in ("map", "mrr@10", "ndcg@10")),
+                     *(format_number(teacher.metrics.get(name)) for name in METRIC_NAMES),
                      "-", "1.0000", "-", format_number(teacher.throughput, 1), "-", "-", "-", "-"])
     return headers, rows
 

@@ -1,4 +1,7 @@
-"""Serve a trained student: export it and quantise it to int8 (`export_evaluation` measures every variant).
+"""Serve a trained student: export it and quantise it to int8 (`ragdistill.export.evaluation` measures every variant).
+
+Every function takes the student's pipeline (ragdistill.core.pipeline.Pipeline), which says how its model loads,
+tokenises and is rebuilt; nothing here depends on which pipeline it is.
 
 Variants (VARIANTS), written beside the checkpoint in sentence-transformers' layout (onnx/, openvino/):
 - torch-fp32, torch-bf16: the checkpoint itself, sentence-transformers on PyTorch.
@@ -37,14 +40,12 @@ import torch
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.mteb import RerankingSample
+from ragdistill.core.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("embedder", "reranker")
 VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8")
 BACKENDS = ("torch", "onnx", "openvino")
-OUTPUT_NAMES = {"embedder": "last_hidden_state", "reranker": "logits"}  # the graph's one output
-FEATURE_NAMES = {"embedder": "token_embeddings", "reranker": "scores"}  # where the next modules read it
 RAW_ONNX = "onnx/model.onnx"
 OPTIMIZED_ONNX = "onnx/model_O2.onnx"
 OPENVINO_INT8 = "openvino/openvino_model_qint8_quantized.xml"
@@ -155,21 +156,13 @@ def short_error(error: BaseException) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # Models: the torch student, and an exported graph inside it
 # ----------------------------------------------------------------------------------------------------------------
-def load_torch_model(kind: str, path: str | Path, dtype: str = "float32", max_length: int = 0, device=None,
+def load_torch_model(pipeline: Pipeline, path: str | Path, dtype: str = "float32", max_length: int = 0, device=None,
                      attn_implementation: str | None = None):
-    """The student on PyTorch, loaded as its pipeline loads it: a SentenceTransformer (embedder) or a one-logit
-    CrossEncoder (reranker); `attn_implementation` switches its attention (the ONNX trace needs "eager")."""
+    """The student on PyTorch, loaded as its pipeline loads it; `attn_implementation` switches its attention (the
+    ONNX trace needs "eager")."""
     from ragdistill.core.hardware import default_device, torch_dtype
 
-    device = device or default_device()
-    if kind == "embedder":
-        from ragdistill.embedding.training import load_student
-
-        model = load_student(str(path), max_length or None, device, torch_dtype(dtype))
-    else:
-        from ragdistill.reranker.training import load_student
-
-        model = load_student(str(path), max_length, torch_dtype(dtype), device)
+    model = pipeline.load_student(str(path), max_length, torch_dtype(dtype), device or default_device())
     if attn_implementation:
         model.transformers_model.set_attn_implementation(attn_implementation)
     return model
@@ -188,15 +181,15 @@ def exported_module_class() -> type:
     class ExportedTransformer(InputModule):
         config_keys = ["backend", "path"]
 
-        def __init__(self, source, path: str | Path, backend: str, kind: str, threads: int = 0):
+        def __init__(self, source, path: str | Path, backend: str, pipeline: Pipeline, threads: int = 0):
             super().__init__()
             self.backend = backend
             self.path = str(path)
             self.tokenizer = source.tokenizer
             self._preprocess = source.preprocess  # a bound method, so `source` is not registered as a submodule
             self._modalities = list(source.modalities)
-            self.feature = FEATURE_NAMES[kind]
-            output_name = OUTPUT_NAMES[kind]
+            self.feature = pipeline.graph_feature
+            output_name = pipeline.graph_output
             if backend == "onnx":
                 import onnxruntime as ort
 
@@ -252,7 +245,7 @@ def exported_module_class() -> type:
     return ExportedTransformer
 
 
-def use_exported(model, kind: str, path: str | Path, backend: str, threads: int = 0):
+def use_exported(model, pipeline: Pipeline, path: str | Path, backend: str, threads: int = 0):
     """`model` (a SentenceTransformer or one-logit CrossEncoder) rebuilt to run on the exported graph at `path`
     instead of PyTorch: the same tokenisation, prompts, pooling, normalisation and activation, on the CPU. Returns
     the new model; `model` is spent (its PyTorch weights are released)."""
@@ -262,29 +255,27 @@ def use_exported(model, kind: str, path: str | Path, backend: str, threads: int 
     problem = backend_problem(backend)
     if problem:
         raise InputError(path, f"the {backend} backend cannot run: {problem}")
-    from sentence_transformers import CrossEncoder, SentenceTransformer
-
     source, *rest = model
-    exported = exported_module_class()(source, path, backend, kind, threads)
+    exported = exported_module_class()(source, path, backend, pipeline, threads)
     source.to("meta")  # only its tokenisation is still used: the PyTorch weights are freed
-    settings = {"modules": [exported, *rest], "device": "cpu", "backend": backend, "prompts": model.prompts,
-                "default_prompt_name": model.default_prompt_name}
-    if kind == "embedder":
-        return SentenceTransformer(**settings, similarity_fn_name=model.similarity_fn_name,
-                                   truncate_dim=model.truncate_dim)
-    # its num_labels is CrossEncoder's default, 1 (no Transformer module to read it from): the students are one-logit
-    return CrossEncoder(**settings, activation_fn=model.activation_fn)
+    return pipeline.rebuild(model, [exported, *rest], device="cpu", backend=backend)
 
 
-def load_variant(kind: str, path: str | Path, variant: str, max_length: int = 0):
+def exported_file(backend: str, file: str | None = None) -> str:
+    """The exported model file a backend ("onnx" or "openvino") runs from: `file`, or the int8 variant the export
+    stage writes."""
+    return file or variant_file(f"{backend}-int8")
+
+
+def load_variant(pipeline: Pipeline, path: str | Path, variant: str, max_length: int = 0):
     """The student as one variant runs it: torch in fp32 / bf16, or the exported graph of an ONNX / OpenVINO one."""
     if variant not in VARIANTS:
         raise InputError(None, f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     backend = backend_of(variant)
     if backend == "torch":
-        return load_torch_model(kind, path, "bfloat16" if variant.endswith("bf16") else "float32", max_length)
-    model = load_torch_model(kind, path, "float32", max_length, device="cpu")
-    return use_exported(model, kind, Path(path) / variant_file(variant), backend)
+        return load_torch_model(pipeline, path, "bfloat16" if variant.endswith("bf16") else "float32", max_length)
+    model = load_torch_model(pipeline, path, "float32", max_length, device="cpu")
+    return use_exported(model, pipeline, Path(path) / variant_file(variant), backend)
 
 
 def variant_size_bytes(path: str | Path, variant: str) -> int | None:
@@ -303,23 +294,18 @@ def variant_size_bytes(path: str | Path, variant: str) -> int | None:
 # ----------------------------------------------------------------------------------------------------------------
 # Export
 # ----------------------------------------------------------------------------------------------------------------
-def _example_inputs(model, kind: str) -> dict:
+def _example_inputs(model, pipeline: Pipeline) -> dict:
     """A padded batch of two, so the traced graph keeps the attention mask (an all-ones mask may be dropped)."""
-    texts = ["what is the capital of france", "paris"]
-    if kind == "embedder":
-        features = model.tokenizer(texts, padding=True, return_tensors="pt")
-    else:
-        features = model.tokenizer(texts, ["the capital of france is paris, its largest city", "a city"],
-                                   padding=True, return_tensors="pt")
+    features = pipeline.tokenize(model.tokenizer, pipeline.example_items(), padding=True, return_tensors="pt")
     return {name: features[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in features}
 
 
-def export_onnx(kind: str, model_path: str | Path, output: str | Path, opset: int = 17) -> Path:
+def export_onnx(pipeline: Pipeline, model_path: str | Path, output: str | Path, opset: int = 17) -> Path:
     """The student's transformer as an ONNX graph (fp32, dynamic batch and sequence length)."""
-    model = load_torch_model(kind, model_path, "float32", device="cpu", attn_implementation="eager")
+    model = load_torch_model(pipeline, model_path, "float32", device="cpu", attn_implementation="eager")
     hf_model = model.transformers_model.eval()
-    inputs = _example_inputs(model, kind)
-    output_name = OUTPUT_NAMES[kind]
+    inputs = _example_inputs(model, pipeline)
+    output_name = pipeline.graph_output
 
     class SingleOutput(torch.nn.Module):  # the one output sentence-transformers reads, not the pooler's too
         def __init__(self):
@@ -332,7 +318,7 @@ def export_onnx(kind: str, model_path: str | Path, output: str | Path, opset: in
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
-    axes[output_name] = {0: "batch", 1: "sequence"} if kind == "embedder" else {0: "batch"}
+    axes[output_name] = dict(pipeline.graph_output_axes)
     with torch.no_grad(), warnings_quiet():
         torch.onnx.export(SingleOutput(), tuple(inputs.values()), str(output), input_names=list(inputs),
                           output_names=[output_name], dynamic_axes=axes, opset_version=opset, dynamo=False)
@@ -379,25 +365,12 @@ def quantize_onnx_dynamic(source: str | Path, output: str | Path) -> Path:
     return output
 
 
-def calibration_inputs(model, kind: str, samples: Sequence[RerankingSample], count: int) -> list[dict]:
-    """Up to `count` tokenised inputs (batch of one, unpadded) from training data: per query, the query and its first
-    positive (embedder), or the (query, positive) and (query, first negative) pairs (reranker); without labels, the
-    first and last candidates stand for them."""
-    items: list = []
-    for sample in samples:
-        first, other = ((sample.positive[0], sample.negative[0]) if sample.has_labels
-                        else (sample.candidates[0], sample.candidates[-1]))
-        if kind == "embedder":
-            items += [sample.query, first]
-        else:
-            items += [(sample.query, first), (sample.query, other)]
-        if len(items) >= count:
-            break
+def calibration_inputs(model, pipeline: Pipeline, samples: Sequence[RerankingSample], count: int) -> list[dict]:
+    """Up to `count` tokenised inputs (batch of one, unpadded) from training data (Pipeline.calibration_items)."""
     result = []
-    for item in items[:count]:
-        texts = [item] if kind == "embedder" else ([item[0]], [item[1]])
-        args = (texts,) if kind == "embedder" else texts
-        features = model.tokenizer(*args, truncation=True, max_length=model.max_seq_length, return_tensors="np")
+    for item in pipeline.calibration_items(samples, count):
+        features = pipeline.tokenize(model.tokenizer, [item], truncation=True, max_length=model.max_seq_length,
+                                     return_tensors="np")
         result.append({name: np.asarray(value, dtype=np.int64) for name, value in features.items()
                        if name in ("input_ids", "attention_mask", "token_type_ids")})
     return result
@@ -423,7 +396,7 @@ def quantize_openvino_static(source_onnx: str | Path, output_xml: str | Path, ca
     return output_xml
 
 
-def export_variants(kind: str, model_path: str | Path, variants: Sequence[str],
+def export_variants(pipeline: Pipeline, model_path: str | Path, variants: Sequence[str],
                     calibration_samples: Sequence[RerankingSample] = (), calibration_count: int = 300
                     ) -> dict[str, str]:
     """Write the exported files the variants need into the model folder (always anew: a retrained checkpoint must
@@ -441,7 +414,7 @@ def export_variants(kind: str, model_path: str | Path, variants: Sequence[str],
     raw = model_path / RAW_ONNX
     try:
         started = time.perf_counter()
-        export_onnx(kind, model_path, raw)
+        export_onnx(pipeline, model_path, raw)
         logger.info("exported %s in %.1f s", raw, time.perf_counter() - started)
     except Exception as error:  # a model the exporter cannot trace: every exported variant is out, said so
         return {**problems, **{v: f"ONNX export failed: {short_error(error)}" for v in wanted}}
@@ -467,8 +440,8 @@ def export_variants(kind: str, model_path: str | Path, variants: Sequence[str],
             problems.pop("onnx-fp32", None)
     if "openvino-int8" in wanted:
         def build_openvino() -> Path:
-            shell = load_torch_model(kind, model_path, "float32", device="cpu")
-            inputs = calibration_inputs(shell, kind, calibration_samples, calibration_count)
+            shell = load_torch_model(pipeline, model_path, "float32", device="cpu")
+            inputs = calibration_inputs(shell, pipeline, calibration_samples, calibration_count)
             return quantize_openvino_static(raw, model_path / OPENVINO_INT8, inputs)
 
         step("openvino-int8", build_openvino)
