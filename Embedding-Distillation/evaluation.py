@@ -1,4 +1,4 @@
-"""Stage 3 of Embedding-Distillation: the student before and after training, next to its teacher.
+"""Stage 4 of Embedding-Distillation: the student before and after training, next to its teacher.
 
 On every in-domain and out-of-domain reranking file: MAP, MRR@10 and NDCG@10 of the base student and the
 trained student (its own encode_query / encode_document / similarity, scored as sentence-transformers'
@@ -11,7 +11,7 @@ teacher's similarities as graded relevance, Spearman, Kendall), which needs no l
 ({"query", "candidates"}) gets that table alone.
 
     python evaluation.py --student_model BAAI/bge-m3 --trained_model output/embedding/model \
-        --in_domain_files data/scidocs-reranking/test.jsonl \
+        --test_files data/scidocs-reranking/test.jsonl \
         --out_of_domain_files data/stackoverflowdupquestions-reranking/test.jsonl \
         --teacher_model Qwen/Qwen3-Embedding-8B --backend vllm --output_dir output/embedding/evaluation
 """
@@ -50,7 +50,7 @@ DEFAULTS = {"student_model": "BAAI/bge-m3", "trained_model": "output/embedding/m
 
 @dataclass
 class EvaluationArguments:
-    in_domain_files: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
+    test_files: str = field(default="data/scidocs-reranking/test.jsonl", metadata={
         "help": "Comma-separated reranking test files from the training domain (labelled, or candidate lists)."})
     out_of_domain_files: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
         "help": "Comma-separated reranking test files from other domains (the no-forgetting check)."})
@@ -64,15 +64,15 @@ class EvaluationArguments:
 
 def main(argv: list[str] | None = None):
     # 1. arguments: evaluation, teacher (same settings as stage 1, so its cached scores are found), vLLM knobs
-    student, args, teacher_args, engine_args = parse_args(StudentEvaluationArguments, EvaluationArguments,
+    student, args, teacher_args, vllm_args = parse_args(StudentEvaluationArguments, EvaluationArguments,
                                                           TeacherArguments, VLLMArguments, defaults=DEFAULTS, args=argv)
-    domains = {path: "in-domain" for path in split_paths(args.in_domain_files)}
+    domains = {path: "in-domain" for path in split_paths(args.test_files)}
     domains.update({path: "out-of-domain" for path in split_paths(args.out_of_domain_files)})
     if not domains:
-        raise InputError(None, "no evaluation files: give --in_domain_files and/or --out_of_domain_files")
+        raise InputError(None, "no evaluation files: give --test_files and/or --out_of_domain_files")
 
     # 2. teacher similarities: from the cache, or one teacher pass per file (then cached)
-    teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
+    teacher = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, vllm_args))
     try:
         cached = cached_teacher_scores(list(domains), teacher, args.teacher_scores_dir)
     finally:

@@ -1,4 +1,4 @@
-"""Stage 4: serve the trained student: export it to ONNX and OpenVINO, quantise it to int8, measure every variant.
+"""Stage 5: serve the trained student: export it to ONNX and OpenVINO, quantise it to int8, measure every variant.
 
     python export.py --model output/embedding/model --test_file data/scidocs-reranking/test.jsonl \
         --calibration_files data/scidocs-reranking/validation.jsonl \
@@ -41,7 +41,7 @@ DEFAULTS = {"model": "output/embedding/model", "test_file": "data/scidocs-rerank
 
 def main(argv: list[str] | None = None) -> None:
     # 1. arguments: the export, the measurement export, the teacher (same flags as stage 1: its cached scores)
-    args, export, teacher_args, engine_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
+    args, export, teacher_args, vllm_args = parse_args(EmbeddingExportArguments, ExportArguments, TeacherArguments,
                                                         VLLMArguments, args=argv, defaults=DEFAULTS)
 
     # 2. test data, and the teacher's similarities of it (from the cache, or computed once and cached)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     require_labels(export.test_file, samples, "the variants' quality check (MAP against the labels)")
     teacher, teacher_per_query = None, None
     if args.teacher_scores_dir:
-        lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, engine_args))
+        lazy = LazyTeacher(teacher_args, lambda: load_teacher(teacher_args, vllm_args))
         try:
             rows, meta = cached_teacher_scores([export.test_file], lazy, args.teacher_scores_dir)[export.test_file]
         finally:

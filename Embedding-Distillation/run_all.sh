@@ -1,24 +1,20 @@
 #!/usr/bin/env bash
-# The whole Embedding-Distillation pipeline: soft labels (stage 1), training (stage 2), evaluation (stage 3).
-# Every variable of the three stage wrappers can be set in the environment; the shared ones are here.
+# The whole Embedding-Distillation pipeline: teacher scores and training rows (stages 1-2), training (stage 3),
+# evaluation (stage 4). Every stage wrapper reads the same variables (paths.sh, teacher.sh, and each stage's own);
+# set them in the environment, e.g.
 #   TEACHER_MODEL=... STUDENT_MODEL=... BACKEND=torch bash run_all.sh
 # e.g. a student of the teacher's own family (its queries take the teacher's instruction prompt; see train.sh):
 #   TEACHER_MODEL=Qwen/Qwen3-Embedding-8B STUDENT_MODEL=Qwen/Qwen3-Embedding-0.6B GRADIENT_CHECKPOINTING=true bash run_all.sh
+# Stage 5 (export.sh) follows when the student is to be served.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
-HERE="$RAGDISTILL_ROOT/Embedding-Distillation"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/../scripts/common.sh"
+source "$HERE/paths.sh"
+source "$HERE/teacher.sh"
 
-export TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder
-export STUDENT_MODEL="${STUDENT_MODEL:-BAAI/bge-m3}"              # student SentenceTransformer
-export BACKEND="${BACKEND:-vllm}"                                 # teacher backend: vllm or torch
-export TRAIN_FILES="${TRAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/validation.jsonl}"
-export IN_DOMAIN_FILES="${IN_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/scidocs-reranking/test.jsonl}"
-export OUT_OF_DOMAIN_FILES="${OUT_OF_DOMAIN_FILES:-$RAGDISTILL_ROOT/data/stackoverflowdupquestions-reranking/test.jsonl}"
-export OUTPUT_DIR="${OUTPUT_DIR:-$RAGDISTILL_ROOT/output/embedding}"
-
-banner "1/3 teacher scores ($TEACHER_MODEL)"
+banner "1-2/4 teacher scores and training rows ($TEACHER_MODEL)"
 bash "$HERE/score.sh"
-banner "2/3 training $STUDENT_MODEL"
+banner "3/4 training $STUDENT_MODEL"
 bash "$HERE/train.sh"
-banner "3/3 evaluation"
+banner "4/4 evaluation"
 bash "$HERE/evaluation.sh"

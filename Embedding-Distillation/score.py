@@ -1,4 +1,4 @@
-"""Stage 1 of Embedding-Distillation: the teacher's similarities become soft labels for the student.
+"""Stages 1-2 of Embedding-Distillation: the teacher's similarities become soft labels (training rows) for the student.
 
 The teacher (e.g. Qwen3-Embedding-8B) embeds every unique query and passage of the training files once; the cosine
 similarity of each query to its candidates becomes the `label` of rows that sentence-transformers'

@@ -1,4 +1,4 @@
-"""Stage 2 of Embedding-Distillation: train the student SentenceTransformer on the teacher's soft labels.
+"""Stage 3 of Embedding-Distillation: train the student SentenceTransformer on the teacher's soft labels.
 
 Reads the rows of score.py (refusing an unfinished file) and trains with
 sentence-transformers' SentenceTransformerTrainer: DistillKLDivLoss by default (MarginMSE or pointwise MSE on
@@ -21,6 +21,7 @@ from ragdistill.core.arguments import StudentTrainingArguments
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.training import (
+    TRAINER_DEFAULTS,
     LoraArguments,
     add_lora,
     check_distributed,
@@ -46,7 +47,11 @@ from ragdistill.embedding.training import (
 logger = logging.getLogger(__name__)
 
 
-DEFAULTS = {"student_model": "BAAI/bge-m3", "training_rows": "output/embedding/training_rows.jsonl"}
+# Where they differ from Reranker-Distillation's: 1 epoch at 1e-4, measured with a 22M-parameter student whose
+# similarity needs no new head (module README, Results: all of WikiQA train, MAP 0.7149 -> 0.8049, teacher 0.7701);
+# more epochs were not measured. Large students want a lower rate (e.g. 2e-5).
+DEFAULTS = {**TRAINER_DEFAULTS, "student_model": "BAAI/bge-m3", "training_rows": "output/embedding/training_rows.jsonl",
+            "output_dir": "output/embedding/model", "num_train_epochs": 1, "learning_rate": 1e-4}
 
 
 @dataclass

@@ -113,11 +113,11 @@ def scores_file(base: Path, data_file: str) -> str:
 def reranker_experiment(name: str, variables: dict, base: Path, env: dict, log: Path) -> dict:
     out = base / name
     env = {**env, **variables, "OUTPUT_DIR": str(out), "SAVE_STEPS": "100000",
-           "TRAIN_SCORES": scores_file(base, env["TRAIN_FILE"]), "TEST_SCORES": scores_file(base, env["TEST_FILE"])}
+           "TRAIN_SCORES": scores_file(base, env["TRAIN_FILES"]), "TEST_SCORES": scores_file(base, env["TEST_FILES"])}
     rows_seconds = run(["bash", "Reranker-Distillation/rows.sh"], env, log)
     train_seconds = run(["bash", "Reranker-Distillation/train.sh"], env, log)
     eval_seconds = run(["bash", "Reranker-Distillation/evaluation.sh"], env, log)
-    table = read_json(out / "results/reranker_results.json")["tables"][0]
+    table = read_json(out / "evaluation/results.json")["tables"][0]
     tests = {table["title"]: {key: table[key]["MAP"] for key in ("before", "after", "teacher")}}
     return {"tests": tests, "train_minutes": (rows_seconds + train_seconds) / 60, "eval_minutes": eval_seconds / 60}
 
@@ -134,9 +134,9 @@ def pipeline_env(pipeline: str, base: Path, teacher: str, student: str, train_fi
            "TEACHER_MODEL": teacher, "STUDENT_MODEL": student, "OUTPUT_DIR": str(base)}
     if pipeline == "embedding":
         env.update(BACKEND="torch", TRAIN_FILES=str(train_file),
-                   IN_DOMAIN_FILES=",".join(map(str, IN_DOMAIN)), OUT_OF_DOMAIN_FILES=",".join(map(str, OUT_OF_DOMAIN)))
+                   TEST_FILES=",".join(map(str, IN_DOMAIN)), OUT_OF_DOMAIN_FILES=",".join(map(str, OUT_OF_DOMAIN)))
     else:
-        env.update(BACKEND="bi-encoder", TRAIN_FILE=str(train_file), TEST_FILE=str(IN_DOMAIN[0]))
+        env.update(BACKEND="bi-encoder", TRAIN_FILES=str(train_file), TEST_FILES=str(IN_DOMAIN[0]))
     return env
 
 

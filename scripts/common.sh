@@ -10,3 +10,38 @@ export PYTHONPATH="$RAGDISTILL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 # A stage banner: a blank line, a rule and the title, so a reader finds where each stage begins in a long log.
 banner() { printf '\n%s\n== %s\n%s\n' "$(printf '=%.0s' {1..100})" "$*" "$(printf '=%.0s' {1..100})"; }
+
+# Variable names renamed when both pipelines took one vocabulary: the old name still works for this release, with one
+# line saying so (and is then unset, so that a stage run by run_all.sh does not say it again).
+renamed() {
+  local old="$1" new="$2"
+  if [ -n "${!old:-}" ]; then
+    echo "note: $old is deprecated and goes in the next release; use $new (set to $old's value for this run)" >&2
+    if [ -z "${!new:-}" ]; then printf -v "$new" '%s' "${!old}"; export "${new?}"; fi
+    unset "$old"
+  fi
+}
+renamed TRAIN_FILE TRAIN_FILES
+renamed TEST_FILE TEST_FILES
+renamed IN_DOMAIN_FILES TEST_FILES
+renamed TRAINED_MODEL MODEL_DIR
+
+# BF16=auto: bf16 training where the GPU computes in bf16 (Ampere and later), else fp32 (CPUs, V100, T4).
+auto_bf16() {
+  if [ "$1" = auto ]; then
+    "$PYTHON" -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())'
+  else
+    echo "$1"
+  fi
+}
+
+# The stage-1 score file of each (comma-separated) input file: $1 = the score folder, $2 = the files.
+score_files() {
+  local folder="$1" file out=()
+  IFS=, read -ra files <<<"$2"
+  for file in "${files[@]}"; do
+    file="$(basename "$file")"
+    out+=("$folder/${file%%.jsonl*}.scores.jsonl")
+  done
+  (IFS=,; echo "${out[*]}")
+}

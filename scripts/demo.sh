@@ -31,8 +31,8 @@ echo "teacher: $MPNET"
 
 # The first TRAIN_QUERIES queries of WikiQA train: the demo's distillation set, sized to fit a 2-core CPU.
 mkdir -p "$RESULTS_DIR"
-TRAIN_FILE="$RESULTS_DIR/wikiqa-train-$TRAIN_QUERIES.jsonl.gz"
-"$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$TRAIN_FILE" "$TRAIN_QUERIES" <<'PY'
+TRAIN_SUBSET="$RESULTS_DIR/wikiqa-train-$TRAIN_QUERIES.jsonl.gz"
+"$PYTHON" - "$ROOT/data/wikiqa/train.jsonl.gz" "$TRAIN_SUBSET" "$TRAIN_QUERIES" <<'PY'
 import sys
 from ragdistill.core.jsonl import read_jsonl, write_jsonl
 from ragdistill.core.mteb import first_queries
@@ -42,7 +42,7 @@ PY
 
 banner "Embedding-Distillation: all-mpnet-base-v2 -> all-MiniLM-L6-v2"
 TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
-TRAIN_FILES="$TRAIN_FILE" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
+TRAIN_FILES="$TRAIN_SUBSET" TEST_FILES="$IN_DOMAIN_TEST" OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/embedding" SAVE_STEPS=100000 \
   bash "$ROOT/Embedding-Distillation/run_all.sh"
 
@@ -70,16 +70,16 @@ bash "$ROOT/scripts/prepare_data.sh" --beir_dir "$CORPUS_DIR" --queries_file "$C
 mkdir -p "$RESULTS_DIR/embedding-label-free"
 cp -r "$RESULTS_DIR/embedding/teacher_scores" "$RESULTS_DIR/embedding-label-free/"  # the test files' teacher scores
 TEACHER_MODEL="$MPNET" STUDENT_MODEL="$MINILM" BACKEND=torch \
-TRAIN_FILES="$RESULTS_DIR/wikiqa-corpus/train-queries-candidates.jsonl" IN_DOMAIN_FILES="$IN_DOMAIN_TEST" \
+TRAIN_FILES="$RESULTS_DIR/wikiqa-corpus/train-queries-candidates.jsonl" TEST_FILES="$IN_DOMAIN_TEST" \
 OUT_OF_DOMAIN_FILES="$OUT_OF_DOMAIN_TEST" OUTPUT_DIR="$RESULTS_DIR/embedding-label-free" SAVE_STEPS=100000 \
   bash "$ROOT/Embedding-Distillation/run_all.sh"
 embedding_done=$(date +%s)
 
 banner "Reranker-Distillation: all-mpnet-base-v2 (bi-encoder teacher) -> CrossEncoder on all-MiniLM-L6-v2"
-# train.sh's LEARNING_RATE=auto gives this student (a plain encoder, new head) the higher learning rate a new head
+# train.py's default learning rate gives this student (a plain encoder, new head) the higher learning rate a new head
 # needs (the learning rates compared on this demo: docs/benchmarks/defaults.md).
 TEACHER_MODEL="$MPNET" BACKEND=bi-encoder STUDENT_MODEL="$MINILM" \
-TRAIN_FILE="$TRAIN_FILE" TEST_FILE="$IN_DOMAIN_TEST" \
+TRAIN_FILES="$TRAIN_SUBSET" TEST_FILES="$IN_DOMAIN_TEST" \
 OUTPUT_DIR="$RESULTS_DIR/reranker" SAVE_STEPS=100000 \
   bash "$ROOT/Reranker-Distillation/run_all.sh"
 reranker_done=$(date +%s)
@@ -89,10 +89,10 @@ banner "Serving the students: torch fp32 vs ONNX Runtime int8 vs OpenVINO int8 o
 # five (torch bf16 and the optimised fp32 ONNX graph too) on the whole test file.
 EXPORT_ARGS=(--max_queries 100 --speed_items 128 --latency_items 50 --repeats 2 --calibration_items 100)
 VARIANTS=torch-fp32,onnx-int8,openvino-int8 TEACHER_MODEL="$MPNET" BACKEND=torch \
-MODEL_DIR="$RESULTS_DIR/embedding/model" OUTPUT_DIR="$RESULTS_DIR/embedding" TEST_FILE="$IN_DOMAIN_TEST" \
-TRAIN_FILES="$TRAIN_FILE" bash "$ROOT/Embedding-Distillation/export.sh" "${EXPORT_ARGS[@]}"
-VARIANTS=torch-fp32,onnx-int8,openvino-int8 TRAINED_MODEL="$RESULTS_DIR/reranker/model" \
-OUTPUT_DIR="$RESULTS_DIR/reranker" TEST_FILE="$IN_DOMAIN_TEST" TRAIN_FILE="$TRAIN_FILE" \
+MODEL_DIR="$RESULTS_DIR/embedding/model" OUTPUT_DIR="$RESULTS_DIR/embedding" TEST_FILES="$IN_DOMAIN_TEST" \
+TRAIN_FILES="$TRAIN_SUBSET" bash "$ROOT/Embedding-Distillation/export.sh" "${EXPORT_ARGS[@]}"
+VARIANTS=torch-fp32,onnx-int8,openvino-int8 MODEL_DIR="$RESULTS_DIR/reranker/model" \
+OUTPUT_DIR="$RESULTS_DIR/reranker" TEST_FILES="$IN_DOMAIN_TEST" TRAIN_FILES="$TRAIN_SUBSET" \
   bash "$ROOT/Reranker-Distillation/export.sh" "${EXPORT_ARGS[@]}"
 end=$(date +%s)
 
@@ -112,7 +112,7 @@ summary="$RESULTS_DIR/summary.md"
   echo
   echo "## Reranker-Distillation (all-mpnet-base-v2 bi-encoder -> MiniLM CrossEncoder)"
   echo
-  cat "$RESULTS_DIR/reranker/results/reranker_results.md"
+  cat "$RESULTS_DIR/reranker/evaluation/results.md"
   echo
   echo "## Serving the students (first 100 WikiQA test queries)"
   echo
@@ -122,7 +122,6 @@ summary="$RESULTS_DIR/summary.md"
 } > "$summary"
 banner "demo finished in $((end - start)) s"
 echo "tables:   $summary"
-echo "          $RESULTS_DIR/embedding{,-label-free}/evaluation/results.{json,md}"
-echo "          $RESULTS_DIR/reranker/results/reranker_results.{json,md}"
+echo "          $RESULTS_DIR/{embedding,embedding-label-free,reranker}/evaluation/results.{json,md}"
 echo "          $RESULTS_DIR/{embedding,reranker}/export/export_results.{json,md}"
 echo "pictures: $(find "$RESULTS_DIR" -name '*.png' -not -path '*/checkpoint-*' | sort | tr '\n' ' ')"

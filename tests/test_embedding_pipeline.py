@@ -43,7 +43,7 @@ def test_run_all_with_tiny_models(tmp_path, tiny_models):
         "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true", "INSTRUCTION": "Find the passage that answers the question",
         "BACKEND": "torch", "TEACHER_DTYPE": "float32", "TEACHER_MAX_LENGTH": "128",
         "TRAIN_FILES": str(tmp_path / "data/docs/queries-candidates.jsonl"),
-        "IN_DOMAIN_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
+        "TEST_FILES": str(_subset("data/wikiqa/test.jsonl.gz", tmp_path / "wikiqa-test.jsonl", 8)),
         "OUT_OF_DOMAIN_FILES": str(write_candidate_lists(REPO / "data/trecqa/test.jsonl.gz",
                                                          tmp_path / "trecqa-test.jsonl", 6)),
         "OUTPUT_DIR": str(output), "NUM_NEGATIVES": "4", "BATCH_SIZE": "4", "EPOCHS": "2", "LEARNING_RATE": "1e-3",

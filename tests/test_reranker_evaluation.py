@@ -131,7 +131,7 @@ def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
         "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
         "--trained_model", str(trained), "--teacher_scores", str(teacher_scores), "--output_dir", str(results),
         "--student_batch_size", "16", "--speed_pairs", "32"])
-    table = json.loads((results / "reranker_results.json").read_text())["tables"][0]
+    table = json.loads((results / "results.json").read_text())["tables"][0]
     rows = {row["metric"]: row for row in table["rows"]}
     assert list(rows) == ["MAP", "MRR@10", "NDCG@10", "pairs/s"]
     for name in ("MAP", "MRR@10", "NDCG@10"):
@@ -145,7 +145,7 @@ def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
     expected = ranking_metrics(list(zip(relevance(samples), split_per_query(scores, samples))), ties="cross-encoder")
     assert rows["MAP"]["teacher"] == pytest.approx(expected["map"])
     assert any("freshly initialised head" in note for note in table["notes"])
-    assert "| MAP |" in (results / "reranker_results.md").read_text()
+    assert "| MAP |" in (results / "results.md").read_text()
     assert (results / "score_scatter.png").stat().st_size > 1000
 
 
@@ -168,7 +168,7 @@ def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_pa
     stage_main("evaluation")([
         "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
         "--trained_model", str(model), "--teacher_scores", "", "--output_dir", str(results), "--speed_pairs", "8"])
-    table = json.loads((results / "reranker_results.json").read_text())["tables"][0]
+    table = json.loads((results / "results.json").read_text())["tables"][0]
     for row in table["rows"][:3]:
         assert row["after"] == row["before"], row
     assert table["teacher"] == {}

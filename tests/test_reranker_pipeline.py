@@ -33,8 +33,8 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
         **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "TEACHER_MODEL": str(tiny_models["qwen3_reranker"]), "STUDENT_MODEL": str(student),
         "LORA_R": "4", "GRADIENT_CHECKPOINTING": "true",
-        "TRAIN_FILE": str(write_candidate_lists(REPO / "data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 4)),
-        "TEST_FILE": str(REPO / "data/wikiqa/test.jsonl.gz"),
+        "TRAIN_FILES": str(write_candidate_lists(REPO / "data/wikiqa/train.jsonl.gz", tmp_path / "train.jsonl", 4)),
+        "TEST_FILES": str(REPO / "data/wikiqa/test.jsonl.gz"),
         "OUTPUT_DIR": str(output), "BACKEND": "torch", "TEACHER_DTYPE": "float32", "MAX_QUERIES": "4",
         "BATCH_SIZE": "4", "MAX_STEPS": "2", "LOGGING_STEPS": "1", "LEARNING_RATE": "5e-5",
     }
@@ -52,11 +52,11 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
     # The printed table, and the same numbers saved.
     assert "metric" in result.stdout and "gap closed" in result.stdout and "NDCG@10" in result.stdout
     assert "has no labels: the rows carry the teacher's judgement alone" in result.stdout + result.stderr
-    saved = json.loads((output / "results/reranker_results.json").read_text())
+    saved = json.loads((output / "evaluation/results.json").read_text())
     assert_tables(saved["tables"], {"MAP", "MRR@10", "NDCG@10", "pairs/s"})
     assert saved["num_queries"] == 4 and saved["labelled"] is True
-    assert (output / "results/reranker_results.md").read_text().count("|") > 20
-    assert (output / "results/score_scatter.png").exists()
+    assert (output / "evaluation/results.md").read_text().count("|") > 20
+    assert (output / "evaluation/score_scatter.png").exists()
 
     # The same test queries without labels: agreement with the teacher alone (its stage-1 scores are of the same
     # pairs), and a clear error without them.
@@ -65,7 +65,7 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
             str(output / "model"), "--max_queries", "4", "--student_dtype", "float32", "--speed_pairs", "8"]
     stage_main("evaluation")([*argv, "--teacher_scores", str(output / "teacher_scores/test.scores.jsonl"),
                               "--output_dir", str(tmp_path / "label-free")])
-    saved = json.loads((tmp_path / "label-free/reranker_results.json").read_text())
+    saved = json.loads((tmp_path / "label-free/results.json").read_text())
     assert_tables(saved["tables"], {"pairs/s"}) and saved["labelled"] is False
     with pytest.raises(InputError, match=r"test\.jsonl: has no labels, so the students are measured against"):
         stage_main("evaluation")([*argv, "--teacher_scores", "", "--output_dir", str(tmp_path / "refused")])

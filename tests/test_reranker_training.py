@@ -135,12 +135,18 @@ def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
     assert result.stdout.count("saved the student to") == 1  # written by rank 0 only
 
 
-def test_default_learning_rate_follows_the_head(tiny_models, tmp_path):
-    # train.sh's LEARNING_RATE=auto: a plain encoder gets a new head and the higher rate, a reranker keeps its own
+def test_default_learning_rate_follows_the_head(train_script, tiny_models, score_file, tmp_path):
+    # train.py without --learning_rate: a plain encoder gets a new head and the higher rate, a reranker keeps its own
     from ragdistill.reranker.training import default_learning_rate
 
     assert default_learning_rate(str(tiny_models["bert"])) == 1e-4
     assert default_learning_rate(str(tiny_models["qwen3_reranker"])) == 1e-5
+    output = tmp_path / "model"
+    train_script(train_args(tiny_models, rows_file(score_file, tmp_path, "listwise"), output, "--warmup_steps", "0",
+                            "--lr_scheduler_type", "constant"))
+    rates = [entry["learning_rate"] for entry in json.loads((output / "log_history.json").read_text())
+             if "learning_rate" in entry]
+    assert rates and all(rate == pytest.approx(1e-4) for rate in rates)
 
 
 def test_head_learning_rate_through_the_trainer_flag(tiny_models, score_file, tmp_path):

@@ -16,6 +16,11 @@ from ragdistill.core.plots import loss_curve
 logger = logging.getLogger(__name__)
 
 RESUME_LATEST = ("last", "latest", "true")
+# The trainer settings both train stages start from, in place of transformers' own defaults (each stage adds the
+# epochs and learning rate measured for its students): 16 rows per device and step, a warm-up over the first tenth
+# of the steps, the loss logged every 10 steps (the loss curve's points), the last two checkpoints kept, no tracker.
+TRAINER_DEFAULTS = {"per_device_train_batch_size": 16, "warmup_steps": 0.1, "logging_steps": 10,
+                    "save_strategy": "steps", "save_steps": 500, "save_total_limit": 2, "report_to": "none"}
 
 
 def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> str | None:

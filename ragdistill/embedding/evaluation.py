@@ -1,4 +1,4 @@
-"""Stage 3 of Embedding-Distillation: the pieces behind evaluation.py.
+"""Stage 4 of Embedding-Distillation: the pieces behind evaluation.py.
 
 The students (before and after training) are scored through their public sentence-transformers API (`encode_query`,
 `encode_document`, `similarity`); the teacher's row comes from its stored similarities

@@ -1,4 +1,4 @@
-"""Stage 2 of Embedding-Distillation: the pieces behind train.py (the student, training rows, prompts).
+"""Stage 3 of Embedding-Distillation: the pieces behind train.py (the student, training rows, prompts).
 
 The losses live in ragdistill.embedding.losses.
 """

@@ -75,8 +75,8 @@ class ExportArguments:
     calibration_items: int = field(default=300, metadata={
         "help": "Training inputs that calibrate the OpenVINO int8 model's activation ranges."})
     max_queries: int = field(default=0, metadata={"help": "Measure on the first N test queries only (0 = all)."})
-    max_seq_length: int = field(default=0, metadata={
-        "help": "Student tokens per text or pair (0 = the model's own setting); use evaluation's value."})
+    max_seq_length: int = field(default=512, metadata={
+        "help": "Student tokens per text or pair, as in training and evaluation (0 = the model's own setting)."})
 
     def __post_init__(self):
         if not (self.model and self.test_file and self.output_dir):

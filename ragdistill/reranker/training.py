@@ -44,7 +44,7 @@ TRAINED_HEAD_LEARNING_RATE = 1e-5
 
 
 def default_learning_rate(model: str) -> float:
-    """train.sh's LEARNING_RATE=auto: a student whose reranking head is new (a plain encoder) needs 10x the rate of
+    """train.py's default learning rate: a student whose reranking head is new (a plain encoder) needs 10x the rate of
     one that is a reranker already, whose trained head a high rate would throw away (measured, module README)."""
     return TRAINED_HEAD_LEARNING_RATE if student_has_trained_head(model) else NEW_HEAD_LEARNING_RATE
 

@@ -28,12 +28,12 @@ __all__ = [
 ]
 
 
-def load_teacher(args: TeacherArguments, engine=None) -> EmbeddingTeacher:
-    """Start the teacher on the chosen backend (`engine`: VLLMArguments for the vLLM backend)."""
+def load_teacher(args: TeacherArguments, vllm_args=None) -> EmbeddingTeacher:
+    """Start the teacher on the chosen backend (`vllm_args`: the engine's VLLMArguments for the vLLM backend)."""
     from ragdistill.core.models import require_model_dir
     from ragdistill.core.vllm_engine import VLLMArguments
 
     require_model_dir(args.teacher_model, "teacher model")
     if args.backend == "vllm":
-        return VLLMTeacher(args, engine or VLLMArguments())
+        return VLLMTeacher(args, vllm_args or VLLMArguments())
     return SentenceTransformerTeacher(args)
