@@ -35,17 +35,7 @@ BF16="$(auto_bf16 "${BF16:-auto}")"       # true | false | auto (true on GPUs th
 NPROC="${NPROC:-1}"                       # GPUs; > 1 launches torchrun
 TRAIN_ARGS="${TRAIN_ARGS:-}"              # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"
 
-launcher=("$PYTHON")
-if [ "$NPROC" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
-args=(--student_model "$STUDENT_MODEL" --training_rows "$TRAINING_ROWS" --output_dir "$MODEL_DIR" --bf16 "$BF16"
-      ${LOSS:+--loss "$LOSS"} ${TEMPERATURE:+--temperature "$TEMPERATURE"} ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"}
-      ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"}
-      ${EPOCHS:+--num_train_epochs "$EPOCHS"} ${MAX_STEPS:+--max_steps "$MAX_STEPS"}
-      ${BATCH_SIZE:+--per_device_train_batch_size "$BATCH_SIZE"} ${GRAD_ACCUM:+--gradient_accumulation_steps "$GRAD_ACCUM"}
-      ${LEARNING_RATE:+--learning_rate "$LEARNING_RATE"} ${WARMUP:+--warmup_steps "$WARMUP"}
-      ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"} ${LORA_R:+--lora_r "$LORA_R"}
-      ${LORA_ALPHA:+--lora_alpha "$LORA_ALPHA"} ${LORA_TARGET_MODULES:+--lora_target_modules "$LORA_TARGET_MODULES"}
-      ${GRADIENT_CHECKPOINTING:+--gradient_checkpointing "$GRADIENT_CHECKPOINTING"}
-      ${SAVE_STEPS:+--save_steps "$SAVE_STEPS"} ${LOGGING_STEPS:+--logging_steps "$LOGGING_STEPS"} ${SEED:+--seed "$SEED"})
+own=(${LOSS:+--loss "$LOSS"} ${TEMPERATURE:+--temperature "$TEMPERATURE"} ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"}
+     ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"})
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
-"${launcher[@]}" "$HERE/train.py" "${args[@]}" $TRAIN_ARGS "$@"
+run_train_stage "$HERE/train.py" "${own[@]}" $TRAIN_ARGS "$@"

@@ -45,3 +45,24 @@ score_files() {
   done
   (IFS=,; echo "${out[*]}")
 }
+
+# Stage 3 of both pipelines: $1 (train.py) with the student, its rows, MODEL_DIR and the trainer settings the two
+# train.sh share (only those set: the script owns the defaults), then the rest of the arguments (the pipeline's own
+# flags, TRAIN_ARGS, the user's); on NPROC GPUs through torchrun when NPROC > 1.
+run_train_stage() {
+  local script="$1" launcher=("$PYTHON")
+  shift
+  if [ "${NPROC:-1}" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
+  local flags=(--student_model "$STUDENT_MODEL" --training_rows "$TRAINING_ROWS" --output_dir "$MODEL_DIR"
+               --bf16 "$BF16" ${EPOCHS:+--num_train_epochs "$EPOCHS"} ${MAX_STEPS:+--max_steps "$MAX_STEPS"}
+               ${BATCH_SIZE:+--per_device_train_batch_size "$BATCH_SIZE"}
+               ${GRAD_ACCUM:+--gradient_accumulation_steps "$GRAD_ACCUM"}
+               ${LEARNING_RATE:+--learning_rate "$LEARNING_RATE"} ${WARMUP:+--warmup_steps "$WARMUP"}
+               ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"} ${LORA_R:+--lora_r "$LORA_R"}
+               ${LORA_ALPHA:+--lora_alpha "$LORA_ALPHA"}
+               ${LORA_TARGET_MODULES:+--lora_target_modules "$LORA_TARGET_MODULES"}
+               ${GRADIENT_CHECKPOINTING:+--gradient_checkpointing "$GRADIENT_CHECKPOINTING"}
+               ${SAVE_STEPS:+--save_steps "$SAVE_STEPS"} ${LOGGING_STEPS:+--logging_steps "$LOGGING_STEPS"}
+               ${SEED:+--seed "$SEED"})
+  "${launcher[@]}" "$script" "${flags[@]}" "$@"
+}

@@ -97,16 +97,19 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("pipeline", [EmbeddingPipeline(), RerankerPipeline()], ids=lambda p: p.kind)
 def test_pipelines_fulfil_the_contract_with_its_signatures(pipeline):
     for name, method in inspect.getmembers(Pipeline, inspect.isfunction):
-        if getattr(method, "__isabstractmethod__", False):
-            assert inspect.signature(getattr(type(pipeline), name)) == inspect.signature(method), name
-    for attribute in ("kind", "speed_unit", "graph_output", "graph_feature", "graph_output_axes"):
+        assert inspect.signature(getattr(type(pipeline), name)) == inspect.signature(method), name
+    for attribute in ("package", "kind", "speed_unit", "graph_output", "graph_feature", "graph_output_axes"):
         assert getattr(pipeline, attribute), attribute
+    for role, function in (("training", "load_student"), ("losses", "build_loss"), ("evaluation", "evaluate_student")):
+        assert callable(getattr(pipeline.role(role), function)), (role, function)
 
 
 def test_a_pipeline_missing_a_role_cannot_be_made():
     class Partial(Pipeline):
-        def load_student(self, model, max_seq_length=0, dtype=None, device=None):
-            return None
+        package, kind = "ragdistill.embedding", "embedder"
+
+        def example_items(self) -> list:
+            return []
 
     with pytest.raises(TypeError, match="abstract"):
         Partial()

@@ -5,30 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ragdistill.core.mteb import RerankingSample
-from ragdistill.core.pipeline import Pipeline, StudentScores
+from ragdistill.core.pipeline import Pipeline
 
 
 class EmbeddingPipeline(Pipeline):
+    package = "ragdistill.embedding"
     kind = "embedder"
     speed_unit = "texts/s"
     graph_output = "last_hidden_state"  # token embeddings, which the Pooling module reads
     graph_feature = "token_embeddings"
     graph_output_axes = {0: "batch", 1: "sequence"}
-
-    def load_student(self, model: str, max_seq_length: int = 0, dtype=None, device: str | None = None):
-        from ragdistill.embedding.training import load_student
-
-        return load_student(model, max_seq_length, dtype, device)
-
-    def build_loss(self, model, name: str, **options):
-        from ragdistill.embedding.losses import build_loss
-
-        return build_loss(model, name, **options)
-
-    def evaluate(self, model, samples: Sequence[RerankingSample], batch_size: int = 32) -> StudentScores:
-        from ragdistill.embedding.evaluation import evaluate_student
-
-        return evaluate_student(model, samples, batch_size)
 
     def example_items(self) -> list:
         return ["what is the capital of france", "paris"]

@@ -5,30 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ragdistill.core.mteb import RerankingSample
-from ragdistill.core.pipeline import Pipeline, StudentScores
+from ragdistill.core.pipeline import Pipeline
 
 
 class RerankerPipeline(Pipeline):
+    package = "ragdistill.reranker"
     kind = "reranker"
     speed_unit = "pairs/s"
     graph_output = "logits"  # one logit per pair, which CrossEncoder.predict reads as its scores
     graph_feature = "scores"
     graph_output_axes = {0: "batch"}
-
-    def load_student(self, model: str, max_seq_length: int = 0, dtype=None, device: str | None = None):
-        from ragdistill.reranker.training import load_student
-
-        return load_student(model, max_seq_length, dtype, device)
-
-    def build_loss(self, model, name: str, **options):
-        from ragdistill.reranker.losses import build_loss
-
-        return build_loss(model, name, **options)
-
-    def evaluate(self, model, samples: Sequence[RerankingSample], batch_size: int = 32) -> StudentScores:
-        from ragdistill.reranker.evaluation import evaluate_student
-
-        return evaluate_student(model, samples, batch_size)
 
     def example_items(self) -> list:
         return [("what is the capital of france", "the capital of france is paris, its largest city"),
