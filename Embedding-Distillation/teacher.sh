@@ -3,7 +3,7 @@
 # stage describes the teacher alike and finds the scores stage 1 cached. Empty = the stage script's default (--help).
 # Sets TEACHER_FLAGS, the stage script's teacher flags.
 TEACHER_MODEL="${TEACHER_MODEL:-Qwen/Qwen3-Embedding-8B}"  # teacher embedder: Hugging Face id or local folder
-BACKEND="${BACKEND:-}"                    # vllm (pooling runner, fast on GPUs) or torch (sentence-transformers, anywhere)
+BACKEND="${BACKEND:-}"                    # vllm (pooling runner, fast on GPUs) | torch (sentence-transformers, anywhere) | auto (vllm if a GPU is found)
 INSTRUCTION="${INSTRUCTION:-}"            # query task 'Instruct: {task}\nQuery:'; empty: the model's own query prompt; none: no prompt
 TEACHER_MAX_LENGTH="${TEACHER_MAX_LENGTH:-}"  # teacher tokens per text; longer texts are truncated and counted
 TEACHER_DTYPE="${TEACHER_DTYPE:-}"        # auto = bf16 on GPUs and CPUs with AMX or AVX512-BF16, else fp32

