@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     leaked_test_queries(train_files, test_files)
 
     # 2. teacher: checked now (path, kind), loaded only once a chunk needs scoring (on each replica, with Ray)
-    options = teacher.options(vllm)
-    settings = describe_teacher(options)
+    settings = describe_teacher(teacher)
     logger.info(f"teacher {settings.model}: {settings.kind}, backend {settings.backend}, dtype {settings.dtype}")
 
     # 3. score every file's pairs chunk by chunk, in this process or on Ray actors (re-running resumes)
-    score_files(inputs, outputs, settings, functools.partial(load_teacher, options), chunk_size=teacher.chunk_size,
+    load = functools.partial(load_teacher, teacher, vllm)
+    score_files(inputs, outputs, settings, load, chunk_size=teacher.chunk_size,
                 max_queries=files.max_queries, num_shards=shards.num_shards, shard_id=shards.shard_id,
                 skip_invalid=files.skip_invalid, engine=engine, tensor_parallel_size=vllm.tensor_parallel_size)
 

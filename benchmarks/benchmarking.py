@@ -523,12 +523,12 @@ def time_stage1_vllm(model: str, pairs: list[tuple[str, str]], dtype: str, max_l
                      ) -> TimedScoring:
     """This project's stage 1 on vLLM (ragdistill.reranker.teachers, pooling runner, all pairs in one call);
     `subsets` also times the first n pairs alone, for comparisons on fewer pairs."""
-    from ragdistill.reranker.teachers import TeacherOptions, load_teacher
+    from ragdistill.reranker.teachers import TeacherArguments, load_teacher
 
-    options = TeacherOptions(model=model, backend="vllm", dtype=dtype, max_length=max_length,
-                             instruction=instruction, vllm=engine)
+    options = TeacherArguments(teacher_model=model, backend="vllm", teacher_dtype=dtype, teacher_max_length=max_length,
+                               instruction=instruction)
     start = time.perf_counter()
-    teacher = load_teacher(options)
+    teacher = load_teacher(options, engine)
     load_seconds = time.perf_counter() - start
     # Record the prefix-cache hits of each call (the teacher keeps only the scores).
     cached: list[int] = []
@@ -583,9 +583,9 @@ def time_stage1_transformers(model: str, pairs: list[tuple[str, str]], dtype: st
                              instruction: str, batch_size: int, repeats: int = 1, warmup: int = 8,
                              device: str | None = None, share_prefixes: str = "auto") -> TimedScoring:
     """This project's stage 1 on transformers (ragdistill.reranker.teachers: length-sorted batches)."""
-    from ragdistill.reranker.teachers import TeacherOptions, length_sorted_batches, load_teacher
+    from ragdistill.reranker.teachers import TeacherArguments, length_sorted_batches, load_teacher
 
-    options = TeacherOptions(model=model, backend="torch", dtype=dtype, max_length=max_length,
+    options = TeacherArguments(teacher_model=model, backend="torch", teacher_dtype=dtype, teacher_max_length=max_length,
                              instruction=instruction, batch_size=batch_size, device=device,
                              share_prefixes=share_prefixes)
     start = time.perf_counter()

@@ -14,10 +14,12 @@ from ragdistill.embedding import evaluation as embedding_evaluation
 from ragdistill.embedding import losses as embedding_losses
 from ragdistill.embedding import training as embedding_training
 from ragdistill.embedding.pipeline import EmbeddingPipeline
+from ragdistill.embedding.teachers import load_teacher as load_embedding_teacher
 from ragdistill.reranker import evaluation as reranker_evaluation
 from ragdistill.reranker import losses as reranker_losses
 from ragdistill.reranker import training as reranker_training
 from ragdistill.reranker.pipeline import RerankerPipeline
+from ragdistill.reranker.teachers import load_teacher as load_reranker_teacher
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ragdistill"
 PIPELINE_PACKAGES = ("reranker", "embedding", "retrieval", "export", "data", "expansion")
@@ -119,10 +121,11 @@ def test_a_pipeline_missing_a_role_cannot_be_made():
     (embedding_training.load_student, reranker_training.load_student),
     (embedding_losses.build_loss, reranker_losses.build_loss),
     (embedding_evaluation.evaluate_student, reranker_evaluation.evaluate_student),
+    (load_embedding_teacher, load_reranker_teacher),
 ], ids=lambda pair: pair[0].__name__)
 def test_same_role_same_leading_parameters(role):
     """The pipelines' own functions for one role take the same leading parameters, in the same order; a pipeline's
     extra options come after them."""
     embedding, reranker = (list(inspect.signature(function).parameters) for function in role)
-    shared = {"load_student": 4, "build_loss": 2, "evaluate_student": 4}[role[0].__name__]
+    shared = {"load_student": 4, "build_loss": 2, "evaluate_student": 4, "load_teacher": 2}[role[0].__name__]
     assert embedding[:shared] == reranker[:shared]

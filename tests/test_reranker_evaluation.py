@@ -24,7 +24,7 @@ from ragdistill.reranker.evaluation import (
     teacher_test_scores,
 )
 from ragdistill.reranker.scoring import score_file
-from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.reranker.teachers import TeacherArguments, describe_teacher, load_teacher
 from tests.builders import stage_main as script_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,9 @@ def student(tiny_models):
 
 @pytest.fixture(scope="module")
 def teacher_scores(tiny_models, tmp_path_factory) -> Path:
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
-                             max_length=512)
+    options = TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch",
+                               teacher_dtype="float32",
+                             teacher_max_length=512)
     output = tmp_path_factory.mktemp("teacher") / "test.scores.jsonl"
     teacher = load_teacher(options)
     score_file(TEST, output, describe_teacher(options), lambda: teacher, max_queries=8)

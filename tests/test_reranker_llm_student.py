@@ -19,7 +19,7 @@ from ragdistill.core.mteb import read_samples
 from ragdistill.core.resumable import meta_path
 from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION, Qwen3RerankerPrompts, chat_template, template_instruction
 from ragdistill.reranker.rows import RowSettings, build_rows
-from ragdistill.reranker.teachers import TeacherOptions, load_teacher
+from ragdistill.reranker.teachers import TeacherArguments, load_teacher
 from ragdistill.reranker.training import load_student
 from tests.builders import build_qwen3
 from tests.builders import stage_main as script_main
@@ -48,8 +48,9 @@ def teacher_scores(tiny_models, tmp_path_factory):
     """Stage-1 output of the tiny Qwen3 teacher (transformers backend, fp32) over 6 WikiQA dev queries."""
     samples = read_samples(REPO / "data/wikiqa/dev.jsonl.gz")[:6]
     pairs = [(s.query, p) for s in samples for p in s.candidates]
-    teacher = load_teacher(TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch",
-                                          dtype="float32", max_length=MAX_LENGTH, instruction=INSTRUCTION))
+    teacher = load_teacher(TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch",
+                                            teacher_dtype="float32", teacher_max_length=MAX_LENGTH,
+                                            instruction=INSTRUCTION))
     scores = teacher.score(pairs).scores
     path = tmp_path_factory.mktemp("scores") / "train.scores.jsonl"
     path.write_text("".join(dumps({"query": q, "passage": p, "score": s}) + "\n" for (q, p), s in zip(pairs, scores)))
@@ -72,7 +73,8 @@ def test_student_reads_the_teachers_prompt_and_scores_in_fp32(tiny_models):
     assert got == expected.input_ids
     assert template_instruction(student.tokenizer.chat_template) == INSTRUCTION
     # The score is the teacher's logit(yes) - logit(no): the same model through the teacher's code gives the same.
-    teacher = load_teacher(TeacherOptions(model=model, backend="torch", dtype="float32", max_length=MAX_LENGTH,
+    teacher = load_teacher(TeacherArguments(teacher_model=model, backend="torch", teacher_dtype="float32",
+                                            teacher_max_length=MAX_LENGTH,
                                           instruction=INSTRUCTION, share_prefixes="off"))
     scores = student.predict(pairs, activation_fn=torch.nn.Identity(), convert_to_tensor=True)
     np.testing.assert_allclose(scores.numpy(), teacher.score(pairs).scores, atol=1e-4)
@@ -150,9 +152,9 @@ def test_lora_student_is_merged_and_serves_alike_in_both_servers(student, teache
     # vLLM, through the conversion the teacher uses, scores the saved student as CrossEncoder(path) does (fp32).
     pairs = [(s.query, p) for s in samples[:2] for p in s.candidates] + [("Who wrote it?", "The novel was written. " * 40)]
     from_st = trained.predict(pairs, activation_fn=torch.nn.Identity())
-    served = load_teacher(TeacherOptions(model=str(output), backend="vllm", dtype="float32", max_length=MAX_LENGTH,
-                                         instruction=INSTRUCTION,
-                                         vllm=VLLMArguments(enforce_eager=True, kv_cache_gb=0.25)))
+    served = load_teacher(TeacherArguments(teacher_model=str(output), backend="vllm", teacher_dtype="float32",
+                                           teacher_max_length=MAX_LENGTH, instruction=INSTRUCTION),
+                          VLLMArguments(enforce_eager=True, kv_cache_gb=0.25))
     try:
         scored = served.score(pairs)
     finally:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir
 from ragdistill.reranker.scoring import score_file
-from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher
+from ragdistill.reranker.teachers import TeacherArguments, describe_teacher, load_teacher
 from tests.builders import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +62,9 @@ def _run_and_kill(command: list[str], parts: Path, chunks_on_disk: int, timeout:
 
 
 @pytest.fixture(scope="module")
-def options(tiny_models) -> TeacherOptions:
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
-                          max_length=512, batch_size=BATCH_SIZE)
+def options(tiny_models) -> TeacherArguments:
+    return TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch", teacher_dtype="float32",
+                          teacher_max_length=512, batch_size=BATCH_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_other_settings_do_not_mix_with_a_partial_run(options, teacher, tmp_path
     output = tmp_path / "dev.scores.jsonl"
     with monkeypatch_finish_crash(), pytest.raises(_Crash):
         _uninterrupted(options, teacher, output, SMALL)
-    changed = TeacherOptions(**{**options.__dict__, "max_length": 256})
+    changed = replace(options, teacher_max_length=256)
     with pytest.raises(InputError, match="a partial output from a different run is here"):
         score_file(DEV, output, describe_teacher(changed), lambda: teacher, chunk_size=CHUNK_SIZE, max_queries=SMALL)
     with pytest.raises(InputError, match="a partial output from a different run is here"):

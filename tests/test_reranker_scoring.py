@@ -4,6 +4,7 @@ duplicates, truncation, determinism, bad input, bad models, non-finite scores, s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,12 @@ import pytest
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
-from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.reranker.scoring import read_pairs, score_file
 from ragdistill.reranker.teachers import (
     GPU_MAX_BATCH_TOKENS,
     MIN_SHARED_PREFIX,
     PAD_TO_MULTIPLE_OF,
     TeacherArguments,
-    TeacherOptions,
     common_prefix_length,
     describe_teacher,
     length_sorted_batches,
@@ -35,8 +34,8 @@ DEV = REPO / "data/wikiqa/dev.jsonl.gz"
 
 @pytest.fixture(scope="module")
 def qwen_options(tiny_models):
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32",
-                          max_length=512, batch_size=8)
+    return TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch", teacher_dtype="float32",
+                          teacher_max_length=512, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +107,7 @@ def test_rows_metadata_and_duplicates(qwen_options, qwen_teacher, write_lines, t
 
 
 def test_long_documents_are_cut_and_counted(qwen_options, qwen_teacher, tmp_path):
-    short = TeacherOptions(**{**qwen_options.__dict__, "max_length": 150})
+    short = replace(qwen_options, teacher_max_length=150)
     teacher = load_teacher(short)
     output = tmp_path / "scores.jsonl"
     _score(DEV, output, short, teacher, max_queries=3)
@@ -160,15 +159,15 @@ def test_cli_error_is_one_line_exit_2(tmp_path, capsys):
 def test_models_that_are_not_rerankers(tmp_path, tiny_models):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a teacher model: no config.json"):
-        describe_teacher(TeacherOptions(model=str(tmp_path / "empty")))
+        describe_teacher(TeacherArguments(teacher_model=str(tmp_path / "empty")))
     # A plain encoder has no reranking head: CrossEncoder would add a random one. Refused.
     with pytest.raises(InputError, match="not a reranker: architecture BertModel"):
-        describe_teacher(TeacherOptions(model=str(tiny_models["bert"])))
+        describe_teacher(TeacherArguments(teacher_model=str(tiny_models["bert"])))
     # The bi-encoder backend wants a sentence-transformers model.
     with pytest.raises(InputError, match="not a sentence-transformers model"):
-        load_teacher(TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="bi-encoder"))
+        load_teacher(TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="bi-encoder"))
     with pytest.raises(InputError, match="unknown --backend"):
-        describe_teacher(TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="onnx"))
+        describe_teacher(TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="onnx"))
 
 
 def test_non_finite_scores_are_never_written(tmp_path, tiny_models, qwen_options):
@@ -182,7 +181,7 @@ def test_non_finite_scores_are_never_written(tmp_path, tiny_models, qwen_options
         lm.lm_head.weight[tokenizer.convert_tokens_to_ids("yes")] = float("nan")
     lm.save_pretrained(broken)
     tokenizer.save_pretrained(broken)
-    options = TeacherOptions(**{**qwen_options.__dict__, "model": str(broken)})
+    options = replace(qwen_options, teacher_model=str(broken))
     output = tmp_path / "scores.jsonl"
     with pytest.raises(InputError, match=r"non-finite teacher score \(nan\)"):
         _score(DEV, output, options, load_teacher(options), max_queries=2)
@@ -192,7 +191,8 @@ def test_non_finite_scores_are_never_written(tmp_path, tiny_models, qwen_options
 def test_bi_encoder_teacher(tmp_path, tiny_models):
     from sentence_transformers import SentenceTransformer
 
-    options = TeacherOptions(model=str(tiny_models["qwen3_embedder"]), backend="bi-encoder", dtype="float32",
+    options = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="bi-encoder",
+                               teacher_dtype="float32",
                              bi_encoder_scale=20.0)
     output = tmp_path / "scores.jsonl"
     _score(DEV, output, options, load_teacher(options), max_queries=2)
@@ -210,7 +210,7 @@ def test_cross_encoder_teacher_gives_raw_logits(tmp_path, tiny_models):
 
     teacher_dir = tmp_path / "bert-cross-encoder"
     CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
-    options = TeacherOptions(model=str(teacher_dir), backend="torch", dtype="float32")
+    options = TeacherArguments(teacher_model=str(teacher_dir), backend="torch", teacher_dtype="float32")
     output = tmp_path / "scores.jsonl"
     _score(DEV, output, options, load_teacher(options), max_queries=2)
     rows = _rows(output)
@@ -342,10 +342,11 @@ def test_bf16_scores_do_not_tie(tiny_models):
 
     plan = read_pairs(DEV, max_queries=6)
     pairs = plan.pairs(range(len(plan)))
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="bfloat16",
-                             max_length=512, batch_size=16)
+    options = TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch",
+                               teacher_dtype="bfloat16",
+                             teacher_max_length=512, batch_size=16)
     teacher = load_teacher(options)
-    fp32 = load_teacher(TeacherOptions(**{**options.__dict__, "dtype": "float32"})).score(pairs).scores
+    fp32 = load_teacher(replace(options, teacher_dtype="float32")).score(pairs).scores
     assert len(set(fp32)) == len(pairs)
     for share_prefixes in (True, False):
         teacher.share_prefixes = share_prefixes
@@ -378,8 +379,9 @@ def test_share_prefixes_flag(tiny_models, tmp_path, capsys):
         run_main(lambda: stage_main("score")(argv))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: <input>: --share_prefixes yes: expected one of auto, on, off\n"
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="torch", dtype="float32")
-    assert load_teacher(TeacherOptions(**{**options.__dict__, "share_prefixes": "off"})).share_prefixes is False
+    options = TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch",
+                               teacher_dtype="float32")
+    assert load_teacher(replace(options, share_prefixes="off")).share_prefixes is False
 
 
 @pytest.mark.parametrize("kind", ["qwen3_reranker", "cross_encoder"])
@@ -392,9 +394,9 @@ def test_token_budget_batches_give_the_same_scores(kind, qwen_options, qwen_teac
     else:
         teacher_dir = tmp_path / "bert-cross-encoder"
         CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(teacher_dir))
-        options = TeacherOptions(model=str(teacher_dir), backend="torch", dtype="float32")
+        options = TeacherArguments(teacher_model=str(teacher_dir), backend="torch", teacher_dtype="float32")
         fixed = load_teacher(options)
-    budgeted = load_teacher(TeacherOptions(**{**options.__dict__, "max_batch_tokens": 400}))
+    budgeted = load_teacher(replace(options, max_batch_tokens=400))
     # on CPU the fixed teacher runs batches of batch_size rows; on a GPU its own default budget
     assert budgeted.max_batch_tokens == 400 and fixed.max_batch_tokens == resolve_max_batch_tokens(0, fixed.device)
     expected, got = fixed.score(pairs), budgeted.score(pairs)
@@ -454,14 +456,11 @@ def test_shard_cli(tiny_models, tmp_path, capsys):
     assert is_complete(output) and len(read_jsonl(output)) == read_json(meta_path(output))["num_pairs"]
 
 
-def test_the_score_stage_flags_reach_the_teacher_options():
-    args = TeacherArguments(teacher_model="m", backend="torch", instruction="find duplicates", teacher_max_length=128,
-                            teacher_dtype="bfloat16", batch_size=3, max_batch_tokens=999, share_prefixes="off",
-                            bi_encoder_scale=7.0, device="cpu")
-    vllm = VLLMArguments(max_num_seqs=5)
-    options = args.options(vllm)
-    assert (options.model, options.backend, options.instruction, options.max_length, options.dtype) == \
-           ("m", "torch", "find duplicates", 128, "bfloat16")
-    assert (options.batch_size, options.max_batch_tokens, options.share_prefixes, options.bi_encoder_scale,
-            options.device) == (3, 999, "off", 7.0, "cpu")
-    assert options.vllm is vllm
+def test_the_score_stage_flags_describe_the_teacher(tiny_models):
+    """load_teacher and describe_teacher take the score stage's own flags (TeacherArguments), as the embedding
+    pipeline's do: what identifies the scores comes from them."""
+    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="torch", instruction="find dups",
+                            teacher_max_length=128, teacher_dtype="bfloat16")
+    settings = describe_teacher(args)
+    assert (settings.model, settings.backend, settings.instruction, settings.max_length, settings.dtype) == \
+           (str(tiny_models["qwen3_reranker"]), "torch", "find dups", 128, "bfloat16")

@@ -15,7 +15,7 @@ from ragdistill.core.resumable import meta_path
 from ragdistill.core.vllm_engine import VLLMArguments, stop_engine
 from ragdistill.reranker.scoring import read_pairs, score_file
 from ragdistill.reranker.teachers import (
-    TeacherOptions,
+    TeacherArguments,
     VLLMYesNoTeacher,
     describe_teacher,
     load_teacher,
@@ -60,9 +60,9 @@ def pairs():
     return pairs
 
 
-def _options(tiny_models, backend: str) -> TeacherOptions:
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend=backend, dtype="float32",
-                          max_length=MAX_LENGTH, batch_size=8)
+def _options(tiny_models, backend: str) -> TeacherArguments:
+    return TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend=backend, teacher_dtype="float32",
+                          teacher_max_length=MAX_LENGTH, batch_size=8)
 
 
 def test_vllm_and_transformers_agree(engine, tiny_models, pairs):

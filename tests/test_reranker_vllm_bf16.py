@@ -4,13 +4,14 @@ reranker, one engine for the module)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ragdistill.reranker.scoring import read_pairs
-from ragdistill.reranker.teachers import TeacherOptions, load_teacher
+from ragdistill.reranker.teachers import TeacherArguments, load_teacher
 from tests.test_reranker_vllm import MAX_LENGTH, yes_no_engine
 
 pytestmark = pytest.mark.vllm
@@ -30,11 +31,12 @@ def engine(tiny_models):  # its own module: the fp32 engine of test_reranker_vll
 def test_vllm_and_transformers_agree_in_bf16(engine, tiny_models):
     plan = read_pairs(REPO / "data/wikiqa/dev.jsonl.gz", max_queries=8)
     pairs = plan.pairs(range(len(plan)))
-    options = TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend="vllm", dtype="bfloat16",
-                             max_length=MAX_LENGTH, batch_size=8)
+    options = TeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend="vllm",
+                               teacher_dtype="bfloat16",
+                             teacher_max_length=MAX_LENGTH, batch_size=8)
     from_vllm = np.array(load_teacher(options, llm=engine).score(pairs).scores)
-    hf_teacher = load_teacher(TeacherOptions(**{**options.__dict__, "backend": "torch"}))
-    fp32 = np.array(load_teacher(TeacherOptions(**{**options.__dict__, "backend": "torch", "dtype": "float32"}))
+    hf_teacher = load_teacher(replace(options, backend="torch"))
+    fp32 = np.array(load_teacher(replace(options, backend="torch", teacher_dtype="float32"))
                     .score(pairs).scores)
     for share_prefixes in (True, False):
         hf_teacher.share_prefixes = share_prefixes

@@ -12,7 +12,7 @@ import pytest
 
 from ragdistill.core.vllm_engine import VLLMArguments, stop_engine
 from ragdistill.reranker.scoring import read_pairs
-from ragdistill.reranker.teachers import TeacherOptions, VLLMCrossEncoderTeacher, load_teacher
+from ragdistill.reranker.teachers import TeacherArguments, VLLMCrossEncoderTeacher, load_teacher
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +39,8 @@ def cross_encoder(tiny_models, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vllm_teacher(cross_encoder):
-    options = TeacherOptions(model=str(cross_encoder), backend="vllm", dtype="float32",
-                             vllm=VLLMArguments(enforce_eager=True, kv_cache_gb=1.0))
-    teacher = load_teacher(options)  # starts the engine the way score.py does
+    options = TeacherArguments(teacher_model=str(cross_encoder), backend="vllm", teacher_dtype="float32")
+    teacher = load_teacher(options, VLLMArguments(enforce_eager=True, kv_cache_gb=1.0))  # as score.py starts it
     yield teacher
     stop_engine(teacher.llm)
     del teacher
@@ -53,7 +52,8 @@ def test_vllm_score_equals_transformers(vllm_teacher, cross_encoder):
     plan = read_pairs(REPO / "data/wikiqa/dev.jsonl.gz", max_queries=4)
     pairs = plan.pairs(range(len(plan)))
     pairs.append((pairs[0][0], " ".join(p for _, p in pairs)))  # far over 512 tokens
-    hf_teacher = load_teacher(TeacherOptions(model=str(cross_encoder), backend="torch", dtype="float32"))
+    hf_teacher = load_teacher(TeacherArguments(teacher_model=str(cross_encoder), backend="torch",
+                                               teacher_dtype="float32"))
     from_vllm, from_hf = vllm_teacher.score(pairs), hf_teacher.score(pairs)
     assert from_vllm.truncated == from_hf.truncated and from_vllm.truncated[-1] and sum(from_vllm.truncated) == 1
     diff = np.abs(np.array(from_vllm.scores) - np.array(from_hf.scores))

@@ -37,7 +37,8 @@ from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob  # noqa: E402
 from ragdistill.embedding.teachers import TeacherArguments  # noqa: E402
 from ragdistill.embedding.teachers import load_teacher as load_embedder  # noqa: E402
 from ragdistill.reranker.scoring import score_file  # noqa: E402
-from ragdistill.reranker.teachers import TeacherOptions, describe_teacher, load_teacher  # noqa: E402
+from ragdistill.reranker.teachers import TeacherArguments as RerankerTeacherArguments  # noqa: E402
+from ragdistill.reranker.teachers import describe_teacher, load_teacher  # noqa: E402
 from tests.builders import repo_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,9 +83,12 @@ def local_ray():
     assert set(os.listdir("/dev/shm")) <= shm_before, "shared-memory files left behind"
 
 
-def _reranker(tiny_models, backend: str) -> TeacherOptions:
-    return TeacherOptions(model=str(tiny_models["qwen3_reranker"]), backend=backend, dtype="float32", max_length=512,
-                          batch_size=8, vllm=VLLMArguments(enforce_eager=True, kv_cache_gb=0.25))
+VLLM_SETTINGS = VLLMArguments(enforce_eager=True, kv_cache_gb=0.25)
+
+
+def _reranker(tiny_models, backend: str) -> RerankerTeacherArguments:
+    return RerankerTeacherArguments(teacher_model=str(tiny_models["qwen3_reranker"]), backend=backend,
+                                    teacher_dtype="float32", teacher_max_length=512, batch_size=8)
 
 
 def _without_timings(meta: dict) -> dict:
@@ -111,7 +115,8 @@ def torch_reference(tiny_models, tmp_path_factory) -> Path:
     """The direct path's output: 12 queries in chunks of 8 pairs."""
     options = _reranker(tiny_models, "torch")
     output = tmp_path_factory.mktemp("direct") / "scores.jsonl"
-    score_file(DEV, output, describe_teacher(options), functools.partial(load_teacher, options), chunk_size=8,
+    score_file(DEV, output, describe_teacher(options), functools.partial(load_teacher, options, VLLM_SETTINGS),
+               chunk_size=8,
                max_queries=12)
     return output
 
@@ -120,8 +125,9 @@ def test_reranker_on_ray_writes_what_the_direct_path_writes(tiny_models, torch_r
     """A shard run on Ray scores only its shard's chunks; the unsharded Ray run scores the rest and joins."""
     options = _reranker(tiny_models, "torch")
     output = tmp_path / "scores.jsonl"
-    run = functools.partial(score_file, DEV, output, describe_teacher(options), functools.partial(load_teacher, options),
-                            chunk_size=8, max_queries=12, engine=RAY)
+    load = functools.partial(load_teacher, options, VLLM_SETTINGS)
+    run = functools.partial(score_file, DEV, output, describe_teacher(options), load, chunk_size=8, max_queries=12,
+                            engine=RAY)
     assert not run(num_shards=2, shard_id=1)["complete"] and not output.exists()
     num_chunks = read_json(meta_path(torch_reference))["num_chunks"]
     assert sorted(p.name for p in parts_dir(output).glob("chunk-*")) == \
@@ -140,11 +146,13 @@ def test_reranker_on_ray_with_vllm_in_the_actors(tiny_models, tmp_path):
     options = _reranker(tiny_models, "vllm")
     settings = describe_teacher(options)
     on_ray, direct = tmp_path / "ray.jsonl", tmp_path / "direct.jsonl"
-    score_file(DEV, on_ray, settings, functools.partial(load_teacher, options), chunk_size=16, max_queries=3,
+    score_file(DEV, on_ray, settings, functools.partial(load_teacher, options, VLLM_SETTINGS), chunk_size=16,
+               max_queries=3,
                engine=EngineArguments(engine="ray", num_replicas=1))
     loaded = []
     try:
-        score_file(DEV, direct, settings, lambda: loaded.append(load_teacher(options)) or loaded[0], chunk_size=16,
+        score_file(DEV, direct, settings, lambda: loaded.append(load_teacher(options, VLLM_SETTINGS)) or loaded[0],
+                   chunk_size=16,
                    max_queries=3)
     finally:
         for teacher in loaded:
@@ -174,7 +182,8 @@ def test_killed_worker_is_restarted_and_its_chunk_retried(tiny_models, torch_ref
     chunks_done: list[int] = []
     killer = threading.Thread(target=_kill_a_worker_when, args=(parts_dir(output), killed, chunks_done))
     killer.start()
-    meta = score_file(DEV, output, describe_teacher(options), functools.partial(load_teacher, options), chunk_size=8,
+    meta = score_file(DEV, output, describe_teacher(options), functools.partial(load_teacher, options,
+                                                                                VLLM_SETTINGS), chunk_size=8,
                       max_queries=12, engine=RAY)
     killer.join()
     assert killed and not psutil.pid_exists(killed[0])

@@ -115,9 +115,10 @@ class Reranker:
             if backend in EXPORTED_BACKENDS:
                 raise InputError(model, f"--reranker_backend {backend} runs exported CrossEncoders; this is a yes/no "
                                         "LLM reranker: use torch or vllm")
-            from ragdistill.reranker.teachers import TeacherOptions, load_teacher
+            from ragdistill.reranker.teachers import TeacherArguments, load_teacher
 
-            options = TeacherOptions(model=model, backend=backend, max_length=max_length, dtype=serving_dtype(dtype),
+            options = TeacherArguments(teacher_model=model, backend=backend, teacher_max_length=max_length,
+                                       teacher_dtype=serving_dtype(dtype),
                                      batch_size=batch_size)
             if not instruction and Path(model).is_dir():
                 from ragdistill.reranker.training import saved_instruction

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import resolve_dtype
 from ragdistill.core.models import require_model_dir
-from ragdistill.core.vllm_engine import start_engine
+from ragdistill.core.vllm_engine import VLLMArguments, start_engine
 from ragdistill.reranker.prompt import yes_no_token_ids
 from ragdistill.reranker.teachers.base import (
     BACKENDS,
@@ -25,7 +25,6 @@ from ragdistill.reranker.teachers.base import (
     ScoredPairs,
     Teacher,
     TeacherArguments,
-    TeacherOptions,
     TeacherSettings,
     reranker_kind,
     resolve_max_length,
@@ -54,7 +53,7 @@ from ragdistill.reranker.teachers.vllm import (
 __all__ = [
     "BACKENDS", "BI_ENCODER", "CROSS_ENCODER", "DEFAULT_LLM_MAX_LENGTH", "GPU_MAX_BATCH_TOKENS", "MIN_SHARED_PREFIX",
     "PAD_TO_MULTIPLE_OF", "SHARE_PREFIXES", "YES_NO_LLM", "BiEncoderTeacher", "ScoredPairs", "Teacher",
-    "TeacherArguments", "TeacherOptions", "TeacherSettings", "TransformersCrossEncoderTeacher",
+    "TeacherArguments", "TeacherSettings", "TransformersCrossEncoderTeacher",
     "TransformersYesNoTeacher", "VLLMCrossEncoderTeacher", "VLLMYesNoTeacher", "common_prefix_length", "describe_teacher",
     "length_sorted_batches", "load_teacher", "padded_width", "reranker_kind", "resolve_backend",
     "resolve_max_batch_tokens", "resolve_max_length", "resolve_share_prefixes", "start_yes_no_engine",
@@ -78,43 +77,45 @@ def resolve_backend(backend: str) -> str:
     return auto_backend()
 
 
-def describe_teacher(options: TeacherOptions) -> TeacherSettings:
+def describe_teacher(args: TeacherArguments) -> TeacherSettings:
     """The settings a teacher would run with, without loading it (checks the model path and kind)."""
-    backend = resolve_backend(options.backend)
-    resolve_share_prefixes(options.share_prefixes, "cpu")  # a bad value fails before any model loads
+    backend = resolve_backend(args.backend)
+    resolve_share_prefixes(args.share_prefixes, "cpu")  # a bad value fails before any model loads
     if backend == "bi-encoder":
-        require_model_dir(options.model, "teacher model")
-        return TeacherSettings(options.model, backend, BI_ENCODER, resolve_dtype(options.dtype), options.max_length,
-                               bi_encoder_scale=options.bi_encoder_scale)
-    kind, config = reranker_kind(options.model)
-    max_length = resolve_max_length(options.model, kind, config, options.max_length)
-    return TeacherSettings(options.model, backend, kind, resolve_dtype(options.dtype), max_length,
-                           instruction=options.instruction if kind == YES_NO_LLM else None)
+        require_model_dir(args.teacher_model, "teacher model")
+        return TeacherSettings(args.teacher_model, backend, BI_ENCODER, resolve_dtype(args.teacher_dtype),
+                               args.teacher_max_length, bi_encoder_scale=args.bi_encoder_scale)
+    kind, config = reranker_kind(args.teacher_model)
+    max_length = resolve_max_length(args.teacher_model, kind, config, args.teacher_max_length)
+    return TeacherSettings(args.teacher_model, backend, kind, resolve_dtype(args.teacher_dtype), max_length,
+                           instruction=args.instruction if kind == YES_NO_LLM else None)
 
 
-def load_teacher(options: TeacherOptions, llm=None) -> Teacher:
-    """Load the teacher for `options`; `llm` reuses a started vLLM engine (tests start one per module)."""
-    settings = describe_teacher(options)
-    model, dtype, max_length = options.model, options.dtype, settings.max_length
+def load_teacher(args: TeacherArguments, vllm_args: VLLMArguments | None = None, llm=None) -> Teacher:
+    """Load the teacher `args` describe (`vllm_args`: the engine's settings for the vLLM backend); `llm` reuses a
+    started vLLM engine (tests start one per module)."""
+    settings = describe_teacher(args)
+    model, dtype, max_length = args.teacher_model, args.teacher_dtype, settings.max_length
+    vllm_args = vllm_args or VLLMArguments()
     if settings.backend == "bi-encoder":
-        return BiEncoderTeacher(model, dtype, max_length, options.batch_size, options.bi_encoder_scale, options.device)
+        return BiEncoderTeacher(model, dtype, max_length, args.batch_size, args.bi_encoder_scale, args.device)
     if settings.backend == "torch":
         if settings.kind == YES_NO_LLM:
-            return TransformersYesNoTeacher(model, dtype, max_length, options.instruction, options.batch_size,
-                                            options.device, options.max_batch_tokens, options.share_prefixes)
-        return TransformersCrossEncoderTeacher(model, dtype, max_length, options.batch_size, options.device,
-                                               options.max_batch_tokens)
+            return TransformersYesNoTeacher(model, dtype, max_length, args.instruction, args.batch_size,
+                                            args.device, args.max_batch_tokens, args.share_prefixes)
+        return TransformersCrossEncoderTeacher(model, dtype, max_length, args.batch_size, args.device,
+                                               args.max_batch_tokens)
     if settings.kind == YES_NO_LLM:
         if llm is None:
             from transformers import AutoTokenizer
 
             yes_no_token_ids(AutoTokenizer.from_pretrained(model), model)  # before minutes of engine start-up
             _, config = reranker_kind(model)
-            llm = start_yes_no_engine(model, config, options.vllm, dtype, max_length)
-        return VLLMYesNoTeacher(model, llm, dtype, max_length, options.instruction)
+            llm = start_yes_no_engine(model, config, vllm_args, dtype, max_length)
+        return VLLMYesNoTeacher(model, llm, dtype, max_length, args.instruction)
     if llm is None:
         # max_length 0: vLLM derives the model's own limit (e.g. 8192 for bge-reranker-v2-m3). Prefix caching:
         # vLLM's choice, since encoder-only cross-encoders (BERT, XLM-RoBERTa) have no KV cache to share.
-        llm = start_engine(model, options.vllm, dtype=dtype, max_model_len=max_length or None,
+        llm = start_engine(model, vllm_args, dtype=dtype, max_model_len=max_length or None,
                            enable_prefix_caching=None)
     return VLLMCrossEncoderTeacher(model, llm, dtype, max_length or llm.model_config.max_model_len)

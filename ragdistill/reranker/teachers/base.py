@@ -19,7 +19,6 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import default_device
 from ragdistill.core.models import architecture as model_architecture
 from ragdistill.core.models import read_model_config
-from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.reranker.prompt import DEFAULT_INSTRUCTION
 
 BACKENDS = ("vllm", "torch", "bi-encoder")
@@ -29,25 +28,9 @@ DEFAULT_LLM_MAX_LENGTH = 8192
 
 
 @dataclass
-class TeacherOptions:
-    """A teacher to load (load_teacher), as the score stage and the Milvus chain give it."""
-
-    model: str
-    backend: str = "torch"
-    dtype: str = "auto"
-    max_length: int = 0
-    instruction: str = DEFAULT_INSTRUCTION
-    batch_size: int = 16
-    max_batch_tokens: int = 0
-    share_prefixes: str = "auto"
-    bi_encoder_scale: float = 20.0
-    device: str | None = None
-    vllm: VLLMArguments = field(default_factory=VLLMArguments)
-
-
-@dataclass
 class TeacherArguments:
-    """Which teacher scores the pairs, and how: the score stage's flags."""
+    """Which teacher scores the pairs, and how: the score stage's flags, and what load_teacher takes (as
+    Embedding-Distillation's TeacherArguments; the vLLM engine's settings go beside them, as VLLMArguments)."""
 
     teacher_model: str = field(default="Qwen/Qwen3-Reranker-8B", metadata={
         "help": "Teacher: a yes/no LLM reranker (Qwen3-Reranker-*), a cross-encoder (bge-reranker-*), or for "
@@ -80,14 +63,6 @@ class TeacherArguments:
     device: str = field(default=None, metadata={"help": "torch/bi-encoder device; default cuda if present."})
     chunk_size: int = field(default=4096, metadata={
         "help": "Pairs per chunk: one vLLM call, one file on disk, the most a crash can lose. Keep it when resuming."})
-
-    def options(self, vllm: VLLMArguments) -> TeacherOptions:
-        """What load_teacher takes; vLLM's engine settings travel with it."""
-        return TeacherOptions(
-            model=self.teacher_model, backend=self.backend, dtype=self.teacher_dtype,
-            max_length=self.teacher_max_length, instruction=self.instruction, batch_size=self.batch_size,
-            max_batch_tokens=self.max_batch_tokens, share_prefixes=self.share_prefixes,
-            bi_encoder_scale=self.bi_encoder_scale, device=self.device, vllm=vllm)
 
 
 @dataclass
