@@ -19,14 +19,14 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from ragdistill.core.arguments import ScoringInputArguments
+from ragdistill.core.arguments import ScoringInputArguments, parse_num_negatives
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.leakage import leaked_test_queries
 from ragdistill.core.ray_engine import EngineArguments
 from ragdistill.core.resumable import ShardArguments
 from ragdistill.core.vllm_engine import VLLMArguments
 from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP
-from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS, parse_num_negatives
+from ragdistill.embedding.rows import FALSE_NEGATIVE_MARGIN, FORMATS
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob, cached_teacher_scores
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
@@ -42,8 +42,9 @@ class DataArguments:
                 "similarity. triplet: one row per (positive, negative) pair (the Cartesian product). "
                 "scores: one row per query with every candidate's similarity.", "choices": list(FORMATS)})
     num_negatives: str = field(default="8", metadata={
-        "help": "Negatives per ntuple row, the hardest by teacher similarity; 'all' (or 0) = as many as the "
-                "query with the most negatives has (all rows need the same columns)."})
+        "help": "Negatives per ntuple row, the hardest by teacher similarity; 'all' (or 0, or auto) = as many as the "
+                "query with the most negatives has (all rows need the same columns). 8: the rows every measurement "
+                "in the module README used (Reranker-Distillation's listwise rows hold a query's whole list)."})
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
                 "see the same repeats). --pad_negatives false: leave such queries out (counted)."})

@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ragdistill.core.arguments import parse_num_negatives
 from ragdistill.core.cli import parse_args, run_main, split_paths
 from ragdistill.core.errors import InputError
 from ragdistill.data.pseudo_queries import ROUND_TRIP_TOP
@@ -37,9 +38,11 @@ class TrainingRowArguments:
         "help": "Where the rows go (.jsonl or .jsonl.gz)."})
     format: str = field(default="listwise", metadata={"help": "listwise (for listnet / lambda), ntuple or triplet."})
     top_k: int = field(default=8, metadata={"help": "Passages per query used as positives (by teacher score)."})
-    num_negatives: int = field(default=0, metadata={
-        "help": "Listwise: passages after the top --top_k; ntuple / triplet: negatives per positive. "
-                "0 = 32 for listwise rows (every candidate of most reranking sets), 4 for the others."})
+    num_negatives: str = field(default="auto", metadata={
+        "help": "Listwise: passages after the top --top_k; ntuple / triplet: negatives per positive. A count, 'all' "
+                "(listwise and triplet rows: every lower-scored passage), or 'auto': 32 for listwise rows (every "
+                "candidate of most reranking sets), 4 for the others. Embedding-Distillation's rows default to 8 "
+                "negatives, the width of its ntuple rows; a listwise row here holds a query's whole list."})
     negative_sampling: str = field(default="hard", metadata={
         "help": "hard: the next lower-scored passages; random: drawn from all lower-scored ones (--seed)."})
     seed: int = field(default=42, metadata={"help": "Seed of the random negative sampling."})
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     if not teacher_scores:
         raise InputError(None, "give --teacher_scores (stage-1 outputs, comma-separated)")
     # 2. rows, streamed query by query
-    num_negatives = args.num_negatives or (32 if args.format == "listwise" else 4)
+    num_negatives = parse_num_negatives(args.num_negatives, 32 if args.format == "listwise" else 4)
     settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=num_negatives,
                            negative_sampling=args.negative_sampling, seed=args.seed,
                            round_trip_top=args.round_trip_top)

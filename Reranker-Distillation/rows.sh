@@ -12,7 +12,7 @@ LOSS="${LOSS:-}"                            # train.sh's loss picks the format: 
 FORMAT="${FORMAT:-}"                        # ntuple | triplet | listwise
 if [ -z "$FORMAT" ]; then case "$LOSS" in margin_mse|mse) FORMAT=ntuple ;; esac; fi
 TOP_K="${TOP_K:-}"                          # positives per query (by teacher score)
-NUM_NEGATIVES="${NUM_NEGATIVES:-}"          # negatives per positive (listwise: passages after the top TOP_K); 0 = by format
+NUM_NEGATIVES="${NUM_NEGATIVES:-}"          # negatives per positive (listwise: passages after the top TOP_K): a count, all, or auto (by format)
 NEGATIVE_SAMPLING="${NEGATIVE_SAMPLING:-}"  # hard (next lower-scored) | random
 SEED="${SEED:-}"
 

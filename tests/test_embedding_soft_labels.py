@@ -10,10 +10,10 @@ import logging
 import numpy as np
 import pytest
 
+from ragdistill.core.arguments import parse_num_negatives
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, read_jsonl
 from ragdistill.core.resumable import is_complete, meta_path, parts_dir, require_complete
-from ragdistill.embedding.rows import parse_num_negatives
 from ragdistill.embedding.scoring import (
     LazyTeacher,
     SoftLabelJob,
@@ -147,7 +147,7 @@ def test_triplet_and_all_negatives_formats(tmp_path, data_files, teacher):
     assert dropped["counts"]["queries_too_few_negatives"] == short_queries
     assert dropped["counts"]["rows"] == sum(len(s["positive"]) for s in samples + [samples[0]]
                                             if len(s["negative"]) >= 5)
-    with pytest.raises(InputError, match="positive number or 'all'"):
+    with pytest.raises(InputError, match="a positive number, 'all' or 'auto'"):
         parse_num_negatives("lots")
 
 

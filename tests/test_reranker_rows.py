@@ -164,8 +164,32 @@ def test_unfinished_stage1_output_is_refused(tmp_path):
 def test_bad_settings(score_file, tmp_path):
     with pytest.raises(InputError, match="unknown --format"):
         build_rows([score_file], tmp_path / "r.jsonl", RowSettings(format="pairs"))
-    with pytest.raises(InputError, match="at least 1"):
+    with pytest.raises(InputError, match="an ntuple row has one column per negative, so it needs a count"):
         build_rows([score_file], tmp_path / "r.jsonl", RowSettings(num_negatives=0))
+    with pytest.raises(InputError, match="at least 1"):
+        build_rows([score_file], tmp_path / "r.jsonl", RowSettings(top_k=0))
+
+
+def test_num_negatives_all_keeps_every_lower_scored_passage(score_file, tmp_path):
+    """--num_negatives all (0 in RowSettings), as in Embedding-Distillation: a listwise row holds every passage of its
+    query, a triplet row set every lower-scored passage; 'auto' and '0' stay the format's own count."""
+    from ragdistill.core.arguments import parse_num_negatives
+
+    assert parse_num_negatives("all", 32) == 0 and parse_num_negatives("auto", 32) == 32
+    assert parse_num_negatives("0", 4) == 4 and parse_num_negatives("7") == 7
+    with pytest.raises(InputError, match="a positive number, 'all' or 'auto'"):
+        parse_num_negatives("-3")
+    listwise, triplet = tmp_path / "listwise.jsonl", tmp_path / "triplet.jsonl"
+    build_rows([score_file], listwise, RowSettings(format="listwise", top_k=2, num_negatives=0))
+    build_rows([score_file], triplet, RowSettings(format="triplet", top_k=1, num_negatives=0))
+    per_query = {}
+    for line in score_file.read_text().splitlines():
+        row = json.loads(line)
+        per_query.setdefault(row["query"], set()).add(row["passage"])
+    rows = [json.loads(line) for line in listwise.read_text().splitlines()]
+    assert {row["query"]: len(row["documents"]) for row in rows} == {q: len(p) for q, p in per_query.items()}
+    triplets = [json.loads(line) for line in triplet.read_text().splitlines()]
+    assert len(triplets) == sum(len(p) - 1 for p in per_query.values())
 
 
 def test_listwise_rows_carry_the_data_labels_of_the_scored_file(tmp_path):

@@ -15,6 +15,23 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import DTYPES
 
 
+def parse_num_negatives(value: str | int, auto_count: int = 0) -> int:
+    """--num_negatives of both pipelines' row stages: a positive count, 'all' (0: every negative the row format
+    allows), or 'auto' (the stage's own count, `auto_count`; 0, its older spelling, means the same)."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return 0
+    if text in ("auto", "0"):
+        return auto_count
+    try:
+        count = int(text)
+    except ValueError:
+        raise InputError(None, f"--num_negatives must be a positive number, 'all' or 'auto', got '{value}'") from None
+    if count < 1:
+        raise InputError(None, f"--num_negatives must be a positive number, 'all' or 'auto', got '{value}'")
+    return count
+
+
 def check_choices(arguments) -> None:
     """Refuse a value outside its field's `choices`: HfArgumentParser checks them on the command line, this also
     when arguments are built in Python. An argument dataclass calls it first thing in `__post_init__`."""

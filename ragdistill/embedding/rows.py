@@ -30,20 +30,6 @@ TRAINING_FORMATS = ("ntuple", "triplet")
 FALSE_NEGATIVE_MARGIN = 0.95
 
 
-def parse_num_negatives(value: str | int) -> int:
-    """'all' or 0 -> 0 (every negative); else a positive count."""
-    text = str(value).strip().lower()
-    if text in ("all", "0"):
-        return 0
-    try:
-        count = int(text)
-    except ValueError:
-        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'") from None
-    if count < 0:
-        raise InputError(None, f"--num_negatives must be a positive number or 'all', got '{value}'")
-    return count
-
-
 def _labels(values: np.ndarray) -> list[float]:
     """Full float32 precision: rounding would tie similarities the evaluator tells apart, and ties change MRR."""
     return [float(value) for value in np.asarray(values, dtype=np.float32)]

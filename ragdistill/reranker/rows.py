@@ -61,8 +61,11 @@ class RowSettings:
             raise InputError(None, f"unknown --format '{self.format}', expected one of {', '.join(FORMATS)}")
         if self.negative_sampling not in SAMPLING:
             raise InputError(None, f"unknown --negative_sampling '{self.negative_sampling}', expected hard or random")
-        if self.top_k < 1 or self.num_negatives < 1 or self.round_trip_top < 1:
-            raise InputError(None, "--top_k, --num_negatives and --round_trip_top must be at least 1")
+        if self.top_k < 1 or self.num_negatives < 0 or self.round_trip_top < 1:
+            raise InputError(None, "--top_k and --round_trip_top must be at least 1, --num_negatives a count or all")
+        if self.format == "ntuple" and not self.num_negatives:
+            raise InputError(None, "--num_negatives all: an ntuple row has one column per negative, so it needs a "
+                                   "count (or --format listwise / triplet)")
 
 
 @dataclass
@@ -158,8 +161,8 @@ def _negative_indices(rank: int, count: int, settings: RowSettings, rng: random.
     """Indices (into the teacher ranking) of the negatives for the positive at `rank`."""
     lower = range(rank + 1, count)
     if settings.negative_sampling == "hard":
-        return list(lower[: settings.num_negatives])
-    if len(lower) <= settings.num_negatives:
+        return list(lower[: settings.num_negatives or None])
+    if not settings.num_negatives or len(lower) <= settings.num_negatives:
         return list(lower)
     return sorted(rng.sample(lower, settings.num_negatives))
 
@@ -177,8 +180,8 @@ def rows_for_query(query: str, group: Sequence[tuple[str, float]], settings: Row
     if settings.format == "listwise":
         keep = min(settings.top_k, len(ranked))
         rest = range(keep, len(ranked))
-        if settings.negative_sampling == "hard" or len(rest) <= settings.num_negatives:
-            extra = list(rest[: settings.num_negatives])
+        if settings.negative_sampling == "hard" or not settings.num_negatives or len(rest) <= settings.num_negatives:
+            extra = list(rest[: settings.num_negatives or None])
         else:
             extra = sorted(rng.sample(rest, settings.num_negatives))
         chosen = list(range(keep)) + extra
