@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     if not teacher_scores:
         raise InputError(None, "give --teacher_scores (stage-1 outputs, comma-separated)")
     # 2. rows, streamed query by query
-    num_negatives = parse_num_negatives(args.num_negatives, 32 if args.format == "listwise" else 4)
+    auto = 32 if args.format == "listwise" else 4
+    num_negatives = parse_num_negatives(args.num_negatives, auto, zero=auto)
     settings = RowSettings(format=args.format, top_k=args.top_k, num_negatives=num_negatives,
                            negative_sampling=args.negative_sampling, seed=args.seed,
                            round_trip_top=args.round_trip_top)

@@ -122,7 +122,7 @@ def test_triplet_and_all_negatives_formats(tmp_path, data_files, teacher):
     assert list(row) == ["query", "positive", "negative", "label"] and len(row["label"]) == 2
 
     every = SoftLabelJob(files=files, output=str(tmp_path / "a.jsonl"), teacher=teacher,
-                         num_negatives=parse_num_negatives("all")).run()
+                         num_negatives=parse_num_negatives("all", 8, zero=0)).run()
     most = max(len(s["negative"]) for s in samples)
     assert every["counts"]["negatives_per_row"] == most
     all_rows = read_jsonl(tmp_path / "a.jsonl")
@@ -148,7 +148,7 @@ def test_triplet_and_all_negatives_formats(tmp_path, data_files, teacher):
     assert dropped["counts"]["rows"] == sum(len(s["positive"]) for s in samples + [samples[0]]
                                             if len(s["negative"]) >= 5)
     with pytest.raises(InputError, match="a positive number, 'all' or 'auto'"):
-        parse_num_negatives("lots")
+        parse_num_negatives("lots", 8, zero=0)
 
 
 def test_truncation_is_counted_and_reported(tmp_path, write_lines, teacher, caplog):

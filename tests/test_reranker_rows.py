@@ -175,10 +175,11 @@ def test_num_negatives_all_keeps_every_lower_scored_passage(score_file, tmp_path
     query, a triplet row set every lower-scored passage; 'auto' and '0' stay the format's own count."""
     from ragdistill.core.arguments import parse_num_negatives
 
-    assert parse_num_negatives("all", 32) == 0 and parse_num_negatives("auto", 32) == 32
-    assert parse_num_negatives("0", 4) == 4 and parse_num_negatives("7") == 7
+    assert parse_num_negatives("all", 32, zero=32) == 0 and parse_num_negatives("auto", 32, zero=32) == 32
+    assert parse_num_negatives("0", 4, zero=4) == 4 and parse_num_negatives("0", 8, zero=0) == 0
+    assert parse_num_negatives("7", 4, zero=4) == 7
     with pytest.raises(InputError, match="a positive number, 'all' or 'auto'"):
-        parse_num_negatives("-3")
+        parse_num_negatives("-3", 4, zero=4)
     listwise, triplet = tmp_path / "listwise.jsonl", tmp_path / "triplet.jsonl"
     build_rows([score_file], listwise, RowSettings(format="listwise", top_k=2, num_negatives=0))
     build_rows([score_file], triplet, RowSettings(format="triplet", top_k=1, num_negatives=0))

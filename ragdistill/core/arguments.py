@@ -15,14 +15,17 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.hardware import DTYPES
 
 
-def parse_num_negatives(value: str | int, auto_count: int = 0) -> int:
-    """--num_negatives of both pipelines' row stages: a positive count, 'all' (0: every negative the row format
-    allows), or 'auto' (the stage's own count, `auto_count`; 0, its older spelling, means the same)."""
+def parse_num_negatives(value: str | int, auto_count: int, zero: int) -> int:
+    """--num_negatives of both pipelines' row stages: a positive count, 'all' (returned as 0: every negative the row
+    format allows) or 'auto' (the stage's own count, `auto_count`). A 0, from before the words, keeps what it meant
+    in that stage (`zero`: Embedding-Distillation's meant all, Reranker-Distillation's auto)."""
     text = str(value).strip().lower()
     if text == "all":
         return 0
-    if text in ("auto", "0"):
+    if text == "auto":
         return auto_count
+    if text == "0":
+        return zero
     try:
         count = int(text)
     except ValueError:
