@@ -1,6 +1,6 @@
 """Stage 4: the student before and after distillation, next to the teacher, on an MTEB reranking test file.
 
-    python evaluation.py --test_file data/test.jsonl --student_model BAAI/bge-reranker-v2-m3 \
+    python evaluation.py --test_files data/test.jsonl --student_model BAAI/bge-reranker-v2-m3 \
         --trained_model output/reranker/model --teacher_scores output/reranker/teacher_scores/test.scores.jsonl
 
 MAP, MRR@10 and NDCG@10 of the student before and after training come from its raw logits (CrossEncoder.predict)
@@ -56,9 +56,19 @@ DEFAULTS = {"student_model": "BAAI/bge-reranker-v2-m3", "trained_model": "output
 
 @dataclass
 class EvaluationArguments:
-    test_file: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
-        "help": "Reranking test file: labelled {query, positive, negative}, or candidate lists {query, candidates} "
-                "(measured against the teacher)."})
+    test_files: str = field(default="data/stackoverflowdupquestions-reranking/test.jsonl", metadata={
+        "help": "The reranking test file (the flag Embedding-Distillation's evaluation names the same; this stage "
+                "measures one file a run, against its stage-1 scores): labelled {query, positive, negative}, or "
+                "candidate lists {query, candidates} (measured against the teacher)."})
+
+    def __post_init__(self):
+        from ragdistill.core.cli import split_paths
+
+        files = split_paths(self.test_files)
+        if len(files) != 1:
+            raise InputError(None, f"--test_files: give one file (this stage measures one a run, against its "
+                                   f"stage-1 scores); got {len(files)}")
+        self.test_file = files[0]
     teacher_scores: str = field(default="output/reranker/teacher_scores/test.scores.jsonl", metadata={
         "help": "Stage-1 scores of the test file, for the teacher row ('' to leave the teacher out)."})
     output_dir: str = field(default="output/reranker/results", metadata={"help": "Where the table and plot go."})

@@ -14,7 +14,7 @@ EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-}"
 STUDENT_DTYPE="${STUDENT_DTYPE:-}"          # float32: reference numbers; bfloat16 / float16 for deployment speed
 SEED="${SEED:-}"                            # as in train.sh (a plain encoder's fresh head starts the same)
 
-args=(--test_file "$FIRST_TEST_FILE" --student_model "$STUDENT_MODEL" --trained_model "$MODEL_DIR"
+args=(--test_files "$FIRST_TEST_FILE" --student_model "$STUDENT_MODEL" --trained_model "$MODEL_DIR"
       --teacher_scores "$TEST_SCORES" --output_dir "$EVAL_DIR" ${MAX_QUERIES:+--max_queries "$MAX_QUERIES"}
       ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"} ${EVAL_BATCH_SIZE:+--student_batch_size "$EVAL_BATCH_SIZE"}
       ${STUDENT_DTYPE:+--student_dtype "$STUDENT_DTYPE"} ${SEED:+--seed "$SEED"})

@@ -129,7 +129,7 @@ def test_evaluation_stage(teacher_scores, tiny_models, tmp_path):
     CrossEncoder(str(tiny_models["bert"]), num_labels=1).save_pretrained(str(trained))
     results = tmp_path / "results"
     stage_main("evaluation")([
-        "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
+        "--test_files", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
         "--trained_model", str(trained), "--teacher_scores", str(teacher_scores), "--output_dir", str(results),
         "--student_batch_size", "16", "--speed_pairs", "32"])
     table = json.loads((results / "results.json").read_text())["tables"][0]
@@ -167,9 +167,16 @@ def test_before_row_is_where_training_starts(teacher_scores, tiny_models, tmp_pa
         "--report_to", "none", "--dataloader_pin_memory", "false"])
     results = tmp_path / "results"
     stage_main("evaluation")([
-        "--test_file", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
+        "--test_files", str(TEST), "--max_queries", "8", "--student_model", str(tiny_models["bert"]),
         "--trained_model", str(model), "--teacher_scores", "", "--output_dir", str(results), "--speed_pairs", "8"])
     table = json.loads((results / "results.json").read_text())["tables"][0]
     for row in table["rows"][:3]:
         assert row["after"] == row["before"], row
     assert table["teacher"] == {}
+
+
+def test_one_test_file_a_run(tiny_models):
+    """--test_files, the name both evaluations read; this stage measures one file against its stage-1 scores."""
+    model = str(tiny_models["bert"])
+    with pytest.raises(InputError, match="--test_files: give one file .* got 2"):
+        stage_main("evaluation")(["--test_files", f"{TEST},{TEST}", "--student_model", model, "--trained_model", model])

@@ -61,7 +61,7 @@ def test_run_all_end_to_end(tiny_models, tmp_path):
     # The same test queries without labels: agreement with the teacher alone (its stage-1 scores are of the same
     # pairs), and a clear error without them.
     unlabelled = write_candidate_lists(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "test.jsonl", 4)
-    argv = ["--test_file", str(unlabelled), "--student_model", str(student), "--trained_model",
+    argv = ["--test_files", str(unlabelled), "--student_model", str(student), "--trained_model",
             str(output / "model"), "--max_queries", "4", "--student_dtype", "float32", "--speed_pairs", "8"]
     stage_main("evaluation")([*argv, "--teacher_scores", str(output / "teacher_scores/test.scores.jsonl"),
                               "--output_dir", str(tmp_path / "label-free")])
