@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training queries and passages), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure(EmbeddingPipeline(), export.model, samples, teacher_per_query, export.calibration_files, export)
+    pipeline = EmbeddingPipeline()
+    results = export_and_measure(pipeline, export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     notes = [f"{len(samples)} queries, {sum(len(s.candidates) for s in samples)} candidates of {export.test_file}; "
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     if teacher is not None:
         notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its texts/s was measured during "
                      "its scoring pass, at its own batch size and dtype")
-    save_report(results, teacher, export.output_dir, f"Embedding student as served: {export.model}", "texts/s",
-                export.student_batch_size, notes, extra={"model": export.model, "test_file": export.test_file})
+    save_report(results, teacher, export.output_dir, f"Embedding student as served: {export.model}",
+                pipeline.speed_unit, export.student_batch_size, notes,
+                extra={"student": pipeline.kind, "model": export.model, "test_file": export.test_file})
 
 
 if __name__ == "__main__":

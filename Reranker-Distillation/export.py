@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. export every variant into the model folder (OpenVINO int8 calibrated on training (query, passage) pairs), then
     #    measure each: quality, Spearman vs the teacher and the torch fp32 student, throughput, latency
-    results = export_and_measure(RerankerPipeline(), export.model, samples, teacher_per_query, export.calibration_files, export)
+    pipeline = RerankerPipeline()
+    results = export_and_measure(pipeline, export.model, samples, teacher_per_query, export.calibration_files, export)
 
     # 4. one table next to the teacher's row: printed, saved as JSON + Markdown, MAP against p95 latency as PNG
     pairs = sum(len(s.candidates) for s in samples)
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     if teacher is not None:
         notes.append(f"teacher: {teacher.name}, metrics from its {teacher.setup}; its {SPEED} was measured in "
                      "stage 1, at its own batch size and dtype")
-    save_report(results, teacher, export.output_dir, f"Reranker student as served: {export.model}", SPEED,
-                export.student_batch_size, notes, extra={"model": export.model, "test_file": export.test_file,
-                                                         "teacher_scores": args.teacher_scores or None})
+    save_report(results, teacher, export.output_dir, f"Reranker student as served: {export.model}",
+                pipeline.speed_unit, export.student_batch_size, notes,
+                extra={"student": pipeline.kind, "model": export.model, "test_file": export.test_file,
+                       "teacher_scores": args.teacher_scores or None})
 
 
 if __name__ == "__main__":

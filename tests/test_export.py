@@ -137,6 +137,7 @@ def test_reranker_stage_table_and_missing_backend(tiny_models, tmp_path, monkeyp
     assert "openvino-int8 left out: openvino not installed (pip install -r requirements-export.txt" in printed
     assert "Traceback" not in printed
     result = read_json(out / "export_results.json")
+    assert result["student"] == "reranker" and result["unit"] == "pairs/s"
     rows = {row["variant"]: row for row in result["variants"]}
     assert rows["openvino-int8"]["metrics"] == {} and "openvino not installed" in rows["openvino-int8"]["problem"]
     for variant in ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"):
@@ -158,6 +159,7 @@ def test_embedding_stage_runs_the_chosen_variants(tiny_models, tmp_path, capsys)
         "torch-fp32,onnx-int8", "--output_dir", str(out), "--max_queries", "6", "--speed_items", "32",
         "--latency_items", "5", "--repeats", "1"])
     result = read_json(out / "export_results.json")
+    assert result["student"] == "embedder" and result["unit"] == "texts/s"
     assert [row["variant"] for row in result["variants"]] == ["torch-fp32", "onnx-int8"]
     assert all(row["metrics"]["map"] > 0 for row in result["variants"])
     assert not (model / "openvino").exists()  # only what the chosen variants need is built

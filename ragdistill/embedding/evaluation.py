@@ -28,6 +28,7 @@ from ragdistill.core.report import Comparison, agreement_comparison
 from ragdistill.core.speed import items_per_second
 
 HEADLINE_METRIC = {True: "map", False: "ndcg@10 vs teacher"}  # by whether the file has labels
+SPEED = "texts/s"
 
 
 def student_similarities(model, samples: Sequence[RerankingSample], batch_size: int = 32,
@@ -190,8 +191,8 @@ def throughput_comparison(speed: dict[str, float], teacher_meta: dict, student_s
     if teacher_rate:
         notes.append(f"the trained student encodes {speed['after'] / teacher_rate:.1f}x as many texts/s as the "
                      "teacher")
-    return Comparison(title="Encode throughput (texts/s)", before={"texts/s": speed["before"]},
-                      after={"texts/s": speed["after"]}, teacher={"texts/s": teacher_rate} if teacher_rate else {},
+    return Comparison(title=f"Encode throughput ({SPEED})", before={SPEED: speed["before"]},
+                      after={SPEED: speed["after"]}, teacher={SPEED: teacher_rate} if teacher_rate else {},
                       notes=notes)
 
 

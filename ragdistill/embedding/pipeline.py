@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 
 from ragdistill.core.mteb import RerankingSample
 from ragdistill.core.pipeline import Pipeline
+from ragdistill.embedding.evaluation import SPEED
 
 
 class EmbeddingPipeline(Pipeline):
     package = "ragdistill.embedding"
     kind = "embedder"
-    speed_unit = "texts/s"
+    speed_unit = SPEED
     graph_output = "last_hidden_state"  # token embeddings, which the Pooling module reads
     graph_feature = "token_embeddings"
     graph_output_axes = {0: "batch", 1: "sequence"}

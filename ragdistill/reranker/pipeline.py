@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 
 from ragdistill.core.mteb import RerankingSample
 from ragdistill.core.pipeline import Pipeline
+from ragdistill.reranker.evaluation import SPEED
 
 
 class RerankerPipeline(Pipeline):
     package = "ragdistill.reranker"
     kind = "reranker"
-    speed_unit = "pairs/s"
+    speed_unit = SPEED
     graph_output = "logits"  # one logit per pair, which CrossEncoder.predict reads as its scores
     graph_feature = "scores"
     graph_output_axes = {0: "batch"}
