@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from transformers import set_seed
 
 from ragdistill.core.arguments import StudentEvaluationArguments
@@ -86,7 +87,7 @@ def _evaluate(model_path: str, label: str, student: StudentEvaluationArguments, 
     if student_instruction(model):
         logger.info(f"yes/no LLM student: the teacher's prompt, instruction {student_instruction(model)!r}")
     result = evaluate_student(model, samples, student.student_batch_size, show_progress_bar=True)
-    metrics, scores = result.metrics, [float(x) for per_query in result.scores for x in per_query]
+    metrics, scores = result.metrics, np.concatenate(result.scores).tolist()
     metrics[SPEED] = throughput(model, pairs[:speed_pairs], student.student_batch_size)
     device = str(model.device)
     del model

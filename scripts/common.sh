@@ -37,7 +37,7 @@ auto_bf16() {
 
 # The stage-1 score file of each (comma-separated) input file: $1 = the score folder, $2 = the files.
 score_files() {
-  local folder="$1" file out=()
+  local folder="$1" file files out=()
   IFS=, read -ra files <<<"$2"
   for file in "${files[@]}"; do
     file="$(basename "$file")"

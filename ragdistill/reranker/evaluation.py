@@ -85,9 +85,10 @@ def evaluate_student(model, samples: Sequence[RerankingSample], batch_size: int 
 
     scores = model.predict(flat_pairs(samples), batch_size=batch_size, activation_fn=torch.nn.Identity(),
                            convert_to_numpy=True, show_progress_bar=show_progress_bar)
-    scores = np.asarray(scores, dtype=np.float32).tolist()
-    metrics = metrics_from_scores(scores, samples) if all_labelled(samples) else {}
-    return StudentScores(metrics, [np.asarray(s, dtype=np.float32) for s in split_per_query(scores, samples)])
+    scores = np.asarray(scores, dtype=np.float32)
+    metrics = metrics_from_scores(scores.tolist(), samples) if all_labelled(samples) else {}
+    bounds = np.cumsum([0] + [len(s.candidates) for s in samples])
+    return StudentScores(metrics, [scores[start:end] for start, end in zip(bounds[:-1], bounds[1:])])
 
 
 def metrics_from_scores(scores: Sequence[float], samples: Sequence[RerankingSample]) -> dict[str, float]:
