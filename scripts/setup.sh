@@ -27,8 +27,11 @@ echo "setup: bringing $VENV to $LOCK"
 uv_requirement="$(grep -E '^uv==' "$LOCK" | cut -d' ' -f1)"
 [ -n "$uv_requirement" ] || { echo "setup: $LOCK names no uv==VERSION" >&2; exit 1; }
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$uv_requirement"
+# --compile-bytecode: every later Python process (each stage script, each test's subprocess) then reads compiled
+# bytecode instead of compiling torch, transformers and sentence-transformers from source anew, which it does where
+# PYTHONDONTWRITEBYTECODE is set (CI images, containers) or site-packages is read-only.
 # shellcheck disable=SC2046  # package_sources gives separate arguments
-"$VENV/bin/uv" pip sync --quiet --python "$VENV/bin/python" $(package_sources "$RAGDISTILL_VARIANT") "$LOCK"
+"$VENV/bin/uv" pip sync --quiet --compile-bytecode --python "$VENV/bin/python" $(package_sources "$RAGDISTILL_VARIANT") "$LOCK"
 # Make the shared package importable from the stage scripts without a build step.
 site_packages="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$ROOT" > "$site_packages/ragdistill-repo.pth"

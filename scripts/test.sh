@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up (or reuse) .venv at the locked versions, lint with ruff, run the test suite.
-# Extra arguments go to pytest.
+# Extra arguments go to pytest (after -n and --dist, so they may change them).
+#   TEST_WORKERS=N   pytest-xdist workers (default 2); 0: no workers, the suite in one process
 #   bash scripts/test.sh --latest [PYTEST_ARGS]   the same, in a throwaway venv resolved afresh from the ranges in
 #                                                  requirements*.txt (not the lock): catches the next upstream release
 #                                                  that breaks the project before a lock update takes it in
@@ -25,4 +26,6 @@ cd "$ROOT"
 # Tests never reach a model hub: everything they load is built or bundled locally.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$VENV/bin/ruff" check .
-"$VENV/bin/python" -m pytest "$@"
+# Two workers (pytest-xdist), one per core of the 2-core build machine; each takes whole test modules, so a module's
+# fixtures are built once. TEST_WORKERS=0 runs the suite in this one process.
+"$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (docs/benchmarks/test-suite.md). Users keep vLLM's default; the stage scripts' __main__ guards are checked apart.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
+# scripts/test.sh runs the suite on two pytest-xdist workers, one per core of the build machine: each worker's torch
+# (and what it starts) then computes on one thread instead of two workers' threads contending for both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with the most `slow` tests first, each module's tests in their written order: the workers take whole
+    modules (`--dist loadfile`, so a module's fixtures are built once), and the longest module must start first or
+    it alone decides when the suite ends."""
+    slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_tests[item.path])  # a stable sort: modules stay whole
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from ragdistill.core.cli import run_main
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
@@ -22,7 +23,7 @@ from ragdistill.embedding.losses import SimilarityMSELoss, build_loss
 from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import column_prompts, load_training_rows
-from tests.builders import repo_env
+from tests.builders import repo_env, stage_main
 from tests.conftest import REPO
 
 TRAIN_SCRIPT = REPO / "Embedding-Distillation" / "train.py"
@@ -198,7 +199,7 @@ def test_resume_from_checkpoint_continues_exactly(monkeypatch, tmp_path, tiny_mo
         resolve_resume_checkpoint(str(tmp_path), tmp_path)
 
 
-def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
+def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file, capsys):
     with pytest.raises(InputError, match="holds 'scores' rows, not training rows"):
         load_training_rows(rows_file.with_name("scores.jsonl"))
     copy = tmp_path / "rows.jsonl"
@@ -210,10 +211,13 @@ def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file):
     with pytest.raises(InputError, match="incomplete"):
         load_training_rows(copy)
     # the script turns it into a one-line error and exit status 2
-    env = repo_env()
-    run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--training_rows", str(copy), "--output_dir",
-                          str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: stage_main("Embedding-Distillation", "train")([
+            "--training_rows", str(copy), "--output_dir", str(tmp_path / "m")]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {copy}: incomplete")
+    assert not (tmp_path / "m").exists()
 
 
 def test_rows_of_several_files_train_together(tmp_path, rows_file):
@@ -232,10 +236,11 @@ def test_rows_of_several_files_train_together(tmp_path, rows_file):
         load_training_rows([rows_file, second])
 
 
+@pytest.mark.slow
 def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeypatch):
     output = tmp_path / "ddp"
     env = repo_env()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
                "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows_file), "--output_dir",
                str(output), "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--logging_steps", "1",
                "--use_cpu", "true"]

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "Reranker-Distillation"
 
 
+@pytest.mark.slow
 def test_run_all_end_to_end(tiny_models, tmp_path):
     """With a student of the teacher's family: a tiny Qwen3 reranker of its own seed, LoRA adapters, gradient
     checkpointing (the Qwen3-Reranker-8B -> 0.6B run of the README, in miniature)."""

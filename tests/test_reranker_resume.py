@@ -88,6 +88,7 @@ def small_reference(options, teacher, tmp_path_factory) -> Path:
     return _uninterrupted(options, teacher, tmp_path_factory.mktemp("small") / "dev.scores.jsonl", SMALL)
 
 
+@pytest.mark.slow
 def test_kill_9_twice_then_resume_gives_the_same_bytes(tiny_models, tmp_path, reference):
     command = _command(tiny_models, tmp_path)
     output = tmp_path / "dev.scores.jsonl"

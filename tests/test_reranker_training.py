@@ -117,11 +117,12 @@ def test_resume_from_checkpoint(train_script, tiny_models, score_file, tmp_path)
     assert (output / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
     rows = rows_file(score_file, tmp_path, "listwise")
     output = tmp_path / "model"
     # --use_cpu: data parallel over CPU processes (gloo); on GPUs torchrun alone gives one GPU per process.
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "Reranker-Distillation/train.py"), *train_args(tiny_models, rows, output), "--use_cpu", "true"]
     env = repo_env(OMP_NUM_THREADS="1")
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -83,6 +83,8 @@ def local_ray():
     assert set(os.listdir("/dev/shm")) <= shm_before, "shared-memory files left behind"
 
 
+pytestmark = pytest.mark.slow  # every test here starts Ray replicas or a cluster
+
 VLLM_SETTINGS = VLLMArguments(enforce_eager=True, kv_cache_gb=0.25)
 
 
