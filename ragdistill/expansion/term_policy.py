@@ -2,9 +2,10 @@
 
 For each candidate term of a query's pseudo-relevance feedback (ragdistill.expansion.feedback), a small network
 reads the term's features (idf, frequency and coverage in the feedback documents, rank of the first document holding
-it, and, when an embedder is given, its cosine similarity to the query) and gives the probability of adding it. A
-group of `group_size` subsets is sampled per query; each subset's reward is the first stage's NDCG@10 with the
-expanded query (ragdistill.expansion.reward); the advantage of a subset is its reward against its group's mean,
+it, its relevance-model weight, and, when an embedder is given, its cosine similarity to the query) and gives the
+probability of adding it; the chosen terms join the query with their relevance-model weights, as RM3 adds its terms
+(`selected_query`). A group of `group_size` subsets is sampled per query; each subset's reward is the first stage's
+NDCG@10 with the expanded query (ragdistill.expansion.reward); the advantage of a subset is its reward against its group's mean,
 divided by the group's standard deviation (GRPO's group baseline), and the policy gradient raises the log-probability
 of subsets that did better than their group. Groups whose rewards all tie teach nothing and are counted
 (`zero_std_groups`, as TRL's `frac_reward_zero_std`).
@@ -20,19 +21,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragdistill.expansion.feedback import FeedbackTerms
+from ragdistill.expansion.feedback import FeedbackTerms, expanded_query
 
 logger = logging.getLogger(__name__)
 
-BASE_FEATURES = ("idf", "frequency", "coverage", "first_rank")
+BASE_FEATURES = ("idf", "frequency", "coverage", "first_rank", "weight")
 
 
 def term_features(terms: FeedbackTerms, similarity: np.ndarray | None = None) -> torch.Tensor:
-    """(terms x features) float32: the feedback statistics, and the term-query cosine when given."""
-    columns = [terms.idf / 10.0, terms.frequency, terms.coverage, terms.first_rank]
+    """(terms x features) float32: the feedback statistics (the weight relative to the query's heaviest term), and
+    the term-query cosine when given."""
+    heaviest = float(terms.weight.max()) if len(terms.weight) else 1.0
+    columns = [terms.idf / 10.0, terms.frequency, terms.coverage, terms.first_rank, terms.weight / (heaviest or 1.0)]
     if similarity is not None:
         columns.append(np.asarray(similarity, dtype=np.float32))
     return torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
+
+
+def selected_query(query: str, terms: FeedbackTerms, mask, original_weight: float = 0.5) -> dict[str, float]:
+    """The query with the terms `mask` selects, each at its relevance-model weight (RM3's interpolation); none
+    selected: the query as it is."""
+    chosen = np.asarray(mask, dtype=bool)
+    return expanded_query(query, {t: float(w) for t, w, keep in zip(terms.terms, terms.weight, chosen) if keep},
+                          original_weight)
 
 
 class TermPolicy(nn.Module):
