@@ -16,8 +16,9 @@ OUTPUT_DIR="$LOCK_DIR"
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then OUTPUT_DIR="$1"; shift; fi
 UV="${UV:-$([ -x "$ROOT/.venv/bin/uv" ] && echo "$ROOT/.venv/bin/uv" || command -v uv || true)}"
 [ -n "$UV" ] || { echo "lock: uv not found; run bash scripts/setup.sh (it installs uv into .venv) or pip install uv" >&2; exit 1; }
-mkdir -p "$OUTPUT_DIR"
+OUTPUT_DIR="$(mkdir -p "$OUTPUT_DIR" && cd "$OUTPUT_DIR" && pwd)"  # absolute: the resolver runs from the repository
 cd "$ROOT"
+trap 'rm -f "$OUTPUT_DIR"/*.txt.tmp "$OUTPUT_DIR"/*.txt.new' EXIT  # a failed resolution leaves the old lock alone
 for variant in cpu cuda; do
   lock="$OUTPUT_DIR/$variant.txt"
   # uv reads the pins to keep from its output file: start from the current lock (a fresh resolution where none is)

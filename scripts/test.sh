@@ -26,6 +26,6 @@ cd "$ROOT"
 # Tests never reach a model hub: everything they load is built or bundled locally.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$VENV/bin/ruff" check .
-# Two workers (pytest-xdist), one per core of the 2-core build machine; each takes whole test modules, so a module's
-# fixtures are built once. TEST_WORKERS=0 runs the suite in this one process.
+# Two workers (pytest-xdist), one per core of the 2-core build machine; each takes whole test modules (the largest
+# first, xdist's order), so a module's fixtures are built once. TEST_WORKERS=0 runs the suite in this one process.
 "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(items):
-    """Modules with the most `slow` tests first, each module's tests in their written order: the workers take whole
-    modules (`--dist loadfile`, so a module's fixtures are built once), and the longest module must start first or
-    it alone decides when the suite ends."""
-    slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow_tests[item.path])  # a stable sort: modules stay whole
+@pytest.fixture(autouse=True)
+def _stage_logging_removed():
+    """A stage run in this process (run_main) adds logging handlers bound to the test's captured streams: they go
+    with the test, so that later tests never log to a closed stream."""
+    yield
+    from ragdistill.core.cli import remove_stage_logging
+
+    remove_stage_logging()
 
 
 @pytest.fixture(scope="session")

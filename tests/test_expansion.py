@@ -9,6 +9,7 @@ import torch
 
 from ragdistill.data.bm25 import BM25
 from ragdistill.expansion.feedback import (
+    DENSE_TEMPERATURE,
     STOPWORDS,
     FeedbackTerms,
     document_weights,
@@ -139,3 +140,26 @@ def test_the_benchmark_measures_every_method_on_a_small_slice(tmp_path, tiny_mod
     by_hand = np.mean([ndcg_at_k([passages[d] for d, _ in h], {p: 1.0 for p in r["positive"]})
                        for h, r in zip(hits, tested)])
     assert saved["results"][0]["ndcg@10"] == pytest.approx(by_hand, abs=1e-4)
+    # RM3's row and the dense relevance model's row, by hand from the library's pieces
+    from sentence_transformers import SentenceTransformer
+
+    embedder = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    corpus = embedder.encode(passages, batch_size=64, normalize_embeddings=True)
+    texts = [r["query"] for r in tested]
+    vectors = embedder.encode(texts, batch_size=64, normalize_embeddings=True)
+    feedback = bm25.search(texts, 10)
+
+    def ndcg_of(expanded):
+        return np.mean([ndcg_at_k([passages[d] for d, _ in h], {p: 1.0 for p in r["positive"]})
+                        for h, r in zip(bm25.search_weighted(expanded, 100), tested)])
+
+    rm3 = [rm3_query(q, [passages[d] for d, _ in h], [score for _, score in h]) for q, h in zip(texts, feedback)]
+    dense = []
+    for q, v, h in zip(texts, vectors, feedback):
+        docs = [d for d, _ in h]
+        terms = feedback_terms(q, [passages[d] for d in docs], bm25, 20,
+                               document_weights(corpus[docs] @ v, DENSE_TEMPERATURE))
+        dense.append(selected_query(q, terms, np.ones(len(terms.terms))))
+    assert saved["results"][1]["ndcg@10"] == pytest.approx(ndcg_of(rm3), abs=1e-4)
+    assert saved["results"][2]["ndcg@10"] == pytest.approx(ndcg_of(dense), abs=1e-4)
+    assert rm3 != [expanded_query(q, {}) for q in texts]  # the expansions add terms

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT_FOLDERS = ("Reranker-Distillation", "Embedding-Distillation", "Milvus-Optimization", "benchmarks", "scripts")
+STAGE_FOLDERS = ("Reranker-Distillation", "Embedding-Distillation", "Milvus-Optimization")
+SCRIPT_FOLDERS = (*STAGE_FOLDERS, "benchmarks", "scripts")
 SCRIPTS = sorted(path for folder in SCRIPT_FOLDERS for path in (REPO / folder).glob("*.py"))
 # Top-level statements that only define things.
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
@@ -42,6 +43,10 @@ def test_script_does_no_work_at_import(script: Path):
         assert any(_is_main_guard(node) for node in tree.body), f"{script.name}: main() is never called under a guard"
         # one signature for every stage: main(argv=None), so a test or another script runs it with its own arguments
         assert [arg.arg for arg in mains[0].args.args] == ["argv"], f"{script.name}: main() takes no argv"
+    if script.parent.name in STAGE_FOLDERS:  # the tests run main in-process, so the guard is checked here
+        guard = next(node for node in tree.body if _is_main_guard(node))
+        assert ast.unparse(guard.body[-1]).strip() == "run_main(main)", \
+            f"{script.name}: its guard must end in run_main(main) (bad input: one line naming the file, exit 2)"
 
 
 def test_the_check_catches_work_at_import(tmp_path):

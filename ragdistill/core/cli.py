@@ -57,13 +57,20 @@ def main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def remove_stage_logging() -> None:
+    """Remove the handlers setup_logging added: it calls this first (a second run_main in one process replaces its
+    handlers, not doubles them); tests call it when a stage ran in their process."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_ragdistill", False)]:
+        root.removeHandler(handler)
+
+
 def setup_logging(script: str = "__main__") -> None:
     """Messages of this project and of the stage script (`script`: its module name) at INFO on the main process,
     WARNING on other ranks; other libraries at WARNING. Progress goes to stdout, beside the tables; warnings and
     errors to stderr."""
+    remove_stage_logging()
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_ragdistill", False)]:
-        root.removeHandler(handler)  # replaced, not doubled, when run_main runs again in one process
     progress, problems = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
     progress.addFilter(lambda record: record.levelno < logging.WARNING)
     problems.setLevel(logging.WARNING)

@@ -64,6 +64,8 @@ def feedback_terms(query: str, documents: Sequence[str], bm25: BM25, max_terms: 
     """The `max_terms` heaviest terms of the relevance model of `documents` (best first; `weights`: the documents'
     weights, equal by default) that are not in the query and are known to the corpus."""
     weights = np.full(len(documents), 1.0 / max(len(documents), 1)) if weights is None else weights
+    if len(weights) != len(documents):
+        raise ValueError(f"{len(weights)} weights for {len(documents)} feedback documents")
     model = relevance_model(documents, weights)
     query_tokens = set(tokenize(query))
     terms = [term for term, _ in sorted(model.items(), key=lambda item: (-item[1], item[0]))

@@ -29,7 +29,7 @@ BASE_FEATURES = ("idf", "frequency", "coverage", "first_rank", "weight")
 
 
 def term_features(terms: FeedbackTerms, similarity: np.ndarray | None = None) -> torch.Tensor:
-    """(terms x features) float32: the feedback statistics (the weight relative to the query's heaviest term), and
+    """(terms x features) float32: the feedback statistics (the weight relative to the heaviest candidate term), and
     the term-query cosine when given."""
     heaviest = float(terms.weight.max()) if len(terms.weight) else 1.0
     columns = [terms.idf / 10.0, terms.frequency, terms.coverage, terms.first_rank, terms.weight / (heaviest or 1.0)]
