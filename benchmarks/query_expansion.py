@@ -16,9 +16,7 @@ Writes OUTPUT_DIR/query_expansion.json and .md (NDCG@10, Recall@10, Recall@100, 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 import torch
 
 from ragdistill.core.cli import run_main
-from ragdistill.core.jsonl import write_json
+from ragdistill.core.jsonl import read_jsonl, write_json
 from ragdistill.core.report import to_markdown, to_text
 from ragdistill.data.bm25 import BM25
 from ragdistill.expansion.feedback import DENSE_TEMPERATURE, document_weights, feedback_terms, rm3_query
@@ -41,8 +39,7 @@ FEEDBACK_DOCS, CANDIDATE_TERMS, DEPTH = 10, 20, 100
 
 def read_wikiqa(folder: Path) -> tuple[list[str], dict[str, list[tuple[str, set[int]]]]]:
     """The passages of every split (sorted, deduplicated) and, per split, (question, ids of its positives)."""
-    splits = {name: [json.loads(line) for line in gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8")]
-              for name in ("train", "dev", "test")}
+    splits = {name: read_jsonl(folder / f"{name}.jsonl.gz") for name in ("train", "dev", "test")}
     passages = sorted({p for rows in splits.values() for row in rows for p in row["positive"] + row["negative"]})
     index = {text: i for i, text in enumerate(passages)}
     queries = {name: [(row["query"], {index[p] for p in row["positive"]}) for row in rows if row["positive"]]
@@ -76,10 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     # 1. the corpus, the queries, BM25 and the embedder's corpus vectors (cached beside the results)
     passages, queries = read_wikiqa(Path(args.data_dir))
     bm25 = BM25(passages)
-    embedder = SentenceTransformer(args.embedder or str(minilm_path()), device="cpu")
+    model_path = str(Path(args.embedder or minilm_path()).resolve())
+    embedder = SentenceTransformer(model_path, device="cpu")
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    model_path = str(Path(args.embedder or minilm_path()).resolve())
     cache = output / f"corpus-{hashlib.sha1(model_path.encode()).hexdigest()[:12]}-{len(passages)}.npy"
     if not cache.exists():
         np.save(cache, embedder.encode(passages, batch_size=64, normalize_embeddings=True, show_progress_bar=True))
