@@ -31,6 +31,7 @@ from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob, cached_teach
 from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 
 logger = logging.getLogger(__name__)
+AUTO_NEGATIVES = 8  # --num_negatives auto: the rows every measurement in the module README used
 
 
 @dataclass
@@ -41,10 +42,11 @@ class DataArguments:
         "help": "ntuple: one row per (query, positive) with the --num_negatives hardest negatives by teacher "
                 "similarity. triplet: one row per (positive, negative) pair (the Cartesian product). "
                 "scores: one row per query with every candidate's similarity.", "choices": list(FORMATS)})
-    num_negatives: str = field(default="8", metadata={
+    num_negatives: str = field(default="auto", metadata={
         "help": "Negatives per ntuple row, the hardest by teacher similarity; 'all' (or 0) = as many as the query "
-                "with the most negatives has (all rows need the same columns); 'auto' = 8, the rows every measurement "
-                "in the module README used (Reranker-Distillation's listwise rows hold a query's whole list)."})
+                f"with the most negatives has (all rows need the same columns); 'auto' = {AUTO_NEGATIVES}, the rows "
+                "every measurement in the module README used (Reranker-Distillation's listwise rows hold a query's "
+                "whole list)."})
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
                 "see the same repeats). --pad_negatives false: leave such queries out (counted)."})
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None):
         # 3. soft labels for the training files: resumable chunks (a shard run embeds its chunks only)
         SoftLabelJob(
             files=split_paths(inputs.train_files), output=data_args.output_file, teacher=teacher,
-            fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives, 8, zero=0),
+            fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives, AUTO_NEGATIVES, zero=0),
             pad_negatives=data_args.pad_negatives, false_negative_margin=data_args.false_negative_margin,
             round_trip_top=data_args.round_trip_top,
             max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
