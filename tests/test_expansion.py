@@ -1,5 +1,5 @@
-"""Query-Expansion-RL's pieces (groundwork of the module): rewards, pseudo-relevance feedback, RM3, and the
-term-selection policy's GRPO-style training on a dense toy reward."""
+"""Query-Expansion-RL's pieces: rewards, pseudo-relevance feedback, RM3, the term-selection policy's GRPO-style
+training on a dense toy reward, and the environment's search and grading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import torch
 
 from ragdistill.data.bm25 import BM25
 from ragdistill.expansion.feedback import (
-    DENSE_TEMPERATURE,
     STOPWORDS,
     FeedbackTerms,
     document_weights,
@@ -55,7 +54,7 @@ def test_feedback_terms_and_rm3():
     bm25 = BM25(DOCUMENTS)
     hits = bm25.search(["cat"], 3)[0]
     documents, scores = [DOCUMENTS[d] for d, _ in hits], [s for _, s in hits]
-    terms = feedback_terms("cat", documents, bm25, max_terms=5)
+    terms = feedback_terms("cat", documents, bm25.idf_table(), max_terms=5)
     assert terms.terms and not set(terms.terms) & (STOPWORDS | {"cat"})
     assert all(0 < c <= 1 for c in terms.coverage) and all(0 < r <= 1 for r in terms.first_rank)
     expanded = rm3_query("cat", documents, scores, fb_terms=4)
@@ -73,7 +72,7 @@ def test_relevance_model_and_selection_by_hand():
     model = relevance_model(documents, [0.25, 0.75])
     assert model == pytest.approx({"cats": 0.25 * 2 / 3, "purr": 0.25 / 3, "dogs": 0.375, "bark": 0.375})
     bm25 = BM25(documents + ["a cat in a garden"])
-    terms = feedback_terms("do cats bark", documents, bm25, weights=[0.25, 0.75])
+    terms = feedback_terms("do cats bark", documents, bm25.idf_table(), weights=[0.25, 0.75])
     assert terms.terms == ["dogs", "purr"] and terms.weight == pytest.approx([0.375, 0.25 / 3])  # no query term
     # the query's own distribution at original_weight, the chosen terms' weights renormalised beside it
     assert selected_query("do cats bark", terms, [True, False]) == pytest.approx(
@@ -95,10 +94,11 @@ def test_policy_learns_a_dense_toy_reward():
                               frequency=rng.random(12), coverage=rng.random(12), first_rank=rng.random(12),
                               weight=rng.random(12))
 
-        def reward(mask, good=torch.tensor(good)):
-            return float((mask & good).sum() / max(good.sum(), 1) - (mask & ~good).sum() / max((~good).sum(), 1))
+        def rewards(masks, good=torch.tensor(good)):
+            return [float((m & good).sum() / max(good.sum(), 1) - (m & ~good).sum() / max((~good).sum(), 1))
+                    for m in masks]
 
-        queries.append((term_features(terms), reward))
+        queries.append((term_features(terms), rewards))
     torch.manual_seed(0)
     policy = TermPolicy(len(BASE_FEATURES))
     log = train_policy(policy, queries, steps=30, queries_per_step=8, group_size=6, learning_rate=0.05, seed=0,
@@ -108,58 +108,50 @@ def test_policy_learns_a_dense_toy_reward():
     assert all(0.0 <= step["frac_reward_zero_std"] <= 1.0 for step in log.steps)
 
 
-def test_the_benchmark_measures_every_method_on_a_small_slice(tmp_path, tiny_models):
-    """benchmarks/query_expansion.py end to end on the first WikiQA questions of each split, the tiny BERT as the
-    embedder: one row per method, and the original query's row is BM25's own ranking, measured by hand."""
-    import gzip
-    import json
-    import runpy
+def test_the_grader_asks_the_teacher_about_the_original_query_on_one_pool():
+    """Label-free grading: the teacher scores (original query, document) pairs, each pair once; one query's lists are
+    graded on the pool of their top documents, scaled to [0, 1] there; the labels are never read."""
+    from ragdistill.expansion.environment import Grader, RetrievalEnvironment
+    from ragdistill.retrieval.corpus import RetrievalSet
 
-    from tests.conftest import REPO
+    class Teacher:
+        def __init__(self):
+            self.pairs = []
 
-    data = tmp_path / "wikiqa"
-    data.mkdir()
-    for split in ("train", "dev", "test"):
-        lines = gzip.open(REPO / f"data/wikiqa/{split}.jsonl.gz", "rt", encoding="utf-8").read().splitlines()[:25]
-        (data / f"{split}.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    main = runpy.run_path(str(REPO / "benchmarks/query_expansion.py"), run_name="query_expansion")["main"]
-    main(["--data_dir", str(data), "--embedder", str(tiny_models["bert"]), "--steps", "3",
-          "--output_dir", str(tmp_path / "out")])
-    saved = json.loads((tmp_path / "out/query_expansion.json").read_text())
-    assert [r["method"].split(" (")[0].split(",")[0] for r in saved["results"]] == [
-        "original query", "RM3", "relevance model", "term policy", "term policy"]
-    assert all(0.0 <= r[m] <= 1.0 for r in saved["results"] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10"))
-    assert len(saved["training"]) == 3 and (tmp_path / "out/query_expansion.md").exists()
-    rows = [json.loads(line) for line in gzip.open(data / "test.jsonl.gz", "rt")]
-    passages = sorted({p for split in ("train", "dev", "test") for r in
-                       (json.loads(line) for line in gzip.open(data / f"{split}.jsonl.gz", "rt"))
-                       for p in r["positive"] + r["negative"]})
-    bm25 = BM25(passages)
-    tested = [r for r in rows if r["positive"]]
-    hits = bm25.search([r["query"] for r in tested], 10)
-    by_hand = np.mean([ndcg_at_k([passages[d] for d, _ in h], {p: 1.0 for p in r["positive"]})
-                       for h, r in zip(hits, tested)])
-    assert saved["results"][0]["ndcg@10"] == pytest.approx(by_hand, abs=1e-4)
-    # RM3's row and the dense relevance model's row, by hand from the library's pieces
-    from sentence_transformers import SentenceTransformer
+        def score(self, pairs):
+            from types import SimpleNamespace
 
-    embedder = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
-    corpus = embedder.encode(passages, batch_size=64, normalize_embeddings=True)
-    texts = [r["query"] for r in tested]
-    vectors = embedder.encode(texts, batch_size=64, normalize_embeddings=True)
-    feedback = bm25.search(texts, 10)
+            self.pairs += pairs
+            return SimpleNamespace(scores=[float(len(passage)) for _, passage in pairs])
 
-    def ndcg_of(expanded):
-        return np.mean([ndcg_at_k([passages[d] for d, _ in h], {p: 1.0 for p in r["positive"]})
-                        for h, r in zip(bm25.search_weighted(expanded, 100), tested)])
+    documents = {f"d{i}": text for i, text in enumerate(DOCUMENTS)}
+    labels = {"q": {"d1": 1}}  # present, and never read
+    retrieval_set = RetrievalSet(documents, {"q": "the cat"}, labels, "test")
+    environment = RetrievalEnvironment(documents)
+    teacher = Teacher()
+    grader = Grader(environment, retrieval_set, "teacher", teacher)
+    lists = [[3, 0], [2]]
+    scores = grader.ndcg("q", lists, k=10)
+    assert {query for query, _ in teacher.pairs} == {"the cat"} and len(teacher.pairs) == 3
+    # gains: the teacher's scores (lengths) scaled over the pool {d0, d2, d3}: d3 (longest) 1, d2 (shortest) 0
+    gain0 = (len(DOCUMENTS[0]) - len(DOCUMENTS[2])) / (len(DOCUMENTS[3]) - len(DOCUMENTS[2]))
+    ideal = 1.0 + gain0 / np.log2(3)
+    assert scores == pytest.approx([(1.0 + gain0 / np.log2(3)) / ideal, 0.0])
+    grader.ndcg("q", [[3]], k=10)
+    assert len(teacher.pairs) == 3  # cached: no pair is scored twice
+    assert grader.recall("q", [3], 10) is None  # the teacher judges only what was retrieved
 
-    rm3 = [rm3_query(q, [passages[d] for d, _ in h], [score for _, score in h]) for q, h in zip(texts, feedback)]
-    dense = []
-    for q, v, h in zip(texts, vectors, feedback):
-        docs = [d for d, _ in h]
-        terms = feedback_terms(q, [passages[d] for d in docs], bm25, 20,
-                               document_weights(corpus[docs] @ v, DENSE_TEMPERATURE))
-        dense.append(selected_query(q, terms, np.ones(len(terms.terms))))
-    assert saved["results"][1]["ndcg@10"] == pytest.approx(ndcg_of(rm3), abs=1e-4)
-    assert saved["results"][2]["ndcg@10"] == pytest.approx(ndcg_of(dense), abs=1e-4)
-    assert rm3 != [expanded_query(q, {}) for q in texts]  # the expansions add terms
+
+def test_rewrites_that_earn_nothing_retrieve_nothing():
+    from ragdistill.expansion.environment import Grader, RetrievalEnvironment
+    from ragdistill.expansion.rewriters import Rewrite
+    from ragdistill.retrieval.corpus import RetrievalSet
+
+    documents = {f"d{i}": text for i, text in enumerate(DOCUMENTS)}
+    environment = RetrievalEnvironment(documents)
+    found = environment.search([Rewrite("cat"), Rewrite("", problem="empty"), Rewrite("zebra unicorn"),
+                                Rewrite("cat garden", {"garden": 1.0})], 3)
+    assert found[0] and found[1] == [] and found[2] == []  # no document shares a word with the third: no results
+    assert [d for d, _ in found[3]] == [d for d, _ in environment.bm25.search(["garden"], 3)[0]]  # weights win
+    grader = Grader(environment, RetrievalSet(documents, {"q": "cat"}, {"q": {"d0": 1}}, "test"), "labels")
+    assert grader.ndcg("q", [[d for d, _ in hits] for hits in found], 10)[1:3] == [0.0, 0.0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_FOLDERS = ("Reranker-Distillation", "Embedding-Distillation", "Milvus-Optimization")
+STAGE_FOLDERS = ("Reranker-Distillation", "Embedding-Distillation", "Milvus-Optimization", "Query-Expansion-RL")
 SCRIPT_FOLDERS = (*STAGE_FOLDERS, "benchmarks", "scripts")
 SCRIPTS = sorted(path for folder in SCRIPT_FOLDERS for path in (REPO / folder).glob("*.py"))
 # Top-level statements that only define things.

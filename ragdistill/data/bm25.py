@@ -58,6 +58,10 @@ class BM25:
         self.weights = sparse.csr_matrix((weights.astype(np.float32), tf.indices, tf.indptr), shape=shape)
         self.num_documents = shape[0]
 
+    def idf_table(self) -> dict[str, float]:
+        """term -> its idf, for every term of the corpus (what a term's rarity tells without the index)."""
+        return {term: float(self.idf[column]) for term, column in self.vocabulary.items()}
+
     def _query_matrix(self, queries: Sequence[str]) -> sparse.csr_matrix:
         rows, cols = [], []
         for query_id, text in enumerate(queries):

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ragdistill.data.bm25 import BM25, tokenize
+from ragdistill.data.bm25 import tokenize
 
 # Words that carry no topic: never offered as expansion terms (a short English list; queries keep theirs).
 STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "you", "your", "yours", "yourself", "yourselves", "also", "one", "two", "may", "many", "much", "would", "could"])
@@ -59,17 +59,18 @@ def relevance_model(documents: Sequence[str], weights: Sequence[float]) -> Count
     return model
 
 
-def feedback_terms(query: str, documents: Sequence[str], bm25: BM25, max_terms: int = 20,
+def feedback_terms(query: str, documents: Sequence[str], idf: Mapping[str, float], max_terms: int = 20,
                    weights: Sequence[float] | None = None) -> FeedbackTerms:
     """The `max_terms` heaviest terms of the relevance model of `documents` (best first; `weights`: the documents'
-    weights, equal by default) that are not in the query and are known to the corpus."""
+    weights, equal by default) that are not in the query and are known to the corpus (`idf`: term -> idf, as
+    BM25.idf_table gives)."""
     weights = np.full(len(documents), 1.0 / max(len(documents), 1)) if weights is None else weights
     if len(weights) != len(documents):
         raise ValueError(f"{len(weights)} weights for {len(documents)} feedback documents")
     model = relevance_model(documents, weights)
     query_tokens = set(tokenize(query))
     terms = [term for term, _ in sorted(model.items(), key=lambda item: (-item[1], item[0]))
-             if term not in query_tokens and term in bm25.vocabulary][:max_terms]
+             if term not in query_tokens and term in idf][:max_terms]
     counts: Counter = Counter()
     holders: dict[str, list[int]] = {}
     for rank, document in enumerate(documents):
@@ -80,7 +81,7 @@ def feedback_terms(query: str, documents: Sequence[str], bm25: BM25, max_terms: 
     n = max(len(documents), 1)
     return FeedbackTerms(
         terms=terms,
-        idf=np.array([bm25.idf[bm25.vocabulary[t]] for t in terms], dtype=np.float32),
+        idf=np.array([idf[t] for t in terms], dtype=np.float32),
         frequency=np.array([math.log1p(counts[t]) for t in terms], dtype=np.float32),
         coverage=np.array([len(holders[t]) / n for t in terms], dtype=np.float32),
         first_rank=np.array([1.0 / (1 + holders[t][0]) for t in terms], dtype=np.float32),

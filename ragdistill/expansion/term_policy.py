@@ -51,6 +51,7 @@ class TermPolicy(nn.Module):
 
     def __init__(self, num_features: int, hidden: int = 16):
         super().__init__()
+        self.hidden = hidden
         self.net = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -62,6 +63,16 @@ class TermPolicy(nn.Module):
             return self(features) > 0
 
 
+def new_policy(num_features: int, hidden: int = 16, seed: int = 0) -> TermPolicy:
+    """A policy at its seeded random start (the 'untrained policy' of the tables is rebuilt this way)."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return TermPolicy(num_features, hidden)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 @dataclass
 class TrainingLog:
     steps: list[dict] = field(default_factory=list)
@@ -71,12 +82,14 @@ class TrainingLog:
         return float(np.mean([step["reward"] for step in chosen]))
 
 
-def train_policy(policy: TermPolicy, queries: Sequence[tuple[torch.Tensor, Callable[[torch.Tensor], float]]],
+def train_policy(policy: TermPolicy,
+                 queries: Sequence[tuple[torch.Tensor, Callable[[list[torch.Tensor]], Sequence[float]]]],
                  steps: int = 50, queries_per_step: int = 16, group_size: int = 8, learning_rate: float = 0.05,
                  seed: int = 0, progress: bool = True) -> TrainingLog:
-    """GRPO-style policy gradient over `queries`: (features, reward of a selection mask) pairs. Each step samples
-    `queries_per_step` queries and `group_size` selections each; returns the per-step mean reward and the share of
-    groups whose rewards all tied."""
+    """GRPO-style policy gradient over `queries`: (features, the rewards of a group of selection masks) pairs (a
+    group at once: a label-free judge grades the group's results on one pool). Each step samples `queries_per_step`
+    queries and `group_size` selections each; returns the per-step mean reward and the share of groups whose rewards
+    all tied."""
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
@@ -90,11 +103,11 @@ def train_policy(policy: TermPolicy, queries: Sequence[tuple[torch.Tensor, Calla
         batch = rng.choice(usable, size=min(queries_per_step, len(usable)), replace=False)
         losses, rewards, zero_std = [], [], 0
         for index in batch:
-            features, reward_of = queries[index]
+            features, rewards_of = queries[index]
             logits = policy(features)
             probabilities = torch.sigmoid(logits).detach().expand(group_size, -1)
             masks = torch.bernoulli(probabilities, generator=generator)
-            group = torch.tensor([reward_of(mask.bool()) for mask in masks], dtype=torch.float32)
+            group = torch.tensor(list(rewards_of([mask.bool() for mask in masks])), dtype=torch.float32)
             rewards.append(float(group.mean()))
             spread = group.std()
             if spread < 1e-8:

@@ -1,7 +1,9 @@
-"""The retrieval chain a RAG service runs per query: embed the query, search Milvus, optionally rerank the top hits.
+"""The retrieval chain a RAG service runs per query: optionally rewrite the query (a Query-Expansion-RL rewriter), embed
+it, search Milvus, optionally rerank the top hits.
 
-Every query runs alone (batch of one), as in serving, and each step is timed: `embed_ms` (query encoder),
-`search_ms` (Milvus round trip, texts included when a reranker needs them), `retrieve_ms` (the two), `rerank_ms`
+Every query runs alone (batch of one), as in serving, and each step is timed: `rewrite_ms` (the rewriter, with its
+feedback search where it reads one; 0 without), `embed_ms` (query encoder),
+`search_ms` (Milvus round trip, texts included when a reranker needs them), `retrieve_ms` (the three), `rerank_ms`
 (the CrossEncoder over the top `rerank_top_k` hits) and `total_ms`. A few warm-up queries run first, untimed.
 
 Outputs, for `--output_run runs/student.trec`:
@@ -77,6 +79,12 @@ class ChainArguments:
         "help": "Query encoder and reranker dtype (auto, float32, bfloat16, float16). Unset or auto: bf16 on GPUs, "
                 "float32 on CPUs (one query at a time, CPU bf16 kernels are slower than fp32)."})
     warmup: int = field(default=5, metadata={"help": "Untimed warm-up queries before the timed ones."})
+    rewriter: str | None = field(default=None, metadata={
+        "help": "A query rewriter trained by Query-Expansion-RL/train.py (its folder): each query is rewritten "
+                "before it is embedded (a term policy reads the top --rewrite_feedback hits of the query as typed); "
+                "the reranker still reads the query as typed. Unset: no rewriting."})
+    rewrite_feedback: int = field(default=10, metadata={
+        "help": "With a term-policy rewriter: the hits of the query as typed whose words it may add."})
 
     def __post_init__(self):
         check_choices(self)
@@ -174,7 +182,9 @@ class RetrievalChain:
     """Query -> vector -> Milvus top_k -> (reranker over the top rerank_top_k) -> ranked hits, timed."""
 
     def __init__(self, client, collection: CollectionInfo, encoder: Encoder, args: ChainArguments,
-                 reranker: Reranker | None = None):
+                 reranker: Reranker | None = None, rewriter=None):
+        self.rewriter = rewriter
+        self.rewrite_feedback = args.rewrite_feedback
         self.client = client
         self.collection = collection
         self.encoder = encoder
@@ -183,9 +193,27 @@ class RetrievalChain:
         self.rerank_top_k = min(args.rerank_top_k, args.top_k)
         self.search_params = parse_json_params(args.search_params, "--search_params")
 
+    def rewrite(self, query: str) -> str:
+        """The text to embed: the rewriter's rewrite of `query`, or `query` where there is no rewriter or the rewrite
+        is unusable (empty, too long, a copy: the query as typed is never worse than nothing)."""
+        if self.rewriter is None:
+            return query
+        feedback = None
+        if self.rewriter.uses_feedback:
+            from ragdistill.expansion.rewriters import Feedback
+
+            vector = self.encoder.encode_queries([query])[0]
+            hits = search(self.client, self.collection.name, vector, self.rewrite_feedback, self.collection.metric,
+                          self.search_params, with_text=True)
+            feedback = [Feedback([hit.text or "" for hit in hits], [hit.score for hit in hits])]
+        rewrite = self.rewriter.rewrite([query], feedback)[0]
+        return query if rewrite.problem else rewrite.text
+
     def run(self, query: str) -> tuple[list[Hit], dict[str, float]]:
         began = time.perf_counter()
-        vector = self.encoder.encode_queries([query])[0]
+        text = self.rewrite(query)
+        rewritten = time.perf_counter()
+        vector = self.encoder.encode_queries([text])[0]
         embedded = time.perf_counter()
         hits = search(self.client, self.collection.name, vector, self.top_k, self.collection.metric,
                       self.search_params, with_text=self.reranker is not None)
@@ -194,8 +222,9 @@ class RetrievalChain:
             head = hits[:self.rerank_top_k]
             hits = rerank(hits, self.reranker.score(query, [hit.text or "" for hit in head]))
         done = time.perf_counter()
-        latency = {"embed_ms": (embedded - began) * 1e3, "search_ms": (searched - embedded) * 1e3,
-                   "retrieve_ms": (searched - began) * 1e3, "rerank_ms": (done - searched) * 1e3,
+        latency = {"rewrite_ms": (rewritten - began) * 1e3, "embed_ms": (embedded - rewritten) * 1e3,
+                   "search_ms": (searched - embedded) * 1e3, "retrieve_ms": (searched - began) * 1e3,
+                   "rerank_ms": (done - searched) * 1e3,
                    "total_ms": (done - began) * 1e3}
         return hits, {key: round(value, 3) for key, value in latency.items()}
 
@@ -329,6 +358,7 @@ def chain_description(collection: CollectionInfo, args: ChainArguments, encoder:
         "reranker_backend": serving_backend(args.reranker_backend, args.reranker_file) if args.reranker else None,
         "reranker_instruction": args.reranker_instruction if args.reranker else None,
         "corpus": collection.properties.get("ragdistill.corpus"),
+        "rewriter": args.rewriter,
     }
 
 
