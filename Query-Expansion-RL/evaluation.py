@@ -24,14 +24,7 @@ from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.report import to_markdown, to_text
-from ragdistill.expansion.environment import (
-    EnvironmentArguments,
-    Grader,
-    RetrievalEnvironment,
-    labelled,
-    load_embedder,
-    load_queries,
-)
+from ragdistill.expansion.environment import EnvironmentArguments, Grader, labelled, open_environment
 from ragdistill.expansion.evaluation import evaluate, rewrite_all, table
 from ragdistill.expansion.rewriters import load_rewriter
 from ragdistill.expansion.rewriters.base import read_record
@@ -55,13 +48,15 @@ def main(argv: list[str] | None = None) -> None:
         defaults={"teacher_model": None})
 
     # 1. the held-out queries, the environment and the gradings (labels where there are any; the teacher if given)
-    retrieval_set = load_queries(corpus_args)
-    gradings = (["labels"] if labelled(retrieval_set) else []) + (["teacher"] if teacher_args.teacher_model else [])
-    if not gradings:
-        raise InputError(retrieval_set.source, "no query has a label: give --teacher_model to grade label-free")
-    embedder = load_embedder(env_args.embedder) if env_args.embedder else None
-    environment = RetrievalEnvironment(retrieval_set.documents, embedder, env_args.embedder,
-                                       cache_dir=env_args.cache_dir or f"{args.output_dir}/cache")
+    def gradings_of(found) -> list[str]:
+        gradings = (["labels"] if labelled(found) else []) + (["teacher"] if teacher_args.teacher_model else [])
+        if not gradings:
+            raise InputError(found.source, "no query has a label: give --teacher_model to grade label-free")
+        return gradings
+
+    retrieval_set, environment = open_environment(corpus_args, env_args, args.output_dir, check=gradings_of)
+    gradings = gradings_of(retrieval_set)
+    embedder = environment.embedder
     teacher = load_teacher(teacher_args) if "teacher" in gradings else None
     first_stages = ["bm25"] + (["dense"] if embedder is not None else [])
 

@@ -19,19 +19,13 @@ Writes the rewriter (rewriter.json last) with training.json / training.md (rewar
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ragdistill.core.cli import parse_args, run_main
-from ragdistill.core.jsonl import write_json
+from ragdistill.core.jsonl import atomic_open, write_json
 from ragdistill.core.report import to_markdown, to_text
-from ragdistill.expansion.environment import (
-    EnvironmentArguments,
-    Grader,
-    RetrievalEnvironment,
-    labelled,
-    load_embedder,
-    load_queries,
-    resolve_grading,
-)
+from ragdistill.expansion.environment import EnvironmentArguments, Grader, labelled, open_environment, resolve_grading
+from ragdistill.expansion.rewriters.base import RECORD
 from ragdistill.expansion.training import PolicyArguments, train_llm_rewriter, train_term_rewriter
 from ragdistill.reranker.teachers import TeacherArguments, load_teacher
 from ragdistill.retrieval.corpus import CorpusArguments
@@ -44,8 +38,11 @@ def main(argv: list[str] | None = None) -> None:
         CorpusArguments, EnvironmentArguments, PolicyArguments, TeacherArguments, args=argv,
         defaults={"corpus": "data/wikiqa/train.jsonl.gz", "split": "train", "teacher_model": None})
 
-    # 1. the corpus and the training queries; the grading (labels where there are any, else the teacher)
-    retrieval_set = load_queries(corpus_args)
+    # 1. the corpus and the training queries, the environment (BM25 over the corpus, the embedder's corpus vectors),
+    #    the grading (labels where there are any, else the teacher)
+    retrieval_set, environment = open_environment(
+        corpus_args, env_args, args.output_dir,
+        check=lambda found: resolve_grading(env_args.grading, found, teacher_args.teacher_model))
     grading = resolve_grading(env_args.grading, retrieval_set, teacher_args.teacher_model)
     qids = labelled(retrieval_set) if grading == "labels" else list(retrieval_set.queries)
     qids = qids[:env_args.max_queries] if env_args.max_queries else qids
@@ -53,27 +50,21 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("%s; training on %d queries, graded by %s", retrieval_set.summary(), len(queries),
                 "their labels" if grading == "labels" else f"the teacher {teacher_args.teacher_model}")
 
-    # 2. the environment: BM25 over the corpus, the embedder's corpus vectors (cached beside the rewriter)
-    embedder = load_embedder(env_args.embedder) if env_args.embedder else None
-    environment = RetrievalEnvironment(retrieval_set.documents, embedder, env_args.embedder,
-                                       cache_dir=env_args.cache_dir or f"{args.output_dir}/cache")
+    # 2. the grader: the labels, or the teacher against the original query; a rewriter this folder held before is
+    #    unfinished from here on (its record goes; the new one is written last)
+    (Path(args.output_dir) / RECORD).unlink(missing_ok=True)
     teacher = load_teacher(teacher_args) if grading == "teacher" else None
     grader = Grader(environment, retrieval_set, grading, teacher)
 
-    # 3. the policy, trained; the rewriter saved (its record last)
+    # 3. the policy, trained (an LLM's weights are saved by its trainer)
     settings = {"seed": args.seed, "trained_on": retrieval_set.source, "grading": grading,
                 "first_stage": env_args.first_stage, "steps": args.steps}
     if args.policy == "term":
         rewriter, result = train_term_rewriter(environment, grader, queries, env_args, args)
-        rewriter.save(args.output_dir, settings)
     else:
-        from ragdistill.expansion.rewriters.llm import LLMRewriter
-
         result = train_llm_rewriter(environment, grader, queries, env_args, args)
-        LLMRewriter.save_record(args.output_dir, "rewrite", args.max_completion_length,
-                                {**settings, "base_model": args.policy_model})
 
-    # 4. the reward per step, printed and saved
+    # 4. the reward per step, printed and saved; then the rewriter's record, last (a folder without it is unfinished)
     first, last = result.mean_reward(True), result.mean_reward(False)
     tied = sum(step["frac_reward_zero_std"] for step in result.steps) / max(len(result.steps), 1)
     notes = [f"{args.policy} policy, {args.steps} steps of {args.queries_per_step} queries x {args.group_size} "
@@ -84,10 +75,19 @@ def main(argv: list[str] | None = None) -> None:
     rows = [[f"{first:.4f}", f"{last:.4f}", f"{last - first:+.4f}"]]
     title = "Query rewriter training"
     print(to_text(headers, rows, title=title, notes=notes))
-    write_json(f"{args.output_dir}/training.json", {"settings": {**settings, "policy": args.policy}, "notes": notes,
-                                                    "steps": result.steps, "problems": dict(result.problems)})
-    with open(f"{args.output_dir}/training.md", "w", encoding="utf-8") as handle:
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    write_json(output / "training.json", {"settings": {**settings, "policy": args.policy}, "notes": notes,
+                                          "steps": result.steps, "problems": dict(result.problems)})
+    with atomic_open(output / "training.md") as handle:
         handle.write(to_markdown(headers, rows, title=title, notes=notes) + "\n")
+    if args.policy == "term":
+        rewriter.save(output, settings)
+    else:
+        from ragdistill.expansion.rewriters.llm import LLMRewriter
+
+        LLMRewriter.save_record(output, "rewrite", args.max_completion_length,
+                                {**settings, "base_model": args.policy_model})
     logger.info("saved the rewriter in %s", args.output_dir)
 
 

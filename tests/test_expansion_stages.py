@@ -113,3 +113,25 @@ def test_a_trained_rewriter_in_front_of_the_milvus_chain(trained_term_policy, wi
     meta = json.loads((tmp_path / "rewritten.trec.meta.json").read_text())
     assert meta["rewriter"] == str(trained_term_policy / "rewriter")
     assert set(read_trec_run(runs["rewritten"])) == set(read_trec_run(runs["plain"]))
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, tiny_models):
+    """No labels and no teacher: refused before the corpus is embedded; a folder without rewriter.json is no
+    rewriter; labels asked for where there are none, and an empty queries file: refused, naming the input."""
+    from ragdistill.core.errors import InputError
+    from ragdistill.expansion.rewriters import load_rewriter
+
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 4)
+    with pytest.raises(InputError, match="label-free grading needs --teacher_model"):
+        stage_main("Query-Expansion-RL", "train")(["--corpus", str(folder), "--embedder", str(tiny_models["bert"]),
+                                                  "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out/cache").exists()  # nothing was embedded
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InputError, match="not a rewriter folder"):
+        load_rewriter(tmp_path / "out")
+    with pytest.raises(InputError, match="no query has a relevant document"):
+        stage_main("Query-Expansion-RL", "train")(["--corpus", str(folder), "--grading", "labels",
+                                                  "--output_dir", str(tmp_path / "out")])
+    (folder / "queries.jsonl").write_text("")
+    with pytest.raises(InputError, match="queries.jsonl"):
+        stage_main("Query-Expansion-RL", "evaluation")(["--corpus", str(folder), "--output_dir", str(tmp_path / "e")])

@@ -192,6 +192,20 @@ class RetrievalEnvironment:
         return out
 
 
+def open_environment(corpus_args: CorpusArguments, env_args: EnvironmentArguments, output_dir: str,
+                     check=None) -> tuple[RetrievalSet, RetrievalEnvironment]:
+    """The retrieval set `corpus_args` name and its environment (the embedder's corpus vectors cached in
+    --cache_dir, else <output_dir>/cache), as both stages open them; `check(retrieval_set)` runs before the corpus
+    is embedded (a stage refuses bad input before minutes of work)."""
+    retrieval_set = load_queries(corpus_args)
+    if check is not None:
+        check(retrieval_set)
+    embedder = load_embedder(env_args.embedder) if env_args.embedder else None
+    environment = RetrievalEnvironment(retrieval_set.documents, embedder, env_args.embedder,
+                                       cache_dir=env_args.cache_dir or f"{output_dir}/cache")
+    return retrieval_set, environment
+
+
 class Grader:
     """NDCG@k (and, with labels, Recall@k) of retrieved lists of document indices, for one query at a time."""
 
