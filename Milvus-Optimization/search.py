@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
         rewriter = load_rewriter(chain_args.rewriter)
         logger.info(f"query rewriter: {rewriter.describe()} ({chain_args.rewriter})")
+        if getattr(rewriter, "feedback_weights", None) == "bm25":
+            logger.warning("this term policy weighs its feedback by BM25 scores; here its feedback is the chain's own "
+                           "hits, whose similarity scores it weighs nearly evenly (train it with --embedder for "
+                           "dense weights, which the chain gives as in training)")
     chain = RetrievalChain(client, collection, encoder, chain_args, reranker, rewriter)
     description = chain_description(collection, chain_args, encoder, uri)
     tag = output_args.tag or latency_path(output_args.output_run).name.removesuffix(".latency.jsonl")

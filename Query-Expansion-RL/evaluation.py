@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(found.source, "no query has a label: give --teacher_model to grade label-free")
         return gradings
 
-    retrieval_set, environment = open_environment(corpus_args, env_args, args.output_dir, check=gradings_of)
+    retrieval_set, environment = open_environment(corpus_args, env_args, check=gradings_of)
     gradings = gradings_of(retrieval_set)
     embedder = environment.embedder
     teacher = load_teacher(teacher_args) if "teacher" in gradings else None
@@ -69,10 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         if kind == "term":
             from ragdistill.expansion.rewriters.term import TermRewriter
 
-            trained = load_rewriter(args.rewriter, embedder=embedder)
-            methods.append(TermRewriter(trained.idf, embedder, env_args.embedder, trained.feedback_weights,
-                                        trained.candidate_terms, trained.original_weight))
-            methods += [load_rewriter(args.rewriter, untrained=True, embedder=embedder), trained]
+            # the rewriter's family reads the embedder it was trained with (loaded again only if it is not --embedder)
+            trained = load_rewriter(args.rewriter, embedder=embedder, embedder_path=env_args.embedder)
+            methods.append(TermRewriter(trained.idf, trained.embedder, trained.embedder_path,
+                                        trained.feedback_weights, trained.candidate_terms, trained.original_weight))
+            methods += [load_rewriter(args.rewriter, untrained=True, embedder=trained.embedder,
+                                      embedder_path=trained.embedder_path), trained]
         else:
             from ragdistill.expansion.rewriters.llm import LLMRewriter
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. the corpus and the training queries, the environment (BM25 over the corpus, the embedder's corpus vectors),
     #    the grading (labels where there are any, else the teacher)
     retrieval_set, environment = open_environment(
-        corpus_args, env_args, args.output_dir,
+        corpus_args, env_args,
         check=lambda found: resolve_grading(env_args.grading, found, teacher_args.teacher_model))
     grading = resolve_grading(env_args.grading, retrieval_set, teacher_args.teacher_model)
     qids = labelled(retrieval_set) if grading == "labels" else list(retrieval_set.queries)

@@ -135,3 +135,32 @@ def test_bad_input_is_refused_before_any_work(tmp_path, tiny_models):
     (folder / "queries.jsonl").write_text("")
     with pytest.raises(InputError, match="queries.jsonl"):
         stage_main("Query-Expansion-RL", "evaluation")(["--corpus", str(folder), "--output_dir", str(tmp_path / "e")])
+
+
+def test_the_rewriter_reads_its_own_embedder_and_caches_follow_the_model(trained_term_policy, wikiqa_slices,
+                                                                        tiny_models, tmp_path):
+    """Evaluated without --embedder, a term policy trained with one still reads it (BM25 table only); a model
+    retrained into the same folder is another model to the corpus-vector cache."""
+    import os
+    import shutil
+
+    from ragdistill.expansion.environment import model_signature
+
+    d = wikiqa_slices
+    stage_main("Query-Expansion-RL", "evaluation")([
+        "--corpus", str(d / "test.jsonl"), "--distractor_files", str(d / "train.jsonl"),
+        "--rewriter", str(trained_term_policy / "rewriter"), "--output_dir", str(tmp_path / "eval")])
+    results = read_json(tmp_path / "eval/query_expansion.json")["results"]
+    assert {r["first_stage"] for r in results} == {"bm25"} and len(results) == 5
+    model = shutil.copytree(tiny_models["bert"], tmp_path / "model")
+    before = model_signature(str(model))
+    os.utime(model / "config.json", ns=(1, 1))
+    assert model_signature(str(model)) != before and model_signature("org/name") == "org/name"
+
+
+def test_an_llm_step_needs_a_full_step_of_queries(tmp_path):
+    from ragdistill.core.errors import InputError
+    from ragdistill.expansion.training import PolicyArguments, train_llm_rewriter
+
+    with pytest.raises(InputError, match="fewer than --queries_per_step 16"):
+        train_llm_rewriter(None, None, {"q1": "a question"}, None, PolicyArguments(policy="llm"))

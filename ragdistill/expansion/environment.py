@@ -55,9 +55,9 @@ class EnvironmentArguments:
     max_rewrite_words: int = field(default=MAX_REWRITE_WORDS, metadata={
         "help": "A rewrite longer than this earns a counted zero."})
     max_queries: int = field(default=0, metadata={"help": "Use only the first N queries (0 = all)."})
-    cache_dir: str | None = field(default=None, metadata={
-        "help": "Where the embedder's corpus vectors are cached (both stages read one cache). Default: "
-                "<--output_dir>/cache."})
+    cache_dir: str = field(default="output/query_expansion/cache", metadata={
+        "help": "Where the embedder's corpus vectors are cached (both stages read one cache; a retrained embedder "
+                "in the same folder gets new ones)."})
 
     def __post_init__(self):
         check_choices(self)
@@ -108,6 +108,17 @@ def resolve_grading(grading: str, retrieval_set: RetrievalSet, teacher_model: st
     return grading
 
 
+def model_signature(model: str) -> str:
+    """A model's identity for caches: for a local folder its path and every file's size and modification time (a
+    model retrained into the same folder is another model), else its name."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "checkpoint-" not in str(p.relative_to(folder)))
+    return "\n".join([str(folder.resolve())] + [f"{p.relative_to(folder)} {p.stat().st_size} {p.stat().st_mtime_ns}"
+                                                  for p in files])
+
+
 class RetrievalEnvironment:
     """A corpus with its BM25 index and, given an embedder, its vectors (cached in `cache_dir`)."""
 
@@ -128,7 +139,7 @@ class RetrievalEnvironment:
         """The documents' vectors, cached under a digest of the model and the corpus as a set (the training and the
         test stage pool the same passages in another order: they share one cache)."""
         order = sorted(range(len(self.doc_ids)), key=lambda i: self.doc_ids[i])
-        digest = hashlib.sha256(name.encode())
+        digest = hashlib.sha256(model_signature(name).encode())
         for i in order:
             digest.update(self.doc_ids[i].encode() + b"\0" + self.texts[i].encode() + b"\1")
         cache = Path(cache_dir) / f"corpus-vectors-{digest.hexdigest()[:16]}.npy" if cache_dir else None
@@ -173,8 +184,7 @@ class RetrievalEnvironment:
         scores = self.encode_queries([rewrites[i].text for i in usable]) @ self.vectors.T
         k = min(k, len(self.texts))
         for i, row in zip(usable, scores):
-            top = np.argpartition(-row, k - 1)[:k]
-            top = top[np.lexsort((top, -row[top]))]  # by score, ties by document index
+            top = np.argsort(-row, kind="stable")[:k]  # by score, ties (duplicate passages) by document index
             results[i] = [(int(d), float(row[d])) for d in top]
         return results
 
@@ -192,17 +202,16 @@ class RetrievalEnvironment:
         return out
 
 
-def open_environment(corpus_args: CorpusArguments, env_args: EnvironmentArguments, output_dir: str,
-                     check=None) -> tuple[RetrievalSet, RetrievalEnvironment]:
+def open_environment(corpus_args: CorpusArguments, env_args: EnvironmentArguments, check=None) -> tuple[RetrievalSet, RetrievalEnvironment]:
     """The retrieval set `corpus_args` name and its environment (the embedder's corpus vectors cached in
-    --cache_dir, else <output_dir>/cache), as both stages open them; `check(retrieval_set)` runs before the corpus
-    is embedded (a stage refuses bad input before minutes of work)."""
+    --cache_dir), as both stages open them; `check(retrieval_set)` runs before the corpus is embedded (a stage
+    refuses bad input before minutes of work)."""
     retrieval_set = load_queries(corpus_args)
     if check is not None:
         check(retrieval_set)
     embedder = load_embedder(env_args.embedder) if env_args.embedder else None
     environment = RetrievalEnvironment(retrieval_set.documents, embedder, env_args.embedder,
-                                       cache_dir=env_args.cache_dir or f"{output_dir}/cache")
+                                       cache_dir=env_args.cache_dir)
     return retrieval_set, environment
 
 

@@ -121,6 +121,9 @@ def train_term_rewriter(environment: RetrievalEnvironment, grader: Grader, queri
 
     episodes = [(features, rewards_of(qid, text, terms))
                 for qid, text, (terms, features) in zip(qids, texts, candidates)]
+    if not any(len(features) for features, _ in episodes):
+        raise InputError(None, "no training query has a candidate expansion term (their top BM25 documents hold "
+                               "no word the query lacks): nothing to choose from")
     log = train_policy(rewriter.policy, episodes, steps=args.steps, queries_per_step=args.queries_per_step,
                        group_size=args.group_size, learning_rate=args.resolved_learning_rate(), seed=args.seed)
     rewriter.policy.eval()
@@ -159,6 +162,9 @@ def train_llm_rewriter(environment: RetrievalEnvironment, grader: Grader, querie
                        env_args: EnvironmentArguments, args: PolicyArguments) -> TrainingResult:
     """GRPO (TRL) on `queries`, rewarded by the environment; saves the trained model (LoRA merged) and its tokenizer
     into args.output_dir."""
+    if len(queries) < args.queries_per_step:  # TRL's sampler drops an incomplete step: nothing would train
+        raise InputError(None, f"{len(queries)} training queries, fewer than --queries_per_step "
+                               f"{args.queries_per_step}: lower it or give more queries")
     problems: Counter = Counter()
     rows = [{"prompt": prompt_messages(text), "qid": qid, "query": text} for qid, text in queries.items()]
     steps = grpo_train(rows, llm_rewards(environment, grader, env_args, problems), args)
@@ -168,7 +174,8 @@ def train_llm_rewriter(environment: RetrievalEnvironment, grader: Grader, querie
 def grpo_train(rows: list[dict], reward_funcs: list, args: PolicyArguments) -> list[dict]:
     """TRL's GRPOTrainer over `rows` ({"prompt": chat messages, ...columns the rewards read}) with `args`' policy
     model, group, rate and steps; saves the model (LoRA merged) and tokenizer to args.output_dir; returns the
-    per-step log (reward, frac_reward_zero_std, completion length)."""
+    per-step log: "reward" the first reward function's mean (the retrieval reward), the others' means by name,
+    their weighted sum ("total_reward"), frac_reward_zero_std, completion length."""
     import importlib.util
 
     from datasets import Dataset
@@ -182,11 +189,16 @@ def grpo_train(rows: list[dict], reward_funcs: list, args: PolicyArguments) -> l
                 (args.use_vllm == "auto" and cuda and importlib.util.find_spec("vllm") is not None))
     if use_vllm and not cuda:
         raise InputError(None, "--use_vllm true needs a GPU (TRL's vLLM generation); use false on CPU")
+    if use_vllm and importlib.util.find_spec("vllm") is None:
+        raise InputError(None, "--use_vllm true needs vLLM installed (pip install vllm), or use false")
     output = Path(args.output_dir)
     config = GRPOConfig(
         output_dir=str(output / "trainer"), use_cpu=not cuda, bf16=cuda and resolve_dtype("auto") == "bfloat16",
         max_steps=args.steps, learning_rate=args.resolved_learning_rate(), num_generations=args.group_size,
-        per_device_train_batch_size=args.queries_per_step * args.group_size,
+        # one query's group per forward/backward pass, the step's queries accumulated: TRL then generates the
+        # whole step's completions at once (its generation batch) and trains on them group by group, so memory
+        # holds one group's activations, not the step's
+        per_device_train_batch_size=args.group_size, gradient_accumulation_steps=args.queries_per_step,
         max_completion_length=args.max_completion_length, temperature=args.temperature, top_k=0, beta=0.0,
         use_vllm=use_vllm, vllm_mode="colocate", logging_steps=1, save_strategy="no", report_to="none",
         seed=args.seed, disable_tqdm=False)
@@ -205,7 +217,10 @@ def grpo_train(rows: list[dict], reward_funcs: list, args: PolicyArguments) -> l
         model = model.merge_and_unload()
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    return [{"step": entry["step"], "reward": entry["reward"],
+    # TRL's "reward" is the weighted sum of every reward function; each one's mean is logged apart
+    names = [getattr(f, "__name__", f"reward_{i}") for i, f in enumerate(reward_funcs)]
+    return [{"step": entry["step"], "reward": entry.get(f"rewards/{names[0]}/mean", entry["reward"]),
+             "total_reward": entry["reward"], **{name: entry.get(f"rewards/{name}/mean") for name in names[1:]},
              "frac_reward_zero_std": entry.get("frac_reward_zero_std", 0.0),
              "completion_length": entry.get("completions/mean_length")}
             for entry in trainer.state.log_history if "reward" in entry]

@@ -95,6 +95,8 @@ class ChainArguments:
         if self.warmup < 0:
             raise InputError(None, "--warmup must be 0 or more")
         parse_json_params(self.search_params, "--search_params")
+        if self.rewrite_feedback < 1:
+            raise InputError(None, f"--rewrite_feedback must be at least 1, got {self.rewrite_feedback}")
 
 
 class Reranker:
@@ -358,7 +360,7 @@ def chain_description(collection: CollectionInfo, args: ChainArguments, encoder:
         "reranker_backend": serving_backend(args.reranker_backend, args.reranker_file) if args.reranker else None,
         "reranker_instruction": args.reranker_instruction if args.reranker else None,
         "corpus": collection.properties.get("ragdistill.corpus"),
-        "rewriter": args.rewriter,
+        "rewriter": args.rewriter, "rewrite_feedback": args.rewrite_feedback if args.rewriter else None,
     }
 
 

@@ -15,13 +15,15 @@ from ragdistill.expansion.rewriters.base import Feedback, Rewrite, Rewriter, rea
 KINDS = ("term", "llm")
 
 
-def load_rewriter(folder: str | os.PathLike, untrained: bool = False, embedder=None) -> Rewriter:
-    """The rewriter saved in `folder` by Query-Expansion-RL/train.py (`untrained`: as it was before training)."""
+def load_rewriter(folder: str | os.PathLike, untrained: bool = False, embedder=None,
+                  embedder_path: str | None = None) -> Rewriter:
+    """The rewriter saved in `folder` by Query-Expansion-RL/train.py (`untrained`: as it was before training;
+    `embedder`, loaded from `embedder_path`: reused where the rewriter was trained with that model)."""
     kind = read_record(folder)["kind"]
     if kind == "term":
         from ragdistill.expansion.rewriters.term import load_term_rewriter
 
-        return load_term_rewriter(folder, embedder, untrained)
+        return load_term_rewriter(folder, embedder, untrained, embedder_path)
     if kind == "llm":
         from ragdistill.expansion.rewriters.llm import load_llm_rewriter
 

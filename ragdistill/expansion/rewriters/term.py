@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import read_json, write_json
 from ragdistill.expansion.feedback import DENSE_TEMPERATURE, FeedbackTerms, document_weights, feedback_terms
 from ragdistill.expansion.rewriters.base import Feedback, Rewrite, Rewriter, read_record, write_record
@@ -117,11 +118,26 @@ class TermRewriter(Rewriter):
                                      **(extra or {})})
 
 
-def load_term_rewriter(folder: str | os.PathLike, embedder=None, untrained: bool = False) -> TermRewriter:
-    """A saved term policy (`untrained`: the same network at its seeded start, before training); `embedder`: the
-    loaded embedder (default: load the one it was trained with)."""
+def same_model(path: str | None, recorded: str | None) -> bool:
+    if not path or not recorded:
+        return False
+    return (Path(path).resolve() == Path(recorded).resolve() if Path(path).is_dir() and Path(recorded).is_dir()
+            else path == recorded)
+
+
+def load_term_rewriter(folder: str | os.PathLike, embedder=None, untrained: bool = False,
+                       embedder_path: str | None = None) -> TermRewriter:
+    """A saved term policy (`untrained`: the same network at its seeded start, before training). Its features read
+    the embedder it was trained with: `embedder` (loaded from `embedder_path`) is used when it is that model, else
+    the recorded one is loaded."""
     folder = Path(folder)
     record = read_record(folder)
+    missing = [key for key in ("embedder", "feedback_weights", "candidate_terms", "original_weight", "num_features",
+                               "hidden", "seed") if key not in record]
+    if missing:
+        raise InputError(folder / "rewriter.json", f"a term rewriter's record lacks {', '.join(missing)}")
+    if embedder is not None and not same_model(embedder_path, record["embedder"]):
+        embedder = None  # the policy reads the embedder it was trained with, not the caller's
     if embedder is None and record["embedder"]:
         from ragdistill.expansion.environment import load_embedder
 
