@@ -17,7 +17,7 @@ from ragdistill.expansion.feedback import (
     relevance_model,
     rm3_query,
 )
-from ragdistill.expansion.reward import ndcg_at_k, recall_at_k, rewrite_problem, teacher_gains
+from ragdistill.expansion.reward import ndcg_at_k, recall_at_k, rewrite_problem, unit_scaled
 from ragdistill.expansion.term_policy import BASE_FEATURES, TermPolicy, selected_query, term_features, train_policy
 
 DOCUMENTS = ["the cat sat on the mat with another cat", "dogs chase cats in the garden", "stock markets fell today",
@@ -32,16 +32,9 @@ def test_ndcg_and_recall_by_hand():
     assert ndcg_at_k(["c"], {}) == 0.0 and recall_at_k(["a", "c"], gains, 1) == 0.5
 
 
-def test_label_free_gains_grade_against_the_original_query():
-    asked = []
-
-    def score(query, texts):
-        asked.append(query)
-        return [len(text) for text in texts]
-
-    gains = teacher_gains("original query", ["x", "y"], {"x": "short", "y": "much longer"}, score)
-    assert asked == ["original query"] and gains == {"x": 0.0, "y": 1.0}
-    assert teacher_gains("q", [], {}, score) == {}
+def test_teacher_scores_become_gains_in_zero_to_one():
+    assert unit_scaled([3.0, 1.0, 2.0]).tolist() == [1.0, 0.0, 0.5]
+    assert unit_scaled([2.0, 2.0]).tolist() == [1.0, 1.0] and unit_scaled([]).tolist() == []
 
 
 @pytest.mark.parametrize(("rewrite", "problem"), [("", "empty"), ("  ", "empty"), ("What IS  x", "copies"),

@@ -25,7 +25,7 @@ import numpy as np
 from ragdistill.core.arguments import check_choices
 from ragdistill.core.errors import InputError
 from ragdistill.data.bm25 import BM25
-from ragdistill.expansion.reward import MAX_REWRITE_WORDS, ndcg_at_k, recall_at_k
+from ragdistill.expansion.reward import MAX_REWRITE_WORDS, ndcg_at_k, recall_at_k, unit_scaled
 from ragdistill.expansion.rewriters.base import Feedback, Rewrite
 from ragdistill.retrieval.corpus import CorpusArguments, RetrievalSet, is_beir_folder, load_retrieval_set
 
@@ -238,10 +238,7 @@ class Grader:
             self.teacher_scores.update({(qid, d): float(s) for d, s in zip(missing, scored)})
         if not pool:
             return {}
-        values = np.array([self.teacher_scores[(qid, d)] for d in pool])
-        spread = float(np.ptp(values))
-        scaled = (values - values.min()) / spread if spread > 0 else np.ones_like(values)
-        return dict(zip(pool, scaled.tolist()))
+        return dict(zip(pool, unit_scaled([self.teacher_scores[(qid, d)] for d in pool]).tolist()))
 
     def ndcg(self, qid: str, lists: Sequence[Sequence[int]], k: int) -> list[float]:
         """NDCG@k of each list of document indices, all graded on one pool (their top k documents together)."""

@@ -2,13 +2,13 @@
 
 NDCG@k of the retrieved list, with gains from the qrels where there are labels, or, label-free, from the teacher's
 scores of the retrieved documents against the ORIGINAL query (never the rewrite: a policy must not grade itself),
-scaled to [0, 1] per query as in ragdistill.core.metrics.teacher_agreement. A rewrite that is empty, over the length
+scaled to [0, 1] per query (`unit_scaled`; ragdistill.expansion.environment.Grader pools them). A rewrite that is empty, over the length
 limit or a copy of the query earns a counted zero, never an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -30,16 +30,11 @@ def recall_at_k(ranked: Sequence[str], gains: Mapping[str, float], k: int) -> fl
     return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
 
 
-def teacher_gains(query: str, documents: Sequence[str], texts: Mapping[str, str],
-                  score: Callable[[str, list[str]], Sequence[float]]) -> dict[str, float]:
-    """Label-free gains of `documents` (ids): the teacher's scores of them against `query`, the original query,
-    scaled to [0, 1] (the best 1, the worst 0)."""
-    if not documents:
-        return {}
-    values = np.asarray(score(query, [texts[doc] for doc in documents]), dtype=np.float64)
-    spread = float(np.ptp(values))
-    scaled = (values - values.min()) / spread if spread > 0 else np.ones_like(values)
-    return dict(zip(documents, scaled.tolist()))
+def unit_scaled(values: Sequence[float]) -> np.ndarray:
+    """`values` scaled to [0, 1] (the best 1, the worst 0; all equal: all 1): teacher scores as graded gains."""
+    values = np.asarray(values, dtype=np.float64)
+    spread = float(np.ptp(values)) if len(values) else 0.0
+    return (values - values.min()) / spread if spread > 0 else np.ones_like(values)
 
 
 def rewrite_problem(original: str, rewrite: str, max_words: int = MAX_REWRITE_WORDS) -> str | None:

@@ -77,7 +77,8 @@ def new_policy(num_features: int, hidden: int = 16, seed: int = 0) -> TermPolicy
 class TrainingLog:
     steps: list[dict] = field(default_factory=list)
 
-    def mean_reward(self, first: bool, count: int) -> float:
+    def mean_reward(self, first: bool, count: int = 5) -> float:
+        """The mean reward of the first (or last) `count` steps."""
         chosen = self.steps[:count] if first else self.steps[-count:]
         return float(np.mean([step["reward"] for step in chosen]))
 

@@ -23,7 +23,7 @@ from ragdistill.core.errors import InputError
 from ragdistill.expansion.environment import EnvironmentArguments, Grader, RetrievalEnvironment
 from ragdistill.expansion.rewriters.llm import DEFAULT_MAX_NEW_TOKENS, completion_rewrite, parse_answer, prompt_messages
 from ragdistill.expansion.rewriters.term import FEEDBACK_WEIGHTS, TermRewriter
-from ragdistill.expansion.term_policy import BASE_FEATURES, new_policy, train_policy
+from ragdistill.expansion.term_policy import BASE_FEATURES, TrainingLog, new_policy, train_policy
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +89,10 @@ class PolicyArguments:
 
 
 @dataclass
-class TrainingResult:
-    steps: list[dict]  # per step: reward (mean over the step's groups), frac_reward_zero_std, ...
-    problems: Counter = field(default_factory=Counter)  # rewrites that earned a counted zero, by reason
+class TrainingResult(TrainingLog):
+    """The per-step log, and the rewrites that earned a counted zero, by reason."""
 
-    def mean_reward(self, first: bool, count: int = 5) -> float:
-        chosen = self.steps[:count] if first else self.steps[-count:]
-        return sum(step["reward"] for step in chosen) / max(len(chosen), 1)
+    problems: Counter = field(default_factory=Counter)
 
 
 def train_term_rewriter(environment: RetrievalEnvironment, grader: Grader, queries: dict[str, str],
