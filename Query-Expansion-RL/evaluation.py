@@ -4,8 +4,9 @@ with every candidate term, the untrained and the trained policy; for an LLM rewr
 trained one, and query2doc with the untrained model (no training). Columns: NDCG@10, Recall@10, Recall@100,
 MRR@10 (by the labels), the rewrite's cost per query, and the rewrites that earned nothing.
 
-With labels the tables are graded by them; with --teacher_model a teacher-graded table follows (label-free: the
-teacher's scores of the retrieved documents against the original query; the only one when there are no labels).
+With labels the tables are graded by them; pseudo-queries (candidate lists naming their "source") by their source
+document; with --teacher_model a teacher-graded table follows (label-free: the teacher's scores of the retrieved
+documents against the original query).
 
     python evaluation.py --corpus data/wikiqa/test.jsonl.gz \
         --distractor_files data/wikiqa/train.jsonl.gz,data/wikiqa/dev.jsonl.gz \
@@ -24,7 +25,7 @@ from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import write_json
 from ragdistill.core.report import to_markdown, to_text
-from ragdistill.expansion.environment import EnvironmentArguments, Grader, labelled, open_environment
+from ragdistill.expansion.environment import EnvironmentArguments, Grader, gradable, labelled, open_environment
 from ragdistill.expansion.evaluation import evaluate, rewrite_all, table
 from ragdistill.expansion.rewriters import load_rewriter
 from ragdistill.expansion.rewriters.base import read_record
@@ -49,9 +50,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1. the held-out queries, the environment and the gradings (labels where there are any; the teacher if given)
     def gradings_of(found) -> list[str]:
-        gradings = (["labels"] if labelled(found) else []) + (["teacher"] if teacher_args.teacher_model else [])
+        gradings = (["labels"] if labelled(found) else ["round_trip"] if found.sources else []) + (
+            ["teacher"] if teacher_args.teacher_model else [])
         if not gradings:
-            raise InputError(found.source, "no query has a label: give --teacher_model to grade label-free")
+            raise InputError(found.source, "no query has a label or a source document: give --teacher_model to "
+                                           "grade label-free")
         return gradings
 
     retrieval_set, environment = open_environment(corpus_args, env_args, check=gradings_of)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     # 3. every method's rewrites of every query (timed), then each first stage, each grading
     results, printed = [], []
     for grading in gradings:
-        qids = labelled(retrieval_set) if grading == "labels" else list(retrieval_set.queries)
+        qids = gradable(retrieval_set, grading)
         qids = qids[:env_args.max_queries] if env_args.max_queries else qids
         texts = [retrieval_set.queries[q] for q in qids]
         rewrites = rewrite_all(environment, methods, texts, env_args.feedback_documents)
@@ -94,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             rows = evaluate(environment, grader, qids, rewrites, first_stage)
             results += rows
             headers, cells = table(rows)
-            title = (f"Query expansion, {first_stage} first stage, graded by "
-                     f"{'labels' if grading == 'labels' else 'the teacher ' + str(teacher_args.teacher_model)}")
+            judge = {"labels": "labels", "round_trip": "each query's source document"}.get(
+                grading, f"the teacher {teacher_args.teacher_model}")
+            title = f"Query expansion, {first_stage} first stage, graded by {judge}"
             notes = [f"{len(qids)} queries of {retrieval_set.source}; feedback: top {env_args.feedback_documents} "
                      "BM25 documents; rewrite ms: the work before the final search (feedback search, embeddings, "
                      "policy or generation)"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from ragdistill.core.cli import parse_args, run_main
 from ragdistill.core.jsonl import atomic_open, write_json
 from ragdistill.core.report import to_markdown, to_text
-from ragdistill.expansion.environment import EnvironmentArguments, Grader, labelled, open_environment, resolve_grading
+from ragdistill.expansion.environment import EnvironmentArguments, Grader, gradable, open_environment, resolve_grading
 from ragdistill.expansion.rewriters.base import RECORD
 from ragdistill.expansion.training import PolicyArguments, train_llm_rewriter, train_term_rewriter
 from ragdistill.reranker.teachers import TeacherArguments, load_teacher
@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
         corpus_args, env_args,
         check=lambda found: resolve_grading(env_args.grading, found, teacher_args.teacher_model))
     grading = resolve_grading(env_args.grading, retrieval_set, teacher_args.teacher_model)
-    qids = labelled(retrieval_set) if grading == "labels" else list(retrieval_set.queries)
+    qids = gradable(retrieval_set, grading)
     qids = qids[:env_args.max_queries] if env_args.max_queries else qids
     queries = {qid: retrieval_set.queries[qid] for qid in qids}
     logger.info("%s; training on %d queries, graded by %s", retrieval_set.summary(), len(queries),
-                "their labels" if grading == "labels" else f"the teacher {teacher_args.teacher_model}")
+                {"labels": "their labels", "round_trip": "their source documents"}.get(
+                    grading, f"the teacher {teacher_args.teacher_model}"))
 
     # 2. the grader: the labels, or the teacher against the original query; a rewriter this folder held before is
     #    unfinished from here on (its record goes; the new one is written last)

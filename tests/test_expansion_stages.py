@@ -86,7 +86,7 @@ def test_label_free_route_reads_no_label(tmp_path, tiny_models):
 
     from ragdistill.core.errors import InputError
 
-    with pytest.raises(InputError, match="no query has a label: give --teacher_model"):
+    with pytest.raises(InputError, match="no query has a label or a source document: give --teacher_model"):
         stage_main("Query-Expansion-RL", "evaluation")(["--corpus", str(folder), "--output_dir", str(tmp_path / "x")])
 
 
@@ -164,3 +164,24 @@ def test_an_llm_step_needs_a_full_step_of_queries(tmp_path):
 
     with pytest.raises(InputError, match="fewer than --queries_per_step 16"):
         train_llm_rewriter(None, None, {"q1": "a question"}, None, PolicyArguments(policy="llm"))
+
+
+def test_round_trip_route_from_a_corpus_alone(tmp_path, monkeypatch):
+    """A corpus alone: pseudo-queries cut from its documents (prepare_data.py --pseudo_queries crop) train and grade
+    the rewriter by the round trip (each query's own source document), with no teacher and no label."""
+    from tests.test_prepare_data import run_script
+
+    folder = write_corpus_and_queries(REPO / "data/wikiqa/test.jsonl.gz", tmp_path / "docs", 10)
+    (folder / "queries.jsonl").unlink()
+    run_script(monkeypatch, "--beir_dir", str(folder), "--pseudo_queries", "crop", "--max_documents", "24",
+               "--candidates_per_query", "8", "--output_dir", str(tmp_path / "out"))
+    made = str(tmp_path / "out/docs/pseudo-queries-candidates.jsonl")
+    stage_main("Query-Expansion-RL", "train")(["--corpus", made, "--steps", "3", "--queries_per_step", "4",
+                                               "--group_size", "4", "--output_dir", str(tmp_path / "rewriter")])
+    assert read_json(tmp_path / "rewriter/rewriter.json")["grading"] == "round_trip"
+    stage_main("Query-Expansion-RL", "evaluation")(["--corpus", made, "--rewriter", str(tmp_path / "rewriter"),
+                                                    "--output_dir", str(tmp_path / "eval")])
+    results = read_json(tmp_path / "eval/query_expansion.json")["results"]
+    assert {r["grading"] for r in results} == {"round_trip"} and len(results) == 5
+    # the original query is a span of its source: BM25 finds the source among the top 100 for nearly every query
+    assert results[0]["recall@100"] >= 0.9 and all(0 <= r["mrr@10"] <= 1 for r in results)

@@ -5,7 +5,9 @@ top BM25 documents); and the grading of a retrieved list:
 - by the labels (qrels, the positives of reranking files) where the queries have them;
 - label-free, by the teacher's scores of the retrieved documents against the ORIGINAL query (never the rewrite: a
   policy must not choose its own judge's question), scaled to [0, 1] over the pool of every list graded together
-  (one query's group of rewrites, or one query's row of methods), so their NDCG@k compare.
+  (one query's group of rewrites, or one query's row of methods), so their NDCG@k compare;
+- label-free, by the round trip: a pseudo-query made from a document (scripts/prepare_data.py --pseudo_queries)
+  should find that document (gain 1, the rest 0).
 
 Inputs: whatever Milvus-Optimization reads (ragdistill.retrieval.corpus: MTEB reranking files or candidate lists
 pooled into a corpus, a BEIR folder), and a BEIR folder without qrels (a corpus and the queries users type).
@@ -32,7 +34,7 @@ from ragdistill.retrieval.corpus import CorpusArguments, RetrievalSet, is_beir_f
 logger = logging.getLogger(__name__)
 
 FIRST_STAGES = ("bm25", "dense")
-GRADINGS = ("auto", "labels", "teacher")
+GRADINGS = ("auto", "labels", "round_trip", "teacher")
 
 
 @dataclass
@@ -49,8 +51,10 @@ class EnvironmentArguments:
         "help": "Top BM25 documents per query that offer expansion terms (RM3's and the term policy's feedback)."})
     reward_k: int = field(default=10, metadata={"help": "The reward is NDCG@k of the retrieved list."})
     grading: str = field(default="auto", metadata={
-        "help": "labels (qrels / positives), teacher (label-free: --teacher_model scores the retrieved documents "
-                "against the original query), or auto: labels where the queries have any, else teacher.",
+        "help": "labels (qrels / positives); round_trip (label-free: a pseudo-query's own source document, from "
+                "candidate lists with 'source'); teacher (label-free: --teacher_model scores the retrieved documents "
+                "against the original query); auto: labels where the queries have any, else round_trip where they "
+                "name sources, else teacher.",
         "choices": list(GRADINGS)})
     max_rewrite_words: int = field(default=MAX_REWRITE_WORDS, metadata={
         "help": "A rewrite longer than this earns a counted zero."})
@@ -98,11 +102,24 @@ def labelled(retrieval_set: RetrievalSet) -> list[str]:
             if any(rel > 0 for rel in retrieval_set.qrels.get(qid, {}).values())]
 
 
+def gradable(retrieval_set: RetrievalSet, grading: str) -> list[str]:
+    """The query ids a grading can grade: with a relevant document (labels), naming a source (round_trip), all."""
+    if grading == "labels":
+        return labelled(retrieval_set)
+    if grading == "round_trip":
+        return [qid for qid in retrieval_set.queries if qid in retrieval_set.sources]
+    return list(retrieval_set.queries)
+
+
 def resolve_grading(grading: str, retrieval_set: RetrievalSet, teacher_model: str | None) -> str:
     if grading == "auto":
-        grading = "labels" if labelled(retrieval_set) else "teacher"
+        grading = ("labels" if labelled(retrieval_set) else "round_trip" if retrieval_set.sources else "teacher")
     if grading == "labels" and not labelled(retrieval_set):
         raise InputError(retrieval_set.source, "--grading labels: no query has a relevant document")
+    if grading == "round_trip" and not retrieval_set.sources:
+        raise InputError(retrieval_set.source, "--grading round_trip: no query names its source document "
+                                               "(candidate lists with 'source', as prepare_data.py --pseudo_queries "
+                                               "writes them)")
     if grading == "teacher" and not teacher_model:
         raise InputError(retrieval_set.source, "label-free grading needs --teacher_model (no query has a label)")
     return grading
@@ -230,6 +247,9 @@ class Grader:
         if self.grading == "labels":
             return {self.position[d]: float(rel) for d, rel in self.retrieval_set.qrels.get(qid, {}).items()
                     if rel > 0 and d in self.position}
+        if self.grading == "round_trip":
+            source = self.retrieval_set.sources.get(qid)
+            return {self.position[source]: 1.0} if source in self.position else {}
         pool = sorted(set(pool))
         missing = [d for d in pool if (qid, d) not in self.teacher_scores]
         if missing:
@@ -247,7 +267,8 @@ class Grader:
         return [ndcg_at_k([str(d) for d in ranked], named, k) for ranked in lists]
 
     def recall(self, qid: str, ranked: Sequence[int], k: int) -> float | None:
-        """Recall@k by the labels (None when grading is by the teacher: it judges only what was retrieved)."""
-        if self.grading != "labels":
+        """Recall@k by the labels or the source (None when grading is by the teacher: it judges only what was
+        retrieved)."""
+        if self.grading == "teacher":
             return None
         return recall_at_k([str(d) for d in ranked], {str(d): g for d, g in self.gains(qid, []).items()}, k)

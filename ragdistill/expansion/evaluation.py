@@ -39,7 +39,8 @@ def rewrite_all(environment: RetrievalEnvironment, rewriters: Sequence[Rewriter 
 
 def evaluate(environment: RetrievalEnvironment, grader: Grader, qids: Sequence[str],
              methods: list[tuple[str, list[Rewrite], float, Counter]], first_stage: str, k: int = 10) -> list[dict]:
-    """One row per method: its metrics on `qids` with `first_stage` (Recall and MRR by labels only)."""
+    """One row per method: its metrics on `qids` with `first_stage` (Recall and MRR by labels or sources, not by the
+    teacher)."""
     found = [[[d for d, _ in hits] for hits in environment.search(rewrites, RANK_DEPTH, first_stage)]
              for _, rewrites, _, _ in methods]
     per_method: list[list[list[float]]] = [[] for _ in methods]
@@ -48,14 +49,14 @@ def evaluate(environment: RetrievalEnvironment, grader: Grader, qids: Sequence[s
         ndcgs = grader.ndcg(qid, lists, k)
         for m, ranked in enumerate(lists):
             row = [ndcgs[m]]
-            if grader.grading == "labels":
+            if grader.grading != "teacher":
                 relevant = set(grader.gains(qid, []))
                 first = next((r for r, d in enumerate(ranked[:k]) if d in relevant), None)
                 row += [grader.recall(qid, ranked, k), grader.recall(qid, ranked, RANK_DEPTH),
                         0.0 if first is None else 1.0 / (first + 1)]
             per_method[m].append(row)
     rows = []
-    names = ["ndcg@10", "recall@10", "recall@100", "mrr@10"] if grader.grading == "labels" else ["ndcg@10"]
+    names = ["ndcg@10", "recall@10", "recall@100", "mrr@10"] if grader.grading != "teacher" else ["ndcg@10"]
     for (name, _, seconds, problems), values in zip(methods, per_method):
         means = np.mean(values, axis=0) if values else np.zeros(len(names))
         rows.append({"method": name, "first_stage": first_stage, "grading": grader.grading,

@@ -54,6 +54,8 @@ class RetrievalSet:
     qrels: dict[str, dict[str, int]]  # qid -> {doc_id: relevance}; relevance > 0 means relevant
     source: str
     details: dict = field(default_factory=dict)
+    # qid -> the document a pseudo-query was made from (candidate lists with "source"): a label-free target
+    sources: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """A digest of the documents (ids and texts): two indexes of the same corpus have the same one."""
@@ -118,6 +120,7 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
     queries: dict[str, str] = {}
     qid_of: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
+    sources: dict[str, str] = {}
     rows = 0
     for path in files:
         if Path(path).is_dir():
@@ -130,6 +133,8 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
             if not sample.has_labels:  # a candidate list: its passages join the corpus, nothing is judged
                 for text in sample.candidates:
                     documents.setdefault(passage_id(text), text)
+                if sample.source:
+                    sources[qid] = passage_id(sample.source)
                 continue
             for text in sample.positive:
                 doc_id = passage_id(text)
@@ -146,7 +151,7 @@ def load_mteb(files: Sequence[str], distractor_files: Sequence[str] = (), skip_i
     details = {"rows": rows}
     if distractors:
         details["distractor documents"] = distractors
-    return RetrievalSet(documents, queries, qrels, f"MTEB {source}", details)
+    return RetrievalSet(documents, queries, qrels, f"MTEB {source}", details, sources)
 
 
 def load_beir(folder: str | os.PathLike, split: str = "test", distractor_files: Sequence[str] = (),
