@@ -148,3 +148,21 @@ def test_rewrites_that_earn_nothing_retrieve_nothing():
     assert [d for d, _ in found[3]] == [d for d, _ in environment.bm25.search(["garden"], 3)[0]]  # weights win
     grader = Grader(environment, RetrievalSet(documents, {"q": "cat"}, {"q": {"d0": 1}}, "test"), "labels")
     assert grader.ndcg("q", [[d for d, _ in hits] for hits in found], 10)[1:3] == [0.0, 0.0]
+
+
+def test_a_rewrite_that_finds_nothing_is_a_counted_zero():
+    from collections import Counter
+
+    from ragdistill.expansion.environment import Grader, RetrievalEnvironment
+    from ragdistill.expansion.evaluation import evaluate
+    from ragdistill.expansion.rewriters import Rewrite
+    from ragdistill.retrieval.corpus import RetrievalSet
+
+    documents = {f"d{i}": text for i, text in enumerate(DOCUMENTS)}
+    environment = RetrievalEnvironment(documents)
+    retrieval_set = RetrievalSet(documents, {"q1": "cat", "q2": "garden"}, {"q1": {"d0": 1}, "q2": {"d4": 1}}, "t")
+    methods = [("original query", [Rewrite("cat"), Rewrite("garden")], 0.0, Counter()),
+               ("rewriter", [Rewrite("zebra"), Rewrite("", problem="empty")], 0.001, Counter({"empty": 1}))]
+    rows = evaluate(environment, Grader(environment, retrieval_set, "labels"), ["q1", "q2"], methods, "bm25")
+    assert rows[0]["zero_reward_rewrites"] == 0 and rows[0]["ndcg@10"] > 0
+    assert rows[1]["problems"] == {"empty": 1, "no_results": 1} and rows[1]["ndcg@10"] == 0.0

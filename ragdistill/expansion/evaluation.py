@@ -43,6 +43,9 @@ def evaluate(environment: RetrievalEnvironment, grader: Grader, qids: Sequence[s
     teacher)."""
     found = [[[d for d, _ in hits] for hits in environment.search(rewrites, RANK_DEPTH, first_stage)]
              for _, rewrites, _, _ in methods]
+    # a usable rewrite that retrieves nothing (no word of it in the corpus) also earns zero: counted with the rest
+    no_results = [sum(1 for r, ranked in zip(rewrites, lists) if r.problem is None and not ranked)
+                  for (_, rewrites, _, _), lists in zip(methods, found)]
     per_method: list[list[list[float]]] = [[] for _ in methods]
     for position, qid in enumerate(qids):
         lists = [ranked[position] for ranked in found]
@@ -57,7 +60,8 @@ def evaluate(environment: RetrievalEnvironment, grader: Grader, qids: Sequence[s
             per_method[m].append(row)
     rows = []
     names = ["ndcg@10", "recall@10", "recall@100", "mrr@10"] if grader.grading != "teacher" else ["ndcg@10"]
-    for (name, _, seconds, problems), values in zip(methods, per_method):
+    for (name, _, seconds, problems), values, empty in zip(methods, per_method, no_results):
+        problems = problems + Counter({"no_results": empty}) if empty else problems
         means = np.mean(values, axis=0) if values else np.zeros(len(names))
         rows.append({"method": name, "first_stage": first_stage, "grading": grader.grading,
                      **dict(zip(names, np.round(means, 4).tolist())), "rewrite_ms": round(1000 * seconds, 2),

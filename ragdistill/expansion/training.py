@@ -139,6 +139,7 @@ def llm_rewards(environment: RetrievalEnvironment, grader: Grader, env_args: Env
                     for q, c in zip(query, completions)]
         problems.update(r.problem for r in rewrites if r.problem)
         found = environment.search(rewrites, env_args.reward_k, env_args.first_stage)
+        problems.update("no_results" for r, hits in zip(rewrites, found) if r.problem is None and not hits)
         rewards = [0.0] * len(rewrites)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, q in enumerate(qid):

@@ -36,7 +36,8 @@ class Feedback:
 class Rewrite:
     """A rewritten query: `text` for any first stage (a dense one embeds it), `weights` (term -> weight) for BM25
     where the rewriter weighs its terms (None: BM25 reads `text`). `problem`: why it earns nothing ('empty',
-    'too_long', 'copies', 'no_answer'), or None."""
+    'too_long', 'copies', 'no_answer'), or None (a rewrite that retrieves nothing is counted as 'no_results' where
+    it is searched)."""
 
     text: str
     weights: dict[str, float] | None = None
