@@ -30,7 +30,7 @@ from ragdistill.core.training import (
     resolve_resume_checkpoint,
     save_training_record,
 )
-from ragdistill.embedding.losses import DEFAULT_TEMPERATURE, LOSSES, build_loss
+from ragdistill.embedding.losses import DEFAULT_TEMPERATURE, LABEL_NEGATIVES, LOSSES, build_loss
 from ragdistill.embedding.training import (
     DEFAULT_LABEL_WEIGHT,
     adopt_teacher_prompts,
@@ -72,6 +72,11 @@ class DistillationArguments:
         "help": "kl: weight of the data's own labels beside the teacher: the row's positive against its negatives "
                 "and the batch's other candidates (MultipleNegativesRankingLoss at the student temperature). "
                 f"0: the teacher only. Default: {DEFAULT_LABEL_WEIGHT} with --loss kl, 0 with the others."})
+    label_negatives: str = field(default="batch", metadata={
+        "help": "kl with labels: the positive against the batch's other candidates too (batch; "
+                "MultipleNegativesRankingLoss) or against its row's own negatives only (row: forgets less out of "
+                "domain when the training domain is unlike the test sets; docs/quality/label-free.md).",
+        "choices": list(LABEL_NEGATIVES)})
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
                 "embeddings work too. Empty: off."})
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None):
     # 4. loss on cosine similarities, matching the teacher's labels
     dims = parse_dims(args.matryoshka_dims)
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature, dims,
-                      default_label_weight(args.loss, args.label_weight, split_paths(student.training_rows)))
+                      default_label_weight(args.loss, args.label_weight, split_paths(student.training_rows)),
+                      args.label_negatives)
     record_matryoshka_dims(model, dims)  # vLLM serves truncated embeddings only of models whose config lists them
 
     # 5. optional evaluator during training

@@ -16,6 +16,7 @@ source "$HERE/paths.sh"                   # STUDENT_MODEL, TRAINING_ROWS, MODEL_
 LOSS="${LOSS:-}"                          # kl (DistillKLDivLoss), margin_mse or mse
 TEMPERATURE="${TEMPERATURE:-}"            # kl: sharp, since cosines span a narrow range (1.0 = nearly uniform targets)
 LABEL_WEIGHT="${LABEL_WEIGHT:-}"          # kl: weight of the data's own labels (in-batch negatives) beside the teacher; 0 = teacher only
+LABEL_NEGATIVES="${LABEL_NEGATIVES:-}"    # kl with labels: batch (default) | row: the positive against its row's negatives only
 MATRYOSHKA_DIMS="${MATRYOSHKA_DIMS:-}"    # e.g. 1024,512,256 to also train truncated embeddings
 EPOCHS="${EPOCHS:-}"
 MAX_STEPS="${MAX_STEPS:-}"                # >0 overrides EPOCHS
@@ -36,6 +37,6 @@ NPROC="${NPROC:-1}"                       # GPUs; > 1 launches torchrun
 TRAIN_ARGS="${TRAIN_ARGS:-}"              # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"
 
 own=(${LOSS:+--loss "$LOSS"} ${TEMPERATURE:+--temperature "$TEMPERATURE"} ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"}
-     ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"})
+     ${LABEL_NEGATIVES:+--label_negatives "$LABEL_NEGATIVES"} ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"})
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
 run_train_stage "$HERE/train.py" "${own[@]}" $TRAIN_ARGS "$@"

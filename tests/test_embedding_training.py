@@ -135,6 +135,8 @@ def test_loss_pieces(tiny_models):
     cross_entropy = torch.nn.functional.cross_entropy(scores, torch.arange(3))
     assert torch.allclose(combined.compute_loss_from_embeddings(embeddings, teacher), kl + 0.3 * cross_entropy,
                           atol=1e-5)
+    with pytest.raises(InputError, match="--label_negatives must be one of batch, row"):
+        build_loss(model, "kl", label_weight=0.3, label_negatives="corpus")
     with pytest.raises(InputError, match="--label_weight works with --loss kl"):
         build_loss(model, "mse", label_weight=0.3)
     # query prompts only for students that define them (the Qwen3 embedder does, the plain BERT does not)
@@ -175,6 +177,14 @@ def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperatu
         cosine = losses.CosineSimilarityLoss(model)(features()[:2], teacher[:, 0])
     torch.testing.assert_close(ours, kl / student_t ** 2 + 0.3 * cross_entropy, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(mse, cosine, rtol=1e-5, atol=1e-7)
+    # label_negatives="row": the positive (the row's first candidate) against the row's own candidates only, by hand
+    with torch.no_grad():
+        row = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3,
+                         label_negatives="row")(features(), teacher)
+        vectors = [model(f)["sentence_embedding"] for f in features()]
+        cosines = torch.stack([pairwise_cos_sim(vectors[0], other) for other in vectors[1:]], dim=1)
+        by_hand = -(cosines / student_t).log_softmax(dim=1)[:, 0].mean()
+    torch.testing.assert_close(row, kl / student_t ** 2 + 0.3 * by_hand, rtol=1e-4, atol=1e-6)
 
 
 def test_resume_from_checkpoint_continues_exactly(monkeypatch, tmp_path, tiny_models, rows_file):

@@ -23,6 +23,9 @@ from torch import nn
 from ragdistill.core.errors import InputError
 
 LOSSES = ("kl", "margin_mse", "mse")
+# What the labels' positive is scored against: the batch's candidates too (MultipleNegativesRankingLoss; the
+# default, measured in the demo), or its row's own candidates only (measured: docs/quality/label-free.md).
+LABEL_NEGATIVES = ("batch", "row")
 DEFAULT_TEMPERATURE = 0.05
 
 
@@ -59,17 +62,24 @@ class DistillationWithLabels(nn.Module):
     """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
     the teacher's (its labels / teacher temperature), plus `label_weight` x the cross-entropy of the labelled
     positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
-    cosines x 1 / student temperature). The columns are embedded once for both terms.
+    cosines x 1 / student temperature), or, with `label_negatives="row"`, against the row's own negatives only (the
+    hard negatives the teacher also ranks, as Reranker-Distillation's label term; trained on a domain unlike the
+    test sets it forgets less out of domain: docs/quality/label-free.md). The columns are embedded once for both
+    terms.
 
     The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
     cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
     be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
 
     def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
-                 teacher_temperature: float | None = None):
+                 teacher_temperature: float | None = None, label_negatives: str = "batch"):
         super().__init__()
+        if label_negatives not in LABEL_NEGATIVES:
+            raise InputError(None, f"--label_negatives must be one of {', '.join(LABEL_NEGATIVES)}, got "
+                                   f"'{label_negatives}'")
         self.model = model
         self.label_weight = label_weight
+        self.label_negatives = label_negatives
         self.temperature = temperature
         self.student_temperature = temperature if student_temperature is None else student_temperature
         self.teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
@@ -86,9 +96,13 @@ class DistillationWithLabels(nn.Module):
         teacher = (labels.detach() / self.teacher_temperature).softmax(dim=1)
         kl = nn.functional.kl_div((student / self.student_temperature).log_softmax(dim=1), teacher,
                                   reduction="batchmean")
-        # Row i's positive is column i of the candidates, the positives first, then each negative column.
-        in_batch = cos_sim(query, torch.cat(candidates)) * self.scale
-        cross_entropy = nn.functional.cross_entropy(in_batch, torch.arange(len(query), device=in_batch.device))
+        if self.label_negatives == "row":  # the positive is the row's first candidate
+            own = student * self.scale
+            cross_entropy = nn.functional.cross_entropy(own, torch.zeros(len(query), dtype=torch.long,
+                                                                         device=own.device))
+        else:  # row i's positive is column i of the candidates, the positives first, then each negative column
+            in_batch = cos_sim(query, torch.cat(candidates)) * self.scale
+            cross_entropy = nn.functional.cross_entropy(in_batch, torch.arange(len(query), device=in_batch.device))
         return kl + self.label_weight * cross_entropy
 
     def get_config_dict(self) -> dict:
@@ -97,13 +111,15 @@ class DistillationWithLabels(nn.Module):
             config["student_temperature"] = self.student_temperature
         if self.teacher_temperature != self.temperature:
             config["teacher_temperature"] = self.teacher_temperature
-        return {**config, "label_weight": self.label_weight, "labels_loss": "MultipleNegativesRankingLoss",
-                "labels_scale": self.scale}
+        labels_loss = ("MultipleNegativesRankingLoss" if self.label_negatives == "batch"
+                       else "cross-entropy over the row's candidates")
+        return {**config, "label_weight": self.label_weight, "labels_loss": labels_loss, "labels_scale": self.scale}
 
 
 def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
                student_temperature: float | None = None, teacher_temperature: float | None = None,
-               matryoshka_dims: list[int] | None = None, label_weight: float = 0.0) -> nn.Module:
+               matryoshka_dims: list[int] | None = None, label_weight: float = 0.0,
+               label_negatives: str = "batch") -> nn.Module:
     """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
     plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
     given."""
@@ -122,7 +138,8 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
         if value is not None and not 0 < value < math.inf:
             raise InputError(None, f"{flag} must be a positive number, got {value}")
     if name == "kl" and label_weight:
-        loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature)
+        loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature,
+                                      label_negatives)
     elif name == "kl":
         loss = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=temperature,
                                        student_temperature=student_temperature,
