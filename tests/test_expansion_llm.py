@@ -78,7 +78,7 @@ def test_query2doc_weights_the_query_beside_the_passage():
     assert made.weights["capital"] == pytest.approx(0.25 + 0.5 * 1 / 6)  # half the query's, half the passage's
 
 
-def test_llm_stages_end_to_end(tiny_lm, wikiqa_slices, tmp_path):  # noqa: F811
+def test_llm_stages_end_to_end(tiny_lm, wikiqa_slices, tiny_models, tmp_path, monkeypatch):  # noqa: F811
     d = wikiqa_slices
     corpus = ["--distractor_files", f"{d / 'dev.jsonl'}"]
     stage_main("Query-Expansion-RL", "train")([
@@ -97,3 +97,18 @@ def test_llm_stages_end_to_end(tiny_lm, wikiqa_slices, tmp_path):  # noqa: F811
                                               "LLM rewriter, untrained", "LLM rewriter, trained"]
     assert all(r["rewrite_ms"] > 0 for r in results[2:])
     assert results[3]["zero_reward_rewrites"] == 5  # a random model writes no <answer>: every rewrite counted
+    # the LLM rewriter in front of the Milvus chain: its unusable rewrites fall back to the query as typed, so the
+    # run equals the plain chain's, with the rewrite timed
+    from ragdistill.retrieval.chain import latency_path, read_latencies, read_trec_run
+    from tests.test_milvus_index import run_stage
+
+    uri, corpus = str(tmp_path / "milvus.db"), str(d / "test.jsonl")
+    run_stage("build_index", ["--corpus", corpus, "--embedder", tiny_models["bert"], "--dtype", "float32",
+                              "--milvus_uri", uri, "--collection", "docs", "--index_type", "FLAT"], monkeypatch)
+    runs = {}
+    for name, extra in (("plain", []), ("llm", ["--rewriter", tmp_path / "rewriter"])):
+        runs[name] = tmp_path / f"{name}.trec"
+        run_stage("search", ["--corpus", corpus, "--milvus_uri", uri, "--collection", "docs", "--top_k", 5,
+                             "--max_queries", 4, "--output_run", runs[name], "--warmup", 0, *extra], monkeypatch)
+    assert read_trec_run(runs["llm"]) == read_trec_run(runs["plain"])
+    assert all(row["rewrite_ms"] > 0 for row in read_latencies(latency_path(runs["llm"])))
