@@ -12,7 +12,7 @@ from ragdistill.core.jsonl import read_json
 from ragdistill.expansion.rewriters.llm import completion_rewrite, parse_answer, prompt_messages
 from ragdistill.expansion.training import PolicyArguments, grpo_train
 from tests.builders import build_qwen3, stage_main
-from tests.test_expansion_stages import wikiqa_slices  # noqa: F401  (fixture)
+from tests.test_expansion_stages import chain_runs, wikiqa_slices  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +100,8 @@ def test_llm_stages_end_to_end(tiny_lm, wikiqa_slices, tiny_models, tmp_path, mo
     # the LLM rewriter in front of the Milvus chain: its unusable rewrites fall back to the query as typed, so the
     # run equals the plain chain's, with the rewrite timed
     from ragdistill.retrieval.chain import latency_path, read_latencies, read_trec_run
-    from tests.test_milvus_index import run_stage
 
-    uri, corpus = str(tmp_path / "milvus.db"), str(d / "test.jsonl")
-    run_stage("build_index", ["--corpus", corpus, "--embedder", tiny_models["bert"], "--dtype", "float32",
-                              "--milvus_uri", uri, "--collection", "docs", "--index_type", "FLAT"], monkeypatch)
-    runs = {}
-    for name, extra in (("plain", []), ("llm", ["--rewriter", tmp_path / "rewriter"])):
-        runs[name] = tmp_path / f"{name}.trec"
-        run_stage("search", ["--corpus", corpus, "--milvus_uri", uri, "--collection", "docs", "--top_k", 5,
-                             "--max_queries", 4, "--output_run", runs[name], "--warmup", 0, *extra], monkeypatch)
-    assert read_trec_run(runs["llm"]) == read_trec_run(runs["plain"])
-    assert all(row["rewrite_ms"] > 0 for row in read_latencies(latency_path(runs["llm"])))
+    runs = chain_runs(str(d / "test.jsonl"), tmp_path / "rewriter", tiny_models["bert"], tmp_path, monkeypatch,
+                      "--top_k", 5, "--max_queries", 4)
+    assert read_trec_run(runs["rewritten"]) == read_trec_run(runs["plain"])
+    assert all(row["rewrite_ms"] > 0 for row in read_latencies(latency_path(runs["rewritten"])))

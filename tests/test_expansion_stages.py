@@ -90,22 +90,30 @@ def test_label_free_route_reads_no_label(tmp_path, tiny_models):
         stage_main("Query-Expansion-RL", "evaluation")(["--corpus", str(folder), "--output_dir", str(tmp_path / "x")])
 
 
+def chain_runs(corpus: str, rewriter, embedder, folder, monkeypatch, *search_args) -> dict:
+    """The corpus indexed in Milvus Lite with `embedder`, then search.py's TREC runs without and with `--rewriter`:
+    {"plain": path, "rewritten": path}."""
+    from tests.test_milvus_index import run_stage
+
+    uri = str(folder / "milvus.db")
+    run_stage("build_index", ["--corpus", corpus, "--embedder", embedder, "--dtype", "float32",
+                              "--milvus_uri", uri, "--collection", "docs", "--index_type", "FLAT"], monkeypatch)
+    runs = {}
+    for name, extra in (("plain", []), ("rewritten", ["--rewriter", rewriter])):
+        runs[name] = folder / f"{name}.trec"
+        run_stage("search", ["--corpus", corpus, "--milvus_uri", uri, "--collection", "docs", *search_args,
+                             "--output_run", runs[name], "--warmup", 0, *extra], monkeypatch)
+    return runs
+
+
 def test_a_trained_rewriter_in_front_of_the_milvus_chain(trained_term_policy, wikiqa_slices, tiny_models, tmp_path,
                                                          monkeypatch):
     """search.py --rewriter: every query rewritten (from the top hits of the query as typed) before it is embedded,
     timed in the latency lines, named in the run's metadata."""
     from ragdistill.retrieval.chain import latency_path, read_latencies, read_trec_run
-    from tests.test_milvus_index import run_stage
 
-    corpus = str(wikiqa_slices / "test.jsonl")
-    uri = str(tmp_path / "milvus.db")
-    run_stage("build_index", ["--corpus", corpus, "--embedder", tiny_models["bert"], "--dtype", "float32",
-                              "--milvus_uri", uri, "--collection", "docs", "--index_type", "FLAT"], monkeypatch)
-    runs = {}
-    for name, extra in (("plain", []), ("rewritten", ["--rewriter", trained_term_policy / "rewriter"])):
-        runs[name] = tmp_path / f"{name}.trec"
-        run_stage("search", ["--corpus", corpus, "--milvus_uri", uri, "--collection", "docs", "--top_k", 10,
-                             "--output_run", runs[name], "--warmup", 0, *extra], monkeypatch)
+    runs = chain_runs(str(wikiqa_slices / "test.jsonl"), trained_term_policy / "rewriter", tiny_models["bert"],
+                      tmp_path, monkeypatch, "--top_k", 10)
     latencies = read_latencies(latency_path(runs["rewritten"]))
     assert all(row["rewrite_ms"] > 0 and row["total_ms"] >= row["retrieve_ms"] >= row["rewrite_ms"]
                for row in latencies)
