@@ -79,11 +79,9 @@ def main(argv: list[str] | None = None) -> None:
             methods += [load_rewriter(args.rewriter, untrained=True, embedder=trained.embedder,
                                       embedder_path=trained.embedder_path), trained]
         else:
-            from ragdistill.expansion.rewriters.llm import LLMRewriter
-
             untrained = load_rewriter(args.rewriter, untrained=True)
-            methods += [LLMRewriter(untrained.model_path, "query2doc", untrained.max_new_tokens,
-                                    name="query2doc, untrained LLM"), untrained, load_rewriter(args.rewriter)]
+            methods += [untrained.with_prompt("query2doc", name="query2doc, untrained LLM"), untrained,
+                        load_rewriter(args.rewriter)]
 
     # 3. every method's rewrites of every query (timed), then each first stage, each grading
     results, printed = [], []

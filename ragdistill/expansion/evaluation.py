@@ -50,10 +50,10 @@ def evaluate(environment: RetrievalEnvironment, grader: Grader, qids: Sequence[s
     for position, qid in enumerate(qids):
         lists = [ranked[position] for ranked in found]
         ndcgs = grader.ndcg(qid, lists, k)
+        relevant = set(grader.gains(qid, [])) if grader.grading != "teacher" else set()
         for m, ranked in enumerate(lists):
             row = [ndcgs[m]]
             if grader.grading != "teacher":
-                relevant = set(grader.gains(qid, []))
                 first = next((r for r, d in enumerate(ranked[:k]) if d in relevant), None)
                 row += [grader.recall(qid, ranked, k), grader.recall(qid, ranked, RANK_DEPTH),
                         0.0 if first is None else 1.0 / (first + 1)]

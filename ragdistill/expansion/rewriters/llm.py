@@ -12,6 +12,7 @@ Generation is greedy, batched, through transformers (any device).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections import Counter
@@ -80,6 +81,14 @@ class LLMRewriter(Rewriter):
 
     def describe(self) -> str:
         return self.name or f"LLM {self.prompt} ({Path(self.model_path).name})"
+
+    def with_prompt(self, prompt: str, name: str | None = None) -> LLMRewriter:
+        """The same loaded model asked with another prompt (no second copy of the weights)."""
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {sorted(PROMPTS)}, got '{prompt}'")
+        other = copy.copy(self)
+        other.prompt, other.name = prompt, name
+        return other
 
     def complete(self, queries: Sequence[str]) -> list[str]:
         import torch
