@@ -38,13 +38,16 @@ def embedding(epochs: int, learning_rate: str, label_weight: str = "0") -> dict[
     return {"EPOCHS": str(epochs), "LEARNING_RATE": learning_rate, "LABEL_WEIGHT": label_weight}
 
 
+LABELS_REMOVED = "labels removed"  # an experiment trained on the same train file as candidate lists, no labels
+
+
 def listnet(learning_rate: str, epochs: int = 1, label_weight: str = "0", **more: str) -> dict[str, str]:
     """ListNet over every candidate of a query (up to 8 positives and 32 negatives)."""
     return {"LOSS": "listnet", "FORMAT": "listwise", "TOP_K": "8", "NUM_NEGATIVES": "32",
             "LEARNING_RATE": learning_rate, "LABEL_WEIGHT": label_weight, "EPOCHS": str(epochs), **more}
 
 
-# name -> (what it tests, wrapper variables on top of the defaults)
+# name -> (what it tests, wrapper variables on top of the defaults[, LABELS_REMOVED: train on the candidate lists])
 EXPERIMENTS = {
     "embedding": {
         "default": ("the wrappers' defaults", {}),
@@ -53,6 +56,8 @@ EXPERIMENTS = {
         "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", embedding(3, "1e-4")),
         "labels_0.5": ("1 epoch at lr 1e-4, + 0.5 x the data's labels with in-batch negatives",
                        embedding(1, "1e-4", label_weight="0.5")),
+        "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
+                       {}, LABELS_REMOVED),
     },
     "reranker": {
         "default": ("the wrappers' defaults", {}),
@@ -67,8 +72,22 @@ EXPERIMENTS = {
                                                   TRAIN_ARGS='--learning_rate_mapping {"classifier":1e-3}')),
         "listnet_labels_0.5_3_epochs": ("ListNet over every candidate, lr 1e-4, 3 epochs, + 0.5 x the data's labels",
                                         listnet("1e-4", epochs=3, label_weight="0.5")),
+        "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
+                       {}, LABELS_REMOVED),
     },
 }
+
+
+def without_labels(labelled: Path, output: Path) -> Path:
+    """The train file as candidate lists ({"query", "candidates"}), each query's passages sorted by text so that no
+    order gives the positives away."""
+    from ragdistill.core.jsonl import read_jsonl, write_jsonl
+
+    path = output / labelled.name.replace(".jsonl", "-candidates.jsonl")
+    if not path.exists():
+        write_jsonl(path, [{"query": row["query"], "candidates": sorted(row["positive"] + row["negative"])}
+                           for row in read_jsonl(labelled)])
+    return path
 
 
 def run(command: list[str], env: dict, log: Path) -> float:
@@ -194,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: unknown pipeline(s) {unknown}; expected embedding and/or reranker")
     if args.list:
         for pipeline in pipelines:
-            for name, (description, variables) in EXPERIMENTS[pipeline].items():
-                print(f"{pipeline:9} {name:26} {description}  {variables}")
+            for name, (description, variables, *train) in EXPERIMENTS[pipeline].items():
+                print(f"{pipeline:9} {name:26} {description}  {variables} {' '.join(train)}")
         return
     wanted = [e for e in args.experiments.split(",") if e]
     known = {name for p in pipelines for name in EXPERIMENTS[p]}
@@ -216,22 +235,23 @@ def main(argv: list[str] | None = None) -> None:
     for pipeline in pipelines:
         base = output / (f"{pipeline}-{args.train_queries}" if args.train_queries else pipeline)
         log = output / f"{pipeline}.log"
-        env = pipeline_env(pipeline, base, teacher, student, train_file)
-        print(f"== {pipeline}: teacher pass (stage 1; log {log})", flush=True)
-        stage_1_minutes = stage_1(pipeline, base, env, log) / 60
-        for name, (description, variables) in EXPERIMENTS[pipeline].items():
+        for name, (description, variables, *train) in EXPERIMENTS[pipeline].items():
             if wanted and name not in wanted:
                 continue
-            key = {"pipeline": pipeline, "experiment": name, "variables": variables, "train": train_file.name}
+            experiment_train = without_labels(train_file, output) if train == [LABELS_REMOVED] else train_file
+            key = {"pipeline": pipeline, "experiment": name, "variables": variables, "train": experiment_train.name}
             done = [row for row in rows if {k: row.get(k) for k in key} == key]
             if done:
                 print(f"== {pipeline} {name}: measured already ({results_path})", flush=True)
                 continue
+            env = pipeline_env(pipeline, base, teacher, student, experiment_train)
+            print(f"== {pipeline}: teacher pass (stage 1, done once per train file; log {log})", flush=True)
+            stage_1_minutes = stage_1(pipeline, base, env, log) / 60
             print(f"== {pipeline} {name}: {description}", flush=True)
             experiment = embedding_experiment if pipeline == "embedding" else reranker_experiment
             row = {**summarize(pipeline, name, description, variables,
                                experiment(name, variables, base, env, log)),
-                   "train": train_file.name, "stage_1_minutes": round(stage_1_minutes, 1)}
+                   "train": experiment_train.name, "stage_1_minutes": round(stage_1_minutes, 1)}
             rows.append(row)
             write_json(results_path, {"rows": rows})
             (output / "quality.md").write_text(markdown(rows), encoding="utf-8")

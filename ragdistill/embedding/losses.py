@@ -23,9 +23,11 @@ from torch import nn
 from ragdistill.core.errors import InputError
 
 LOSSES = ("kl", "margin_mse", "mse")
-# What the labels' positive is scored against: the batch's candidates too (MultipleNegativesRankingLoss; the
-# default, measured in the demo), or its row's own candidates only (measured: docs/quality/label-free.md).
-LABEL_NEGATIVES = ("batch", "row")
+# What the labels' positive is scored against: its row's own candidates only (the default: trained on domains unlike
+# the test sets it forgets less out of domain, and loses nothing in domain; docs/quality/label-free.md), or the
+# batch's candidates too (MultipleNegativesRankingLoss).
+LABEL_NEGATIVES = ("row", "batch")
+DEFAULT_LABEL_NEGATIVES = "row"
 DEFAULT_TEMPERATURE = 0.05
 
 
@@ -61,18 +63,18 @@ class SimilarityMSELoss(nn.Module):
 class DistillationWithLabels(nn.Module):
     """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
     the teacher's (its labels / teacher temperature), plus `label_weight` x the cross-entropy of the labelled
-    positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
-    cosines x 1 / student temperature), or, with `label_negatives="row"`, against the row's own negatives only (the
+    positive (cosines x 1 / student temperature) against the row's own negatives only (`label_negatives="row"`: the
     hard negatives the teacher also ranks, as Reranker-Distillation's label term; trained on a domain unlike the
-    test sets it forgets less out of domain: docs/quality/label-free.md). The columns are embedded once for both
-    terms.
+    test sets it forgets less out of domain: docs/quality/label-free.md), or, with `label_negatives="batch"`,
+    against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term). The columns
+    are embedded once for both terms.
 
     The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
     cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
     be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
 
     def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
-                 teacher_temperature: float | None = None, label_negatives: str = "batch"):
+                 teacher_temperature: float | None = None, label_negatives: str = DEFAULT_LABEL_NEGATIVES):
         super().__init__()
         if label_negatives not in LABEL_NEGATIVES:
             raise InputError(None, f"--label_negatives must be one of {', '.join(LABEL_NEGATIVES)}, got "
@@ -119,7 +121,7 @@ class DistillationWithLabels(nn.Module):
 def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
                student_temperature: float | None = None, teacher_temperature: float | None = None,
                matryoshka_dims: list[int] | None = None, label_weight: float = 0.0,
-               label_negatives: str = "batch") -> nn.Module:
+               label_negatives: str = DEFAULT_LABEL_NEGATIVES) -> nn.Module:
     """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
     plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
     given."""
