@@ -30,13 +30,7 @@ from ragdistill.core.training import (
     resolve_resume_checkpoint,
     save_training_record,
 )
-from ragdistill.embedding.losses import (
-    DEFAULT_LABEL_NEGATIVES,
-    DEFAULT_TEMPERATURE,
-    LABEL_NEGATIVES,
-    LOSSES,
-    build_loss,
-)
+from ragdistill.embedding.losses import DEFAULT_TEMPERATURE, LABEL_NEGATIVES, LOSSES, build_loss
 from ragdistill.embedding.training import (
     DEFAULT_LABEL_WEIGHT,
     adopt_teacher_prompts,
@@ -75,14 +69,13 @@ class DistillationArguments:
     teacher_temperature: float | None = field(default=None, metadata={
         "help": "kl: the teacher's temperature, if different from --temperature."})
     label_weight: float | None = field(default=None, metadata={
-        "help": "kl: weight of the data's own labels beside the teacher: the cross-entropy of the row's positive "
-                "against its candidates at the student temperature (--label_negatives says which). "
+        "help": "kl: weight of the data's own labels beside the teacher: the row's positive against its negatives "
+                "and the batch's other candidates (MultipleNegativesRankingLoss at the student temperature). "
                 f"0: the teacher only. Default: {DEFAULT_LABEL_WEIGHT} with --loss kl, 0 with the others."})
-    label_negatives: str = field(default=DEFAULT_LABEL_NEGATIVES, metadata={
-        "help": "kl with labels: the positive against its row's own negatives only (row, the default: forgets less "
-                "out of domain when the training domain is unlike the test sets, and loses nothing in domain; "
-                "docs/quality/label-free.md) or against the batch's other candidates too (batch; "
-                "MultipleNegativesRankingLoss).",
+    label_negatives: str = field(default="batch", metadata={
+        "help": "kl with labels: the positive against the batch's other candidates too (batch; "
+                "MultipleNegativesRankingLoss) or against its row's own negatives only (row: forgets less out of "
+                "domain when the training domain is unlike the test sets; docs/quality/label-free.md).",
         "choices": list(LABEL_NEGATIVES)})
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "

@@ -16,7 +16,7 @@ source "$HERE/paths.sh"                   # STUDENT_MODEL, TRAINING_ROWS, MODEL_
 LOSS="${LOSS:-}"                          # kl (DistillKLDivLoss), margin_mse or mse
 TEMPERATURE="${TEMPERATURE:-}"            # kl: sharp, since cosines span a narrow range (1.0 = nearly uniform targets)
 LABEL_WEIGHT="${LABEL_WEIGHT:-}"          # kl: weight of the data's own labels (in-batch negatives) beside the teacher; 0 = teacher only
-LABEL_NEGATIVES="${LABEL_NEGATIVES:-}"    # kl with labels: row (default: the positive against its row's negatives only) | batch: + the batch's candidates
+LABEL_NEGATIVES="${LABEL_NEGATIVES:-}"    # kl with labels: batch (default) | row: the positive against its row's negatives only
 MATRYOSHKA_DIMS="${MATRYOSHKA_DIMS:-}"    # e.g. 1024,512,256 to also train truncated embeddings
 EPOCHS="${EPOCHS:-}"
 MAX_STEPS="${MAX_STEPS:-}"                # >0 overrides EPOCHS

@@ -74,9 +74,9 @@ def test_training_saves_a_sentence_transformer_with_card_curve_and_history(monke
     output = tmp_path / "model"
     summary = _train(monkeypatch, tiny_models, rows_file, output, "--max_steps", "3", "--save_steps", "2")
     assert summary["global_step"] == 3 and summary["rows"] == 9
-    # the default: the teacher's KL plus half the data's labels (the row's own negatives, at the same temperature)
+    # the default: the teacher's KL plus half the data's labels (in-batch negatives at the same temperature)
     assert summary["loss"] == {"similarity_fct": "pairwise_cos_sim", "temperature": 0.05, "name": "kl",
-                               "label_weight": 0.5, "labels_loss": "cross-entropy over the row's candidates",
+                               "label_weight": 0.5, "labels_loss": "MultipleNegativesRankingLoss",
                                "labels_scale": 20.0}
     card = (output / "README.md").read_text()
     assert "bert distilled from qwen3-embedder" in card and "DistillationWithLabels" in card
@@ -135,7 +135,7 @@ def test_loss_pieces(tiny_models):
     cross_entropy = torch.nn.functional.cross_entropy(scores, torch.arange(3))
     assert torch.allclose(combined.compute_loss_from_embeddings(embeddings, teacher), kl + 0.3 * cross_entropy,
                           atol=1e-5)
-    with pytest.raises(InputError, match="--label_negatives must be one of row, batch"):
+    with pytest.raises(InputError, match="--label_negatives must be one of batch, row"):
         build_loss(model, "kl", label_weight=0.3, label_negatives="corpus")
     with pytest.raises(InputError, match="--label_weight works with --loss kl"):
         build_loss(model, "mse", label_weight=0.3)
@@ -167,8 +167,8 @@ def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperatu
 
     student_t = student_temperature or 0.05
     with torch.no_grad():
-        ours = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3,
-                          label_negatives="batch")(features(), teacher)
+        ours = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3)(
+            features(), teacher)
         kl = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=0.05,
                                      student_temperature=student_temperature,
                                      teacher_temperature=teacher_temperature)(features(), teacher)
@@ -176,12 +176,15 @@ def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperatu
         mse = SimilarityMSELoss(model)(features()[:2], teacher[:, :1])
         cosine = losses.CosineSimilarityLoss(model)(features()[:2], teacher[:, 0])
     torch.testing.assert_close(ours, kl / student_t ** 2 + 0.3 * cross_entropy, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(mse, cosine, rtol=1e-5, atol=1e-7)
-    # label_negatives="row" (the default): the positive (the row's first candidate) against the row's own candidates
-    # only, by hand
+    # the teacher alone (label weight 0): DistillKLDivLoss / T^2, computed one column at a time
     with torch.no_grad():
-        row = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3)(
-            features(), teacher)
+        alone = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature)(features(), teacher)
+    torch.testing.assert_close(alone, kl / student_t ** 2, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(mse, cosine, rtol=1e-5, atol=1e-7)
+    # label_negatives="row": the positive (the row's first candidate) against the row's own candidates only, by hand
+    with torch.no_grad():
+        row = build_loss(model, "kl", 0.05, student_temperature, teacher_temperature, label_weight=0.3,
+                         label_negatives="row")(features(), teacher)
         vectors = [model(f)["sentence_embedding"] for f in features()]
         cosines = torch.stack([pairwise_cos_sim(vectors[0], other) for other in vectors[1:]], dim=1)
         by_hand = -(cosines / student_t).log_softmax(dim=1)[:, 0].mean()

@@ -2,15 +2,20 @@
 custom-loss pattern), and `build_loss`, which picks one from train.py's --loss.
 
 Losses (all compare the student's cosine similarities with the teacher's, so the rows' labels mean the same to each):
-- kl: sentence-transformers' DistillKLDivLoss, a softmax over each row's candidates for teacher and student. Cosine
-  similarities live in a narrow range, so at temperature 1 the teacher's distribution is almost uniform and carries
-  little of its ranking; a sharp temperature (default 0.05) fixes that.
+- kl: DistillKLDivLoss's KL divergence (DistillationWithLabels computes it), a softmax over each row's candidates for
+  teacher and student. Cosine similarities live in a narrow range, so at temperature 1 the teacher's distribution is
+  almost uniform and carries little of its ranking; a sharp temperature (default 0.05) fixes that.
 - margin_mse: MarginMSELoss, the student's sim(q, pos) - sim(q, neg_i) regressed onto the teacher's.
 - mse: pointwise, the student's sim(q, passage) regressed onto the teacher's for every passage of the row.
 
-With --label_weight w > 0 the data's own labels join the teacher's (DistillationWithLabels): the row's positive is a
-labelled positive, so w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the
-batch, at the same temperature) is added to the KL divergence.
+With --label_weight w > 0 the data's own labels join the teacher's: the row's positive is a labelled positive, so
+w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the batch, at the same
+temperature) is added to the KL divergence.
+
+kl runs in this module's DistillationWithLabels with or without labels, one forward pass per column: the library's
+losses now embed the candidate columns in one merged pass padded to the longest text, faster on a GPU, but on CPU
+their peak allocations change with every batch and the process grew to 24 GiB and was killed after 45 of 54 steps
+(all of WikiQA train, teacher only, 2-core build machine); this module's passes kept it under 3 GiB.
 """
 
 from __future__ import annotations
@@ -23,11 +28,9 @@ from torch import nn
 from ragdistill.core.errors import InputError
 
 LOSSES = ("kl", "margin_mse", "mse")
-# What the labels' positive is scored against: its row's own candidates only (the default: trained on domains unlike
-# the test sets it forgets less out of domain, and loses nothing in domain; docs/quality/label-free.md), or the
-# batch's candidates too (MultipleNegativesRankingLoss).
-LABEL_NEGATIVES = ("row", "batch")
-DEFAULT_LABEL_NEGATIVES = "row"
+# What the labels' positive is scored against: the batch's candidates too (MultipleNegativesRankingLoss; the
+# default, measured in the demo), or its row's own candidates only (measured: docs/quality/label-free.md).
+LABEL_NEGATIVES = ("batch", "row")
 DEFAULT_TEMPERATURE = 0.05
 
 
@@ -62,19 +65,19 @@ class SimilarityMSELoss(nn.Module):
 
 class DistillationWithLabels(nn.Module):
     """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
-    the teacher's (its labels / teacher temperature), plus `label_weight` x the cross-entropy of the labelled
-    positive (cosines x 1 / student temperature) against the row's own negatives only (`label_negatives="row"`: the
+    the teacher's (its labels / teacher temperature), plus `label_weight` (0: the teacher alone) x the cross-entropy of the labelled
+    positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
+    cosines x 1 / student temperature), or, with `label_negatives="row"`, against the row's own negatives only (the
     hard negatives the teacher also ranks, as Reranker-Distillation's label term; trained on a domain unlike the
-    test sets it forgets less out of domain: docs/quality/label-free.md), or, with `label_negatives="batch"`,
-    against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term). The columns
-    are embedded once for both terms.
+    test sets it forgets less out of domain: docs/quality/label-free.md). The columns are embedded once for both
+    terms.
 
     The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
     cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
     be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
 
     def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
-                 teacher_temperature: float | None = None, label_negatives: str = DEFAULT_LABEL_NEGATIVES):
+                 teacher_temperature: float | None = None, label_negatives: str = "batch"):
         super().__init__()
         if label_negatives not in LABEL_NEGATIVES:
             raise InputError(None, f"--label_negatives must be one of {', '.join(LABEL_NEGATIVES)}, got "
@@ -98,6 +101,8 @@ class DistillationWithLabels(nn.Module):
         teacher = (labels.detach() / self.teacher_temperature).softmax(dim=1)
         kl = nn.functional.kl_div((student / self.student_temperature).log_softmax(dim=1), teacher,
                                   reduction="batchmean")
+        if not self.label_weight:
+            return kl
         if self.label_negatives == "row":  # the positive is the row's first candidate
             own = student * self.scale
             cross_entropy = nn.functional.cross_entropy(own, torch.zeros(len(query), dtype=torch.long,
@@ -113,6 +118,8 @@ class DistillationWithLabels(nn.Module):
             config["student_temperature"] = self.student_temperature
         if self.teacher_temperature != self.temperature:
             config["teacher_temperature"] = self.teacher_temperature
+        if not self.label_weight:  # the teacher alone
+            return config
         labels_loss = ("MultipleNegativesRankingLoss" if self.label_negatives == "batch"
                        else "cross-entropy over the row's candidates")
         return {**config, "label_weight": self.label_weight, "labels_loss": labels_loss, "labels_scale": self.scale}
@@ -121,7 +128,7 @@ class DistillationWithLabels(nn.Module):
 def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
                student_temperature: float | None = None, teacher_temperature: float | None = None,
                matryoshka_dims: list[int] | None = None, label_weight: float = 0.0,
-               label_negatives: str = DEFAULT_LABEL_NEGATIVES) -> nn.Module:
+               label_negatives: str = "batch") -> nn.Module:
     """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
     plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
     given."""
@@ -139,13 +146,9 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
     for flag, value in temperatures.items():
         if value is not None and not 0 < value < math.inf:
             raise InputError(None, f"{flag} must be a positive number, got {value}")
-    if name == "kl" and label_weight:
+    if name == "kl":
         loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature,
                                       label_negatives)
-    elif name == "kl":
-        loss = losses.DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, temperature=temperature,
-                                       student_temperature=student_temperature,
-                                       teacher_temperature=teacher_temperature)
     elif name == "margin_mse":
         loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
     else:
