@@ -56,6 +56,8 @@ EXPERIMENTS = {
         "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", embedding(3, "1e-4")),
         "labels_0.5": ("1 epoch at lr 1e-4, + 0.5 x the data's labels with in-batch negatives",
                        embedding(1, "1e-4", label_weight="0.5")),
+        "labels_0.5_row": ("the same, the labels' positive against its row's own negatives only",
+                           {**embedding(1, "1e-4", label_weight="0.5"), "LABEL_NEGATIVES": "row"}),
         "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
                        {}, LABELS_REMOVED),
     },
@@ -74,7 +76,8 @@ EXPERIMENTS = {
                                         listnet("1e-4", epochs=3, label_weight="0.5")),
         "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
                        {}, LABELS_REMOVED),
-        "label_free_batch_4": ("the same, 4 queries a step (4 times the optimizer steps of 16)", {"BATCH_SIZE": "4"},
+        "label_free_batch_4": ("the wrappers' defaults on the candidate lists, labels removed, 4 queries a step",
+                               {"BATCH_SIZE": "4"},
                                LABELS_REMOVED),
     },
 }
