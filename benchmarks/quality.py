@@ -84,15 +84,11 @@ EXPERIMENTS = {
 
 
 def without_labels(labelled: Path, output: Path) -> Path:
-    """The train file as candidate lists ({"query", "candidates"}), each query's passages sorted by text so that no
-    order gives the positives away."""
-    from ragdistill.core.jsonl import read_jsonl, write_jsonl
+    """The train file as candidate lists ({"query", "candidates"}, each query's passages sorted by text)."""
+    from ragdistill.core.mteb import write_candidate_lists
 
     path = output / labelled.name.replace(".jsonl", "-candidates.jsonl")
-    if not path.exists():
-        write_jsonl(path, [{"query": row["query"], "candidates": sorted(row["positive"] + row["negative"])}
-                           for row in read_jsonl(labelled)])
-    return path
+    return path if path.exists() else write_candidate_lists(labelled, path)
 
 
 def run(command: list[str], env: dict, log: Path) -> float:

@@ -57,17 +57,6 @@ def write_lines(tmp_path):
     return write
 
 
-def write_candidate_lists(source: Path, target: Path, count: int = 0) -> Path:
-    """The first `count` queries (0 = all) of a labelled reranking file as candidate lists without labels: each
-    query's passages sorted by text, so neither the keys nor the order carry what was a positive."""
-    from ragdistill.core.jsonl import write_jsonl
-    from ragdistill.core.mteb import first_queries, iter_samples
-
-    samples = first_queries(iter_samples(source), count)
-    write_jsonl(target, ({"query": s.query, "candidates": sorted(s.candidates)} for s in samples))
-    return target
-
-
 def write_corpus_and_queries(source: Path, folder: Path, count: int) -> Path:
     """A folder without qrels (a corpus and queries, no labels) from the first `count` queries of a labelled
     reranking file: every passage a document ({"id", "text"} lines, corpus.jsonl), the queries ({"_id", "text"},

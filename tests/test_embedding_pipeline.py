@@ -14,8 +14,9 @@ import subprocess
 import pytest
 
 from ragdistill.core.jsonl import read_json
+from ragdistill.core.mteb import write_candidate_lists
 from ragdistill.core.resumable import require_complete
-from tests.conftest import REPO, write_candidate_lists, write_corpus_and_queries
+from tests.conftest import REPO, write_corpus_and_queries
 
 
 def _subset(source, target, count):

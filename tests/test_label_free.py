@@ -11,9 +11,9 @@ import pytest
 
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.metrics import AGREEMENT_NAMES, teacher_agreement
-from ragdistill.core.mteb import LabelsMissing, all_labelled, read_samples, require_labels
+from ragdistill.core.mteb import LabelsMissing, all_labelled, read_samples, require_labels, write_candidate_lists
 from ragdistill.embedding.rows import build_rows, split_candidates
-from tests.conftest import REPO, write_candidate_lists, write_corpus_and_queries
+from tests.conftest import REPO, write_corpus_and_queries
 
 
 def test_candidate_lists_are_read_without_labels_and_refuse_to_give_any(tmp_path):

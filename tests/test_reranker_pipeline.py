@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ragdistill.core.errors import InputError
+from ragdistill.core.mteb import write_candidate_lists
 from ragdistill.core.resumable import is_complete
 from tests.builders import stage_main as script_main
-from tests.conftest import write_candidate_lists
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "Reranker-Distillation"

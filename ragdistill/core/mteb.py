@@ -159,3 +159,13 @@ def first_queries(queries: Iterable[T], max_queries: int = 0) -> list[T]:
     if max_queries < 0:
         raise InputError(None, f"--max_queries must be 0 (all) or positive, got {max_queries}")
     return list(itertools.islice(queries, max_queries or None))
+
+
+def write_candidate_lists(source: str | os.PathLike, target: str | os.PathLike, count: int = 0) -> str | os.PathLike:
+    """The first `count` queries (0 = all) of a labelled reranking file as candidate lists without labels: each
+    query's passages sorted by text, so neither the keys nor the order carry what was a positive."""
+    from ragdistill.core.jsonl import write_jsonl
+
+    samples = first_queries(iter_samples(source), count)
+    write_jsonl(target, ({"query": s.query, "candidates": sorted(s.candidates)} for s in samples))
+    return target
