@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ragdistill.core.errors import InputError, SkipCounter
-from ragdistill.core.jsonl import iter_jsonl
+from ragdistill.core.jsonl import iter_jsonl, write_jsonl
 
 LABELLED_KEYS = ("query", "positive", "negative")
 UNLABELLED_KEYS = ("query", "candidates")
@@ -164,8 +164,6 @@ def first_queries(queries: Iterable[T], max_queries: int = 0) -> list[T]:
 def write_candidate_lists(source: str | os.PathLike, target: str | os.PathLike, count: int = 0) -> str | os.PathLike:
     """The first `count` queries (0 = all) of a labelled reranking file as candidate lists without labels: each
     query's passages sorted by text, so neither the keys nor the order carry what was a positive."""
-    from ragdistill.core.jsonl import write_jsonl
-
     samples = first_queries(iter_samples(source), count)
     write_jsonl(target, ({"query": s.query, "candidates": sorted(s.candidates)} for s in samples))
     return target

@@ -66,12 +66,12 @@ class SimilarityMSELoss(nn.Module):
 
 class DistillationWithLabels(nn.Module):
     """The KL divergence of the student's softmax over each row's candidates (cosines / student temperature) from
-    the teacher's (its labels / teacher temperature), plus `label_weight` (0: the teacher alone) x the cross-entropy of the labelled
-    positive against the row's negatives and the batch's other candidates (MultipleNegativesRankingLoss's term,
-    cosines x 1 / student temperature), or, with `label_negatives="row"`, against the row's own negatives only (the
-    hard negatives the teacher also ranks, as Reranker-Distillation's label term; trained on a domain unlike the
-    test sets it forgets less out of domain: docs/quality/label-free.md). The columns are embedded once for both
-    terms.
+    the teacher's (its labels / teacher temperature), plus `label_weight` (0: the teacher alone) x the cross-entropy
+    of the labelled positive against the row's negatives and the batch's other candidates
+    (MultipleNegativesRankingLoss's term, cosines x 1 / student temperature), or, with `label_negatives="row"`,
+    against the row's own negatives only (the hard negatives the teacher also ranks, as Reranker-Distillation's label
+    term; trained on a domain unlike the test sets it forgets less out of domain: docs/quality/label-free.md). The
+    columns are embedded once for both terms.
 
     The KL term is DistillKLDivLoss's without its factor T^2 (which keeps its gradient independent of T): the
     cross-entropy has none, so the two terms weigh as `label_weight` says (at T = 0.05 the scaled KL term alone would
