@@ -149,8 +149,8 @@ def test_loss_pieces(tiny_models):
 @pytest.mark.parametrize("student_temperature, teacher_temperature", [(None, None), (0.1, 0.02)])
 def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperature, teacher_temperature):
     """Through the model, on the same batch of texts: DistillationWithLabels is DistillKLDivLoss / T^2 plus w x
-    MultipleNegativesRankingLoss at scale 1 / T (student temperature), and SimilarityMSELoss on one candidate column
-    is CosineSimilarityLoss."""
+    MultipleNegativesRankingLoss at scale 1 / T (student temperature), SimilarityMSELoss on one candidate column
+    is CosineSimilarityLoss, and SimilarityMarginMSELoss is MarginMSELoss (teacher scores or margins as labels)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.util import pairwise_cos_sim
@@ -175,6 +175,14 @@ def test_our_losses_equal_the_librarys_on_a_batch(tiny_models, student_temperatu
         cross_entropy = losses.MultipleNegativesRankingLoss(model, scale=1 / student_t)(features(), teacher)
         mse = SimilarityMSELoss(model)(features()[:2], teacher[:, :1])
         cosine = losses.CosineSimilarityLoss(model)(features()[:2], teacher[:, 0])
+        margin_mse = build_loss(model, "margin_mse")
+        library_margin_mse = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+        margins = teacher[:, :1] - teacher[:, 1:]
+        for labels in (teacher, margins):
+            torch.testing.assert_close(margin_mse(features(), labels), library_margin_mse(features(), labels),
+                                       rtol=1e-5, atol=1e-7)
+        with pytest.raises(InputError, match=r"margin_mse rows need 3 teacher scores or 2 margins per row"):
+            margin_mse(features(), teacher[:, :1].repeat(1, 4))
     torch.testing.assert_close(ours, kl / student_t ** 2 + 0.3 * cross_entropy, rtol=1e-4, atol=1e-6)
     # the teacher alone (label weight 0): DistillKLDivLoss / T^2, computed one column at a time
     with torch.no_grad():
@@ -253,7 +261,7 @@ def test_rows_of_several_files_train_together(tmp_path, rows_file):
 @pytest.mark.slow
 def test_torchrun_data_parallel_on_cpu(tmp_path, tiny_models, rows_file, monkeypatch):
     output = tmp_path / "ddp"
-    env = repo_env()
+    env = repo_env(TMPDIR=str(tmp_path))  # torchrun's own torchelastic_* folder goes with the test's
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TRAIN_SCRIPT),
                "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows_file), "--output_dir",
                str(output), "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--logging_steps", "1",

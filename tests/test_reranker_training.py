@@ -124,7 +124,7 @@ def test_torchrun_two_processes(tiny_models, score_file, tmp_path):
     # --use_cpu: data parallel over CPU processes (gloo); on GPUs torchrun alone gives one GPU per process.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "Reranker-Distillation/train.py"), *train_args(tiny_models, rows, output), "--use_cpu", "true"]
-    env = repo_env(OMP_NUM_THREADS="1")
+    env = repo_env(OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))  # torchrun's torchelastic_* folder goes with the test's
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (output / "model.safetensors").exists() and (output / "loss_curve.png").exists()

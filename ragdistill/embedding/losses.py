@@ -5,18 +5,18 @@ Losses (all compare the student's cosine similarities with the teacher's, so the
 - kl: DistillKLDivLoss's KL divergence (DistillationWithLabels computes it), a softmax over each row's candidates for
   teacher and student. Cosine similarities live in a narrow range, so at temperature 1 the teacher's distribution is
   almost uniform and carries little of its ranking; a sharp temperature (default 0.05) fixes that.
-- margin_mse: MarginMSELoss, the student's sim(q, pos) - sim(q, neg_i) regressed onto the teacher's.
+- margin_mse: MarginMSELoss's term (SimilarityMarginMSELoss computes it), the student's sim(q, pos) - sim(q, neg_i)
+  regressed onto the teacher's.
 - mse: pointwise, the student's sim(q, passage) regressed onto the teacher's for every passage of the row.
 
 With --label_weight w > 0 the data's own labels join the teacher's: the row's positive is a labelled positive, so
 w x MultipleNegativesRankingLoss (its negatives: the row's and every other candidate of the batch, at the same
 temperature) is added to the KL divergence.
 
-kl runs in this module's DistillationWithLabels with or without labels, one forward pass per column: the library's
-losses now embed the candidate columns in one merged pass padded to the longest text of them all (faster on a GPU),
-and on all of WikiQA train (teacher only, 2-core build machine) DistillKLDivLoss grew to 24 GiB and was killed after
-45 of 54 steps; with this module's passes the same run stayed near 4.4 GiB. MarginMSELoss (margin_mse) still takes
-the library's path: on the same rows it peaked at 24.3 GiB and finished.
+Every loss runs in this module, one forward pass per column: the library's losses now embed the candidate columns in
+one merged pass padded to the longest text of them all (faster on a GPU), and on all of WikiQA train (teacher only,
+2-core build machine) DistillKLDivLoss grew to 24 GiB and was killed after 45 of 54 steps, MarginMSELoss peaked at
+24.3 GiB; with this module's passes the kl run stayed near 4.4 GiB (docs/quality/label-free.md).
 """
 
 from __future__ import annotations
@@ -59,6 +59,40 @@ class SimilarityMSELoss(nn.Module):
         query = embeddings[0]
         scores = torch.stack([self.similarity_fct(query, other) for other in embeddings[1:]], dim=1)
         return self.loss_fct(scores, labels.to(scores.dtype))
+
+    def get_config_dict(self) -> dict:
+        return {"similarity_fct": "pairwise_cos_sim"}
+
+
+class SimilarityMarginMSELoss(nn.Module):
+    """MarginMSELoss's term: MSE between the student's margins sim(q, pos) - sim(q, neg_i) and the teacher's, from
+    labels of the row's n + 1 teacher scores [pos, neg_1..neg_n] (or the n margins themselves).
+    tests/test_embedding_training.py checks it against the library's loss."""
+
+    def __init__(self, model, similarity_fct=None):
+        super().__init__()
+        from sentence_transformers.util import pairwise_cos_sim
+
+        self.model = model
+        self.similarity_fct = similarity_fct or pairwise_cos_sim
+        self.loss_fct = nn.MSELoss()
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        query, positive, negatives = embeddings[0], embeddings[1], embeddings[2:]
+        positive_scores = self.similarity_fct(query, positive)
+        margins = torch.stack([positive_scores - self.similarity_fct(query, other) for other in negatives], dim=1)
+        labels = labels.detach().to(margins.dtype)
+        if labels.dim() == 1:
+            labels = labels.unsqueeze(1)
+        if labels.shape[1] == len(negatives) + 1:  # teacher scores: the positive's first
+            labels = labels[:, :1] - labels[:, 1:]
+        if labels.shape != margins.shape:
+            raise InputError(None, f"margin_mse rows need {len(negatives) + 1} teacher scores or {len(negatives)} "
+                                   f"margins per row, got labels of shape {tuple(labels.shape)}")
+        return self.loss_fct(margins, labels)
 
     def get_config_dict(self) -> dict:
         return {"similarity_fct": "pairwise_cos_sim"}
@@ -151,7 +185,7 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
         loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature,
                                       label_negatives)
     elif name == "margin_mse":
-        loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+        loss = SimilarityMarginMSELoss(model, pairwise_cos_sim)
     else:
         loss = SimilarityMSELoss(model, pairwise_cos_sim)
     if matryoshka_dims:
