@@ -179,3 +179,25 @@ def test_benchmark_smoke_run(tmp_path, capsys):
     markdown = (output / "benchmark.md").read_text()
     assert "| stage | baseline | this project | ratio | utilisation |" in markdown and "## Targets" in markdown
     assert "Targets" in printed and "saved" in printed
+
+
+def test_quality_table_adds_the_mean_and_range_of_seeded_runs():
+    import quality
+
+    def run(experiment: str, after: float, **seed: int) -> dict:
+        entry = {"before": 0.70, "after": after, "teacher": 0.80, "relative_change": (after - 0.70) / 0.70,
+                 "share_of_teacher": after / 0.80, "gap_closed": (after - 0.70) / 0.10}
+        return {"pipeline": "embedding", "experiment": experiment, "what": "w", "train": "t.jsonl", "train_minutes": 2.0,
+                "wikiqa/test (in-domain)": entry, **seed}
+
+    rows = [run("label_free", 0.74), run("label_free", 0.76, seed=1), run("label_free", 0.78, seed=2),
+            run("default", 0.75)]  # a single run: no mean row
+    [mean] = quality.seed_means(rows)
+    entry = mean["wikiqa/test (in-domain)"]
+    assert mean["experiment"] == "label_free (mean of seeds default, 1, 2)"
+    assert entry["after"] == pytest.approx(0.76) and entry["gap_closed"] == pytest.approx(0.6)
+    assert entry["range"] == (0.74, 0.78)
+    table = quality.markdown(rows)
+    assert "| label_free (seed 2) |" in table and "0.7600 (0.7000 -> 0.8000; gap 60%, range 0.7400-0.7800)" in table
+    with pytest.raises(SystemExit, match="--seeds takes comma-separated integers"):
+        quality.main(["--seeds", "1,x"])
