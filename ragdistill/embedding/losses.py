@@ -64,21 +64,10 @@ class SimilarityMSELoss(nn.Module):
         return {"similarity_fct": "pairwise_cos_sim"}
 
 
-class SimilarityMarginMSELoss(nn.Module):
+class SimilarityMarginMSELoss(SimilarityMSELoss):
     """MarginMSELoss's term: MSE between the student's margins sim(q, pos) - sim(q, neg_i) and the teacher's, from
     labels of the row's n + 1 teacher scores [pos, neg_1..neg_n] (or the n margins themselves).
     tests/test_embedding_training.py checks it against the library's loss."""
-
-    def __init__(self, model, similarity_fct=None):
-        super().__init__()
-        from sentence_transformers.util import pairwise_cos_sim
-
-        self.model = model
-        self.similarity_fct = similarity_fct or pairwise_cos_sim
-        self.loss_fct = nn.MSELoss()
-
-    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         query, positive, negatives = embeddings[0], embeddings[1], embeddings[2:]
@@ -93,9 +82,6 @@ class SimilarityMarginMSELoss(nn.Module):
             raise InputError(None, f"margin_mse rows need {len(negatives) + 1} teacher scores or {len(negatives)} "
                                    f"margins per row, got labels of shape {tuple(labels.shape)}")
         return self.loss_fct(margins, labels)
-
-    def get_config_dict(self) -> dict:
-        return {"similarity_fct": "pairwise_cos_sim"}
 
 
 class DistillationWithLabels(nn.Module):
