@@ -12,9 +12,8 @@ results are already there with the same settings is not run again.
     python benchmarks/quality.py --list                             # the experiments and their variables
     python benchmarks/quality.py --experiments label_free --seeds 1,2,3   # training noise: mean and range
 
-One training run is one draw: on the demo's 150 WikiQA queries the same label-free recipe closed 41%, 47% and 69% of
-the embedding gap with three seeds (docs/quality/label-free.md); --seeds repeats each experiment per seed (the
-wrappers' SEED) and the table adds the mean and range of those runs.
+One training run is one draw (how far the seed alone moves a result: docs/quality/label-free.md); --seeds repeats
+each experiment per seed (the wrappers' SEED) and the table adds the mean and range of those runs.
 
 Writes OUTPUT_DIR/quality.json and quality.md (one table per pipeline: MAP per test set, share of the teacher gap
 closed, relative change out of domain, training minutes on this machine).
@@ -283,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
                    "seed": seed}
             done = [row for row in rows if {k: row.get(k) for k in key} == key]
             if done:
-                print(f"== {pipeline} {name}: measured already ({results_path})", flush=True)
+                print(f"== {pipeline} {name}{f' (seed {seed})' if seed is not None else ''}: measured already "
+                      f"({results_path})", flush=True)
                 continue
             env = pipeline_env(pipeline, base, teacher, student, experiment_train)
             print(f"== {pipeline}: teacher pass (stage 1, done once per train file; log {log})", flush=True)

@@ -16,7 +16,7 @@ temperature) is added to the KL divergence.
 Every loss runs in this module, one forward pass per column: the library's losses now embed the candidate columns in
 one merged pass padded to the longest text of them all (faster on a GPU), and on all of WikiQA train (teacher only,
 2-core build machine) DistillKLDivLoss grew to 24 GiB and was killed after 45 of 54 steps, MarginMSELoss peaked at
-24.3 GiB; with this module's passes the kl run stayed near 4.4 GiB (docs/quality/label-free.md).
+24.3 GiB; with this module's passes they stayed near 4.4 and 5.6 GiB (docs/performance.md).
 """
 
 from __future__ import annotations
