@@ -4,8 +4,9 @@ to their teachers, and what each costs.
 Teacher all-mpnet-base-v2, students all-MiniLM-L6-v2 (the demo's models, from PyPI packages), trained on WikiQA
 train, tested on WikiQA test (in-domain) and, for the embedding student, TrecQA and Quora test (out-of-domain).
 Each experiment runs the module wrappers with the defaults plus its own variables, so "default" is exactly what a
-user gets. Stage 1 (the teacher) runs once per pipeline and is reused by every experiment; an experiment whose
-results are already there with the same settings is not run again.
+user gets. Stage 1 (the teacher) is called before each experiment for its train file: its scores are cached, so
+each file is scored once and a later call only writes the training rows again (seconds); an experiment whose results
+are already there with the same settings is not run again.
 
     python benchmarks/quality.py                                    # everything (long: see the module READMEs)
     python benchmarks/quality.py --pipelines embedding --experiments default,lr_2e-5
@@ -148,7 +149,7 @@ def reranker_experiment(name: str, variables: dict, base: Path, env: dict, log: 
 
 
 def stage_1(pipeline: str, base: Path, env: dict, log: Path) -> float:
-    """The teacher's pass, once per pipeline (a complete output with the same settings is not redone)."""
+    """The teacher's pass and the training rows (complete teacher scores with the same settings are not redone)."""
     if pipeline == "embedding":
         return run(["bash", "Embedding-Distillation/score.sh"], env, log)
     return run(["bash", "Reranker-Distillation/score.sh"], env, log)
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"({results_path})", flush=True)
                 continue
             env = pipeline_env(pipeline, base, teacher, student, experiment_train)
-            print(f"== {pipeline}: teacher pass (stage 1, done once per train file; log {log})", flush=True)
+            print(f"== {pipeline}: teacher pass (stage 1, scores cached per train file; log {log})", flush=True)
             stage_1_minutes = stage_1(pipeline, base, env, log) / 60
             print(f"== {pipeline} {name}: {description}" + (f" (seed {seed})" if seed is not None else ""), flush=True)
             experiment = embedding_experiment if pipeline == "embedding" else reranker_experiment
