@@ -301,10 +301,14 @@ def test_milvus_corpus_embedded_on_ray_resumes_a_partial_build(tiny_models, tmp_
         np.testing.assert_allclose(vectors["ray"][doc_id], vector, atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: every probe stays bound until all are chosen, so the kernel cannot
+    hand the same port out twice (probing one at a time once gave two Ray components one port)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def _in_session(session: int) -> list:
@@ -324,16 +328,16 @@ def test_reranker_joins_a_token_authenticated_cluster_through_ray_address(tiny_m
     token = "ragdistill-test-" + os.urandom(16).hex()
     token_file = tmp_path / "auth_token"
     token_file.write_text(token)
-    port = _free_port()
+    flags = ("--port", "--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+    ports = dict(zip(flags, map(str, _free_ports(len(flags))), strict=True))
+    port = ports["--port"]
     # A short temp dir: Ray's socket paths under it must stay within the Unix limit.
     temp_dir = Path(tempfile.mkdtemp(prefix="rayh", dir="/tmp"))
     head_env = repo_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
                         RAY_AUTH_TOKEN_PATH=str(token_file))
-    ports = {flag: str(_free_port()) for flag in ("--ray-client-server-port", "--dashboard-port",
-                                                  "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
-                                                  "--metrics-export-port", "--runtime-env-agent-port")}
     head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address",
-                             "127.0.0.1", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
                              "--disable-usage-stats", "--temp-dir", str(temp_dir),
                              *[item for pair in ports.items() for item in pair]],
                             env=head_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
