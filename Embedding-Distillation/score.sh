@@ -16,6 +16,7 @@ source "$HERE/teacher.sh"                 # TEACHER_MODEL, BACKEND, INSTRUCTION,
 FORMAT="${FORMAT:-}"                      # ntuple (1 positive + NUM_NEGATIVES hardest negatives) or triplet
 NUM_NEGATIVES="${NUM_NEGATIVES:-}"        # negatives per ntuple row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-}"        # true: queries with fewer negatives repeat theirs; false: left out
+FALSE_NEGATIVE_MARGIN="${FALSE_NEGATIVE_MARGIN:-}"  # input without labels: candidates above this x the top one's similarity are no negatives
 SCORE_TEST_FILES="${SCORE_TEST_FILES:-}"  # true: score the test files too (teacher loaded once), cached for stage 4
 MAX_QUERIES="${MAX_QUERIES:-}"            # first N training queries only (smoke runs)
 ENGINE="${ENGINE:-}"                      # direct (this process) | ray (teacher replicas on Ray actors: docs/scaling.md)
@@ -25,6 +26,7 @@ RAY_ADDRESS="${RAY_ADDRESS:-}"            # ENGINE=ray: a running cluster ('auto
 args=(--train_files "$TRAIN_FILES" --test_files "$ALL_TEST_FILES" --output_file "$TRAINING_ROWS"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" ${FORMAT:+--format "$FORMAT"}
       ${NUM_NEGATIVES:+--num_negatives "$NUM_NEGATIVES"} ${PAD_NEGATIVES:+--pad_negatives "$PAD_NEGATIVES"}
+      ${FALSE_NEGATIVE_MARGIN:+--false_negative_margin "$FALSE_NEGATIVE_MARGIN"}
       ${SCORE_TEST_FILES:+--score_test_files "$SCORE_TEST_FILES"} ${MAX_QUERIES:+--max_queries "$MAX_QUERIES"}
       ${ENGINE:+--engine "$ENGINE"} ${NUM_REPLICAS:+--num_replicas "$NUM_REPLICAS"}
       ${RAY_ADDRESS:+--ray_address "$RAY_ADDRESS"})

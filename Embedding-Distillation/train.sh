@@ -20,7 +20,7 @@ LABEL_NEGATIVES="${LABEL_NEGATIVES:-}"    # kl with labels: batch (default) | ro
 MATRYOSHKA_DIMS="${MATRYOSHKA_DIMS:-}"    # e.g. 1024,512,256 to also train truncated embeddings
 EPOCHS="${EPOCHS:-}"
 MAX_STEPS="${MAX_STEPS:-}"                # >0 overrides EPOCHS
-BATCH_SIZE="${BATCH_SIZE:-}"              # rows per GPU per step (each row = query + 1 + NUM_NEGATIVES passages)
+BATCH_SIZE="${BATCH_SIZE:-}"              # rows per GPU per step (each row = query + 1 + NUM_NEGATIVES passages); empty: 16 with the label term, 4 for the teacher alone
 GRAD_ACCUM="${GRAD_ACCUM:-}"
 LEARNING_RATE="${LEARNING_RATE:-}"        # measured with a 22M-parameter student (module README); lower it for large students
 WARMUP="${WARMUP:-}"                      # warmup steps, or a fraction (< 1) of all steps

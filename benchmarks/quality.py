@@ -57,6 +57,7 @@ def listnet(learning_rate: str, epochs: int = 1, label_weight: str = "0", **more
 EXPERIMENTS = {
     "embedding": {
         "default": ("the wrappers' defaults", {}),
+        "default_batch_4": ("the wrappers' defaults, 4 queries a step", {"BATCH_SIZE": "4"}),
         "lr_2e-5": ("the earlier default: 1 epoch at lr 2e-5, teacher only", embedding(1, "2e-5")),
         "lr_1e-4": ("1 epoch at lr 1e-4, teacher only", embedding(1, "1e-4")),
         "lr_1e-4_3_epochs": ("3 epochs at lr 1e-4, teacher only", embedding(3, "1e-4")),
@@ -66,6 +67,10 @@ EXPERIMENTS = {
                            {**embedding(1, "1e-4", label_weight="0.5"), "LABEL_NEGATIVES": "row"}),
         "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
                        {}, LABELS_REMOVED),
+        "label_free_batch_16": ("the same, 16 queries a step (the label term's batch)", {"BATCH_SIZE": "16"},
+                                LABELS_REMOVED),
+        "label_free_margin_1": ("the same at 16 a step, no candidate near the teacher's top left out of the rows",
+                                {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"}, LABELS_REMOVED),
     },
     "reranker": {
         "default": ("the wrappers' defaults", {}),
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             env = pipeline_env(pipeline, base, teacher, student, experiment_train)
             print(f"== {pipeline}: teacher pass (stage 1, scores cached per train file; log {log})", flush=True)
-            stage_1_minutes = stage_1(pipeline, base, env, log) / 60
+            stage_1_minutes = stage_1(pipeline, base, {**env, **variables}, log) / 60
             print(f"== {pipeline} {name}: {description}" + (f" (seed {seed})" if seed is not None else ""), flush=True)
             experiment = embedding_experiment if pipeline == "embedding" else reranker_experiment
             run_name, run_variables = name, variables

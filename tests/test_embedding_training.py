@@ -52,10 +52,11 @@ def rows_file(tmp_path_factory, tiny_models):
     return folder / "rows.jsonl"
 
 
-def _train(monkeypatch, tiny_models, rows_file, output_dir, *extra):
+def _train(monkeypatch, tiny_models, rows_file, output_dir, *extra, batch_size: str | None = "4"):
     argv = ["train.py", "--student_model", str(tiny_models["bert"]), "--training_rows", str(rows_file),
-            "--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
-            "--logging_steps", "1", "--seed", "7", *extra]
+            "--output_dir", str(output_dir), "--learning_rate", "1e-3", "--logging_steps", "1", "--seed", "7", *extra]
+    if batch_size:
+        argv += ["--per_device_train_batch_size", batch_size]
     monkeypatch.setattr(sys, "argv", argv)
     _load_script().main()
     return read_json(output_dir / "training_summary.json")
@@ -89,6 +90,16 @@ def test_training_saves_a_sentence_transformer_with_card_curve_and_history(monke
     base = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
     texts = ["What is the capital of France?", "Paris is the capital of France."]
     assert not np.allclose(trained.encode(texts), base.encode(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("label_weight, steps", [("0.5", 1), ("0", 3)])
+def test_rows_per_step_by_default_follow_the_label_term(monkeypatch, tmp_path, tiny_models, rows_file, label_weight,
+                                                        steps):
+    """No --per_device_train_batch_size: 16 rows a step with the label term (its in-batch negatives), 4 for the
+    teacher alone; one epoch of the 9 rows takes 1 and 3 steps."""
+    summary = _train(monkeypatch, tiny_models, rows_file, tmp_path / "m", "--label_weight", label_weight,
+                     "--num_train_epochs", "1", "--save_strategy", "no", batch_size=None)
+    assert summary["global_step"] == steps
 
 
 @pytest.mark.parametrize("loss, extra", [("margin_mse", []), ("mse", []), ("kl", ["--matryoshka_dims", "64,32"]),
