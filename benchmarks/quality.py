@@ -67,10 +67,11 @@ EXPERIMENTS = {
                            {**embedding(1, "1e-4", label_weight="0.5"), "LABEL_NEGATIVES": "row"}),
         "label_free": ("the wrappers' defaults on the train file's candidate lists, labels removed (teacher alone)",
                        {}, LABELS_REMOVED),
-        "label_free_batch_16": ("the same, 16 queries a step (the label term's batch)", {"BATCH_SIZE": "16"},
+        "label_free_batch_16": ("the candidate lists, labels removed, 16 queries a step (the label term's batch)",
+                                {"BATCH_SIZE": "16"}, LABELS_REMOVED),
+        "label_free_margin_1": ("the candidate lists, labels removed, 16 queries a step, no candidate near the "
+                                "teacher's top left out of the rows", {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"},
                                 LABELS_REMOVED),
-        "label_free_margin_1": ("the same at 16 a step, no candidate near the teacher's top left out of the rows",
-                                {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"}, LABELS_REMOVED),
     },
     "reranker": {
         "default": ("the wrappers' defaults", {}),
