@@ -69,6 +69,8 @@ EXPERIMENTS = {
                        {}, LABELS_REMOVED),
         "label_free_batch_16": ("the candidate lists, labels removed, 16 queries a step (the label term's batch)",
                                 {"BATCH_SIZE": "16"}, LABELS_REMOVED),
+        "label_free_batch_2": ("the candidate lists, labels removed, 2 queries a step", {"BATCH_SIZE": "2"},
+                               LABELS_REMOVED),
         "label_free_margin_1": ("the candidate lists, labels removed, 16 queries a step, no candidate near the "
                                 "teacher's top left out of the rows", {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"},
                                 LABELS_REMOVED),
