@@ -80,6 +80,10 @@ class DistillationArguments:
                 "MultipleNegativesRankingLoss) or against its row's own negatives only (row: forgets less out of "
                 "domain when the training domain is unlike the test sets; docs/quality/label-free.md).",
         "choices": list(LABEL_NEGATIVES)})
+    self_distillation_weight: float = field(default=0.0, metadata={
+        "help": "kl: weight of the starting student as a second teacher on the pairs the teacher does not judge "
+                "(each text's cosines with the batch's other texts; KL at the student temperature): holds what the "
+                "student knew outside the training pairs. Keeps a frozen copy of the student. 0: off."})
     matryoshka_dims: str = field(default="", metadata={
         "help": "Comma-separated embedding sizes (e.g. 1024,512,256): wrap the loss in MatryoshkaLoss so truncated "
                 "embeddings work too. Empty: off."})
@@ -114,8 +118,12 @@ def main(argv: list[str] | None = None):
     # 4. loss on cosine similarities, matching the teacher's labels
     dims = parse_dims(args.matryoshka_dims)
     label_weight = default_label_weight(args.loss, args.label_weight, split_paths(student.training_rows))
+    start_model = None
+    if args.self_distillation_weight:  # frozen, as it was before training
+        start_model = load_student(student.student_model, student.max_seq_length, device=str(training_args.device),
+                                   dtype=torch.float32).requires_grad_(False)
     loss = build_loss(model, args.loss, args.temperature, args.student_temperature, args.teacher_temperature, dims,
-                      label_weight, args.label_negatives)
+                      label_weight, args.label_negatives, start_model, args.self_distillation_weight)
     if training_args.per_device_train_batch_size is None:
         training_args.per_device_train_batch_size = default_batch_size(label_weight)
         logger.info(f"{training_args.per_device_train_batch_size} rows a step per device, "

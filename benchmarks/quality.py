@@ -72,6 +72,14 @@ EXPERIMENTS = {
                                 {"BATCH_SIZE": "16"}, LABELS_REMOVED),
         "label_free_batch_2": ("the candidate lists, labels removed, 2 queries a step", {"BATCH_SIZE": "2"},
                                LABELS_REMOVED),
+        "label_free_batch_2_self_1": ("the candidate lists, labels removed, 2 queries a step, + 1 x the starting "
+                                      "student on the pairs the teacher does not judge",
+                                      {"BATCH_SIZE": "2", "TRAIN_ARGS": "--self_distillation_weight 1"},
+                                      LABELS_REMOVED),
+        "label_free_batch_2_self_0.3": ("the candidate lists, labels removed, 2 queries a step, + 0.3 x the "
+                                        "starting student on the pairs the teacher does not judge",
+                                        {"BATCH_SIZE": "2", "TRAIN_ARGS": "--self_distillation_weight 0.3"},
+                                        LABELS_REMOVED),
         "label_free_margin_1": ("the candidate lists, labels removed, 16 queries a step, no candidate near the "
                                 "teacher's top left out of the rows", {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"},
                                 LABELS_REMOVED),

@@ -104,7 +104,8 @@ def test_rows_per_step_by_default_follow_the_label_term(monkeypatch, tmp_path, t
 
 @pytest.mark.parametrize("loss, extra", [("margin_mse", []), ("mse", []), ("kl", ["--matryoshka_dims", "64,32"]),
                                          ("kl", ["--student_temperature", "0.1", "--teacher_temperature", "0.02"]),
-                                         ("kl", ["--label_weight", "0.5"])])
+                                         ("kl", ["--label_weight", "0.5"]),
+                                         ("kl", ["--self_distillation_weight", "0.3"])])
 def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, extra):
     summary = _train(monkeypatch, tiny_models, rows_file, tmp_path / "m", "--loss", loss, "--max_steps", "2",
                      "--save_strategy", "no", *extra)
@@ -116,6 +117,8 @@ def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, 
         assert summary["loss"]["student_temperature"] == 0.1 and summary["loss"]["teacher_temperature"] == 0.02
     if "--label_weight" in extra:
         assert summary["loss"]["label_weight"] == 0.5 and summary["loss"]["labels_scale"] == 20.0
+    if "--self_distillation_weight" in extra:
+        assert summary["loss"]["self_distillation_weight"] == 0.3
 
 
 def test_loss_pieces(tiny_models):
@@ -155,6 +158,46 @@ def test_loss_pieces(tiny_models):
     columns = ["query", "positive", "negative_1", "label"]
     assert column_prompts(qwen, columns) == {"query": qwen.prompts["query"]}
     assert column_prompts(model, columns) is None
+
+
+def test_the_starting_student_holds_the_pairs_the_teacher_does_not_judge(tiny_models):
+    """unjudged_similarity_kl by hand: 2 rows of a query and 2 candidates; each text's softmax over its cosines with
+    the other texts, a query's own candidates left out (the teacher's pairs); KL from the starting student's."""
+    from sentence_transformers import SentenceTransformer
+
+    from ragdistill.embedding.losses import unjudged_similarity_kl
+
+    torch.manual_seed(0)
+    student = [torch.randn(2, 8) for _ in range(3)]  # queries, candidates of column 1, of column 2
+    start = [vectors + 0.5 * torch.randn(2, 8) for vectors in student]
+    texts = [(column, row) for column in range(3) for row in range(2)]
+
+    def cosine(embeddings, a, b):
+        return torch.nn.functional.cosine_similarity(embeddings[a[0]][a[1]], embeddings[b[0]][b[1]], dim=0)
+
+    total = 0.0
+    for a in texts:
+        partners = [b for b in texts if b != a and not (a[1] == b[1] and (a[0] == 0) != (b[0] == 0))]
+        p = torch.stack([cosine(start, a, b) for b in partners]) / 0.05
+        q = torch.stack([cosine(student, a, b) for b in partners]) / 0.05
+        total += (p.softmax(0) * (p.log_softmax(0) - q.log_softmax(0))).sum()
+    torch.testing.assert_close(unjudged_similarity_kl(student, start, 0.05), total / len(texts))
+    assert unjudged_similarity_kl(student, student, 0.05).abs() < 1e-6  # nothing moved, nothing to hold
+    # one row with one candidate: no pair left to hold
+    assert unjudged_similarity_kl(student[:2], start[:2], 0.05) > 0
+    assert unjudged_similarity_kl([student[0][:1], student[1][:1]], [start[0][:1], start[1][:1]], 0.05) == 0
+
+    model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
+    for weight, loss, message in [(-1.0, "kl", "must be 0 or more"), (0.5, "mse", "works with --loss kl"),
+                                  (0.5, "kl", "needs the starting student")]:
+        with pytest.raises(InputError, match=message):
+            build_loss(model, loss, self_distillation_weight=weight)
+    # in the loss: the teacher's KL plus w x the term on the starting student's embeddings
+    teacher = torch.rand(2, 2)
+    combined = build_loss(model, "kl", start_model=model, self_distillation_weight=0.3)
+    alone = build_loss(model, "kl")
+    torch.testing.assert_close(combined.compute_loss_from_embeddings(student, teacher, start),
+                               alone.compute_loss_from_embeddings(student, teacher) + 0.3 * total / len(texts))
 
 
 @pytest.mark.parametrize("student_temperature, teacher_temperature", [(None, None), (0.1, 0.02)])

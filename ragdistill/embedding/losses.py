@@ -98,7 +98,8 @@ class DistillationWithLabels(nn.Module):
     be 400 times too small). tests/test_embedding_training.py checks both terms against the library's losses."""
 
     def __init__(self, model, label_weight: float, temperature: float, student_temperature: float | None = None,
-                 teacher_temperature: float | None = None, label_negatives: str = "batch"):
+                 teacher_temperature: float | None = None, label_negatives: str = "batch", start_model=None,
+                 self_distillation_weight: float = 0.0):
         super().__init__()
         if label_negatives not in LABEL_NEGATIVES:
             raise InputError(None, f"--label_negatives must be one of {', '.join(LABEL_NEGATIVES)}, got "
@@ -110,11 +111,27 @@ class DistillationWithLabels(nn.Module):
         self.student_temperature = temperature if student_temperature is None else student_temperature
         self.teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
         self.scale = 1.0 / self.student_temperature
+        if self_distillation_weight and start_model is None:
+            raise InputError(None, "--self_distillation_weight needs the starting student")
+        self.start_model = start_model
+        self.self_distillation_weight = self_distillation_weight
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+        start = None
+        if self.self_distillation_weight:
+            self.start_model.eval()  # no dropout: the same targets at every step
+            with torch.no_grad():  # on shallow copies, as GISTEmbedLoss runs its guide: a model writes into them
+                start = embed_columns(self.start_model, [dict(features) for features in sentence_features])
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels, start)
 
-    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor,
+                                     start_embeddings: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if start_embeddings is not None:
+            held = unjudged_similarity_kl(embeddings, start_embeddings, self.student_temperature)
+            return self._teacher_and_labels(embeddings, labels) + self.self_distillation_weight * held
+        return self._teacher_and_labels(embeddings, labels)
+
+    def _teacher_and_labels(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         from sentence_transformers.util import cos_sim, pairwise_cos_sim
 
         query, candidates = embeddings[0], embeddings[1:]
@@ -139,6 +156,8 @@ class DistillationWithLabels(nn.Module):
             config["student_temperature"] = self.student_temperature
         if self.teacher_temperature != self.temperature:
             config["teacher_temperature"] = self.teacher_temperature
+        if self.self_distillation_weight:
+            config["self_distillation_weight"] = self.self_distillation_weight
         if not self.label_weight:  # the teacher alone
             return config
         labels_loss = ("MultipleNegativesRankingLoss" if self.label_negatives == "batch"
@@ -146,10 +165,37 @@ class DistillationWithLabels(nn.Module):
         return {**config, "label_weight": self.label_weight, "labels_loss": labels_loss, "labels_scale": self.scale}
 
 
+def unjudged_similarity_kl(embeddings: list[torch.Tensor], start_embeddings: list[torch.Tensor],
+                           temperature: float) -> torch.Tensor:
+    """The starting student as a second teacher, on the pairs the teacher does not judge: for each text of the
+    batch (queries and candidates), the KL divergence of the student's softmax over its cosines with the batch's
+    other texts from the starting student's, leaving out the text itself and, for a query and its own row's
+    candidates, the pairs the teacher scored. Columns as the loss gets them: queries first, then each candidate
+    column, row i of every column one row."""
+    from sentence_transformers.util import cos_sim
+
+    rows = len(embeddings[0])
+    student, start = torch.cat(embeddings), torch.cat(start_embeddings).to(embeddings[0].dtype)
+    index = torch.arange(len(student), device=student.device)
+    row, is_query = index % rows, index < rows
+    judged = (row[:, None] == row[None, :]) & (is_query[:, None] != is_query[None, :])
+    left_out = judged | (index[:, None] == index[None, :])
+    has_partner = ~left_out.all(dim=1)
+    if not has_partner.any():
+        return student.sum() * 0.0
+    left_out, keep = left_out[has_partner], ~left_out[has_partner]
+    student_logits = (cos_sim(student[has_partner], student) / temperature).masked_fill(left_out, float("-inf"))
+    start_logits = (cos_sim(start[has_partner], start) / temperature).masked_fill(left_out, float("-inf"))
+    target_log = start_logits.log_softmax(dim=1)
+    pointwise = target_log.exp() * (target_log - student_logits.log_softmax(dim=1))
+    return pointwise.where(keep, torch.zeros_like(pointwise)).sum(dim=1).mean()
+
+
 def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE,
                student_temperature: float | None = None, teacher_temperature: float | None = None,
                matryoshka_dims: list[int] | None = None, label_weight: float = 0.0,
-               label_negatives: str = "batch") -> nn.Module:
+               label_negatives: str = "batch", start_model=None,
+               self_distillation_weight: float = 0.0) -> nn.Module:
     """The distillation loss on cosine similarities (what the labels hold and what RerankingEvaluator ranks by),
     plus the data's labels with weight `label_weight` (kl only), wrapped in MatryoshkaLoss when dimensions are
     given."""
@@ -162,6 +208,10 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
         raise InputError(None, f"--label_weight must be 0 or more, got {label_weight}")
     if label_weight and name != "kl":
         raise InputError(None, f"--label_weight works with --loss kl, not '{name}'")
+    if self_distillation_weight < 0:
+        raise InputError(None, f"--self_distillation_weight must be 0 or more, got {self_distillation_weight}")
+    if self_distillation_weight and name != "kl":
+        raise InputError(None, f"--self_distillation_weight works with --loss kl, not '{name}'")
     temperatures = {"--temperature": temperature, "--student_temperature": student_temperature,
                     "--teacher_temperature": teacher_temperature}
     for flag, value in temperatures.items():
@@ -169,7 +219,7 @@ def build_loss(model, name: str = "kl", temperature: float = DEFAULT_TEMPERATURE
             raise InputError(None, f"{flag} must be a positive number, got {value}")
     if name == "kl":
         loss = DistillationWithLabels(model, label_weight, temperature, student_temperature, teacher_temperature,
-                                      label_negatives)
+                                      label_negatives, start_model, self_distillation_weight)
     elif name == "margin_mse":
         loss = SimilarityMarginMSELoss(model, pairwise_cos_sim)
     else:
