@@ -57,6 +57,10 @@ class DataArguments:
     round_trip_top: int = field(default=ROUND_TRIP_TOP, metadata={
         "help": "Pseudo-queries (their lines name a source document): kept only if the teacher ranks the source "
                 "among its top N candidates (the round-trip filter)."})
+    keep_teacher_embeddings: bool = field(default=True, metadata={
+        "help": "Keep the teacher's embeddings of the training texts beside --output_file "
+                "(<output_file>.teacher_embeddings.npy, 4 bytes x dimension per text), so that a re-run with other "
+                "row settings (--num_negatives, --false_negative_margin, --format) embeds nothing. false: do not."})
     score_test_files: bool = field(default=True, metadata={
         "help": "false: only check --test_files for leaked queries; evaluation.py scores them with the teacher. "
                 "(Scored here, they are cached in --teacher_scores_dir, which saves loading the teacher again.)"})
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None):
             pad_negatives=data_args.pad_negatives, false_negative_margin=data_args.false_negative_margin,
             round_trip_top=data_args.round_trip_top,
             max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
-            num_shards=shards.num_shards, shard_id=shards.shard_id,
+            num_shards=shards.num_shards, shard_id=shards.shard_id, keep_embeddings=data_args.keep_teacher_embeddings,
         ).run()
 
         # 4. teacher scores of the evaluation files, cached for evaluation.py (not in shard runs)

@@ -17,6 +17,7 @@ FORMAT="${FORMAT:-}"                      # ntuple (1 positive + NUM_NEGATIVES h
 NUM_NEGATIVES="${NUM_NEGATIVES:-}"        # negatives per ntuple row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-}"        # true: queries with fewer negatives repeat theirs; false: left out
 FALSE_NEGATIVE_MARGIN="${FALSE_NEGATIVE_MARGIN:-}"  # input without labels: candidates above this x the top one's similarity are no negatives
+KEEP_TEACHER_EMBEDDINGS="${KEEP_TEACHER_EMBEDDINGS:-}"  # true (default): keep them beside TRAINING_ROWS, so other row settings embed nothing; false: do not
 SCORE_TEST_FILES="${SCORE_TEST_FILES:-}"  # true: score the test files too (teacher loaded once), cached for stage 4
 MAX_QUERIES="${MAX_QUERIES:-}"            # first N training queries only (smoke runs)
 ENGINE="${ENGINE:-}"                      # direct (this process) | ray (teacher replicas on Ray actors: docs/scaling.md)
@@ -27,6 +28,7 @@ args=(--train_files "$TRAIN_FILES" --test_files "$ALL_TEST_FILES" --output_file 
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" ${FORMAT:+--format "$FORMAT"}
       ${NUM_NEGATIVES:+--num_negatives "$NUM_NEGATIVES"} ${PAD_NEGATIVES:+--pad_negatives "$PAD_NEGATIVES"}
       ${FALSE_NEGATIVE_MARGIN:+--false_negative_margin "$FALSE_NEGATIVE_MARGIN"}
+      ${KEEP_TEACHER_EMBEDDINGS:+--keep_teacher_embeddings "$KEEP_TEACHER_EMBEDDINGS"}
       ${SCORE_TEST_FILES:+--score_test_files "$SCORE_TEST_FILES"} ${MAX_QUERIES:+--max_queries "$MAX_QUERIES"}
       ${ENGINE:+--engine "$ENGINE"} ${NUM_REPLICAS:+--num_replicas "$NUM_REPLICAS"}
       ${RAY_ADDRESS:+--ray_address "$RAY_ADDRESS"})

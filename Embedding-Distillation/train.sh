@@ -17,6 +17,7 @@ LOSS="${LOSS:-}"                          # kl (DistillKLDivLoss), margin_mse or
 TEMPERATURE="${TEMPERATURE:-}"            # kl: sharp, since cosines span a narrow range (1.0 = nearly uniform targets)
 LABEL_WEIGHT="${LABEL_WEIGHT:-}"          # kl: weight of the data's own labels (in-batch negatives) beside the teacher; 0 = teacher only
 LABEL_NEGATIVES="${LABEL_NEGATIVES:-}"    # kl with labels: batch (default) | row: the positive against its row's negatives only
+SELF_DISTILLATION_WEIGHT="${SELF_DISTILLATION_WEIGHT:-}"  # kl: weight of the starting student on the pairs the teacher does not judge (holds what it knew); 0 = off
 MATRYOSHKA_DIMS="${MATRYOSHKA_DIMS:-}"    # e.g. 1024,512,256 to also train truncated embeddings
 EPOCHS="${EPOCHS:-}"
 MAX_STEPS="${MAX_STEPS:-}"                # >0 overrides EPOCHS
@@ -37,6 +38,7 @@ NPROC="${NPROC:-1}"                       # GPUs; > 1 launches torchrun
 TRAIN_ARGS="${TRAIN_ARGS:-}"              # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"
 
 own=(${LOSS:+--loss "$LOSS"} ${TEMPERATURE:+--temperature "$TEMPERATURE"} ${LABEL_WEIGHT:+--label_weight "$LABEL_WEIGHT"}
-     ${LABEL_NEGATIVES:+--label_negatives "$LABEL_NEGATIVES"} ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"})
+     ${LABEL_NEGATIVES:+--label_negatives "$LABEL_NEGATIVES"} ${MATRYOSHKA_DIMS:+--matryoshka_dims "$MATRYOSHKA_DIMS"}
+     ${SELF_DISTILLATION_WEIGHT:+--self_distillation_weight "$SELF_DISTILLATION_WEIGHT"})
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several flags
 run_train_stage "$HERE/train.py" "${own[@]}" $TRAIN_ARGS "$@"

@@ -18,6 +18,7 @@ from ragdistill.embedding.scoring import (
     LazyTeacher,
     SoftLabelJob,
     cached_teacher_scores,
+    kept_embeddings_path,
     teacher_scores_path,
 )
 from ragdistill.embedding.teachers import DEFAULT_TASK, TeacherArguments, load_teacher, resolve_prompts
@@ -251,6 +252,27 @@ def test_complete_output_is_not_redone_and_incomplete_output_is_refused(tmp_path
 
     with pytest.raises(InputError, match="incomplete"):
         load_training_rows(output)
+
+
+def test_other_row_settings_reuse_the_kept_teacher_embeddings(tmp_path, data_files, teacher, tiny_models):
+    files, _ = data_files
+    output, fresh = tmp_path / "rows.jsonl", tmp_path / "fresh.jsonl"
+    SoftLabelJob(files=files, output=str(output), teacher=teacher, num_negatives=2, keep_embeddings=True).run()
+    kept = kept_embeddings_path(output)
+    assert is_complete(kept) and not parts_dir(output).exists()
+    # other row settings: no teacher, nothing embedded, the same bytes as a run that embeds afresh
+    changed = SoftLabelJob(files=files, output=str(output), teacher=_never_loaded(_args(tiny_models)),
+                           num_negatives=1, false_negative_margin=0.9, keep_embeddings=True).run()
+    assert changed["complete"] and changed["embedding"]["texts_embedded_this_run"] == 0
+    assert not parts_dir(output).exists()
+    SoftLabelJob(files=files, output=str(fresh), teacher=teacher, num_negatives=1, false_negative_margin=0.9).run()
+    assert output.read_bytes() == fresh.read_bytes() and not kept_embeddings_path(fresh).exists()
+    # other texts: embedded, and the kept embeddings replaced by theirs
+    fewer = SoftLabelJob(files=files[:1], output=str(output), teacher=teacher, num_negatives=1,
+                         keep_embeddings=True).run()
+    counts = fewer["counts"]
+    assert fewer["embedding"]["texts_embedded_this_run"] == counts["unique_queries"] + counts["unique_passages"]
+    assert read_json(meta_path(kept))["texts"] == fewer["embedding"]["texts_embedded_this_run"]
 
 
 def test_evaluation_scores_are_cached_per_teacher_and_file(tmp_path, data_files, teacher, tiny_models):

@@ -229,6 +229,40 @@ def load_chunks(job: ChunkedJob) -> np.ndarray:
     return np.concatenate([np.load(path) for path in job.chunk_paths()])
 
 
+def kept_embeddings_path(output: Path) -> Path:
+    """Where a finished run keeps the teacher's embeddings of its texts (beside its output), so that a run with
+    other row settings (--num_negatives, --false_negative_margin, --format) on the same texts and teacher embeds
+    nothing: with an 8B teacher on a large corpus that is hours of GPU time."""
+    return output.with_name(output.name + ".teacher_embeddings.npy")
+
+
+def load_kept_embeddings(output: Path, job_fingerprint: str, num_texts: int) -> np.ndarray | None:
+    """The embeddings an earlier run kept, if they are of the same texts by the same teacher; else None."""
+    path = kept_embeddings_path(output)
+    if not is_complete(path):
+        return None
+    kept = read_json(meta_path(path))
+    if kept.get("job_fingerprint") != job_fingerprint or kept.get("texts") != num_texts:
+        return None
+    embeddings = np.load(path)
+    return embeddings if embeddings.shape == (num_texts, kept.get("dimension")) else None
+
+
+def keep_embeddings(output: Path, job_fingerprint: str, embeddings: np.ndarray) -> None:
+    """Save the embeddings for load_kept_embeddings (atomic, then marked complete), replacing older ones."""
+    from ragdistill.core.jsonl import atomic_open, write_json
+
+    path = kept_embeddings_path(output)
+    meta_path(path).unlink(missing_ok=True)
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, embeddings)
+    write_json(meta_path(path), {"job_fingerprint": job_fingerprint, "texts": int(embeddings.shape[0]),
+                                 "dimension": int(embeddings.shape[1]), "dtype": str(embeddings.dtype),
+                                 "complete": True})
+    logger.info(f"kept the teacher's embeddings in {path} ({path.stat().st_size / 2 ** 20:.1f} MiB): a run with "
+                "other row settings on these texts reuses them (delete the file to free the space)")
+
+
 # 3. similarities -----------------------------------------------------------------------------------------------
 
 
@@ -310,6 +344,7 @@ class SoftLabelJob:
     skip_invalid: bool = False
     num_shards: int = 1
     shard_id: int = 0
+    keep_embeddings: bool = False
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -350,15 +385,28 @@ class SoftLabelJob:
         logger.info(f"{len(data.samples)} queries from {len(data.files)} file(s): {texts.num_queries} unique queries and "
               f"{len(texts.texts) - texts.num_queries} unique passages to embed")
 
-        # 2. embeddings of every text (a shard run: of its chunks only, then it stops)
+        # 2. embeddings of every text: kept by an earlier run of the same texts and teacher, or embedded now (a
+        # shard run: its chunks only, then it stops)
         stats = EmbedStats()
-        job = embed_in_chunks(self.teacher, texts.texts, self.output_path, job_fingerprint,
-                              self.teacher.args.chunk_size, stats, num_shards=self.num_shards, shard_id=self.shard_id)
-        if self.num_shards > 1:
-            job.shard_done(self.output_path)
-            return {"complete": False, "job_fingerprint": job_fingerprint, "num_chunks": job.num_chunks,
-                    "chunks_done": job.done_count(), "embedding": stats.as_dict()}
-        embeddings = load_chunks(job)
+        embeddings = None
+        if self.keep_embeddings and self.num_shards == 1:
+            embeddings = load_kept_embeddings(self.output_path, job_fingerprint, len(texts.texts))
+        if embeddings is not None:
+            logger.info(f"the teacher's embeddings of these texts, kept by an earlier run: "
+                        f"{kept_embeddings_path(self.output_path)} (nothing to embed)")
+            job = ChunkedJob(self.output_path, job_fingerprint, len(texts.texts), self.teacher.args.chunk_size,
+                             chunk_suffix=".npy")
+        else:
+            job = embed_in_chunks(self.teacher, texts.texts, self.output_path, job_fingerprint,
+                                  self.teacher.args.chunk_size, stats, num_shards=self.num_shards,
+                                  shard_id=self.shard_id)
+            if self.num_shards > 1:
+                job.shard_done(self.output_path)
+                return {"complete": False, "job_fingerprint": job_fingerprint, "num_chunks": job.num_chunks,
+                        "chunks_done": job.done_count(), "embedding": stats.as_dict()}
+            embeddings = load_chunks(job)
+            if self.keep_embeddings:
+                keep_embeddings(self.output_path, job_fingerprint, embeddings)
 
         # 3. similarities, 4. rows
         truncated = count_truncated(self.teacher.tokenizer(), texts, identity["max_length"])
