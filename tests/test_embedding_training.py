@@ -105,7 +105,8 @@ def test_rows_per_step_by_default_follow_the_label_term(monkeypatch, tmp_path, t
 @pytest.mark.parametrize("loss, extra", [("margin_mse", []), ("mse", []), ("kl", ["--matryoshka_dims", "64,32"]),
                                          ("kl", ["--student_temperature", "0.1", "--teacher_temperature", "0.02"]),
                                          ("kl", ["--label_weight", "0.5"]),
-                                         ("kl", ["--self_distillation_weight", "0.3"])])
+                                         ("kl", ["--self_distillation_weight", "0.3"]),
+                                         ("kl", ["--matryoshka_dims", "64,32", "--self_distillation_weight", "0.3"])])
 def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, extra):
     summary = _train(monkeypatch, tiny_models, rows_file, tmp_path / "m", "--loss", loss, "--max_steps", "2",
                      "--save_strategy", "no", *extra)
@@ -117,7 +118,7 @@ def test_every_loss_trains(monkeypatch, tmp_path, tiny_models, rows_file, loss, 
         assert summary["loss"]["student_temperature"] == 0.1 and summary["loss"]["teacher_temperature"] == 0.02
     if "--label_weight" in extra:
         assert summary["loss"]["label_weight"] == 0.5 and summary["loss"]["labels_scale"] == 20.0
-    if "--self_distillation_weight" in extra:
+    if extra[:1] == ["--self_distillation_weight"]:
         assert summary["loss"]["self_distillation_weight"] == 0.3
 
 
