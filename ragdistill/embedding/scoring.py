@@ -27,7 +27,7 @@ import numpy as np
 
 from ragdistill.core.errors import InputError, SkipCounter
 from ragdistill.core.hashing import file_digest
-from ragdistill.core.jsonl import read_json
+from ragdistill.core.jsonl import atomic_open, read_json, write_json
 from ragdistill.core.mteb import RerankingSample, all_labelled, iter_samples
 from ragdistill.core.ray_engine import EngineArguments, run_chunks
 from ragdistill.core.resumable import (
@@ -250,8 +250,6 @@ def load_kept_embeddings(output: Path, job_fingerprint: str, num_texts: int) -> 
 
 def keep_embeddings(output: Path, job_fingerprint: str, embeddings: np.ndarray) -> None:
     """Save the embeddings for load_kept_embeddings (atomic, then marked complete), replacing older ones."""
-    from ragdistill.core.jsonl import atomic_open, write_json
-
     path = kept_embeddings_path(output)
     meta_path(path).unlink(missing_ok=True)
     with atomic_open(path, "wb") as handle:
