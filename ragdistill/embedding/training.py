@@ -18,7 +18,7 @@ from ragdistill.embedding.rows import TRAINING_FORMATS
 DEFAULT_LABEL_WEIGHT = 0.5  # measured with kl, module README
 # Rows per step when --per_device_train_batch_size is not given. The label term's in-batch negatives need a full
 # batch; the teacher alone learns more from more, smaller steps in the same minutes (all of WikiQA train, three seeds
-# each: 54% -> 70% of the teacher gap, no out-of-domain loss; the label term at 4 lost 1.4% on Quora:
+# each: 54% -> 70% of the teacher gap, Quora -0.5% -> -0.1%; the label term at 4 lost 1.4% on Quora:
 # docs/quality/label-free.md, "Smaller steps for the teacher alone").
 LABEL_TERM_BATCH_SIZE = 16
 TEACHER_ALONE_BATCH_SIZE = 4
