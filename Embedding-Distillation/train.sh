@@ -25,6 +25,7 @@ BATCH_SIZE="${BATCH_SIZE:-}"              # rows per GPU per step (each row = qu
 GRAD_ACCUM="${GRAD_ACCUM:-}"
 LEARNING_RATE="${LEARNING_RATE:-}"        # measured with a 22M-parameter student (module README); lower it for large students
 WARMUP="${WARMUP:-}"                      # warmup steps, or a fraction (< 1) of all steps
+AVERAGE_LAST_STEPS="${AVERAGE_LAST_STEPS:-}" # save the mean of the weights over the last N steps, or a fraction (< 1) of all; 0 = off
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-}"      # student tokens per text, as in evaluation.sh and export.sh
 LORA_R="${LORA_R:-}"                      # >0: train LoRA adapters of this rank (merged into the saved model)
 LORA_ALPHA="${LORA_ALPHA:-}"              # 0 = 2 x LORA_R

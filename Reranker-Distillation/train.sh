@@ -23,6 +23,7 @@ GRAD_ACCUM="${GRAD_ACCUM:-}"
 LEARNING_RATE="${LEARNING_RATE:-}"          # empty (or auto): by the student's head (a new head needs a higher rate)
 if [ "$LEARNING_RATE" = auto ]; then LEARNING_RATE=; fi
 WARMUP="${WARMUP:-}"                        # warmup: a fraction of the steps (<1) or a number of steps
+AVERAGE_LAST_STEPS="${AVERAGE_LAST_STEPS:-}"  # save the mean of the weights over the last N steps, or a fraction (< 1) of all; 0 = off
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-}"        # student tokens per (query, passage), as in evaluation.sh and export.sh
 LORA_R="${LORA_R:-}"                        # >0: train LoRA adapters of this rank (merged into the saved model)
 LORA_ALPHA="${LORA_ALPHA:-}"                # 0 = 2 x LORA_R

@@ -63,6 +63,6 @@ run_train_stage() {
                ${LORA_TARGET_MODULES:+--lora_target_modules "$LORA_TARGET_MODULES"}
                ${GRADIENT_CHECKPOINTING:+--gradient_checkpointing "$GRADIENT_CHECKPOINTING"}
                ${SAVE_STEPS:+--save_steps "$SAVE_STEPS"} ${LOGGING_STEPS:+--logging_steps "$LOGGING_STEPS"}
-               ${SEED:+--seed "$SEED"})
+               ${AVERAGE_LAST_STEPS:+--average_last_steps "$AVERAGE_LAST_STEPS"} ${SEED:+--seed "$SEED"})
   "${launcher[@]}" "$script" "${flags[@]}" "$@"
 }
