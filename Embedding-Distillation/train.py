@@ -23,7 +23,6 @@ from ragdistill.core.jsonl import write_json
 from ragdistill.core.training import (
     TRAINER_DEFAULTS,
     LoraArguments,
-    WeightAverage,
     add_lora,
     check_distributed,
     describe_distillation,
@@ -139,9 +138,6 @@ def main(argv: list[str] | None = None):
     # 6. train (resuming from a checkpoint if asked)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator)
-    average = WeightAverage(student.average_last_steps, resume) if student.average_last_steps else None
-    if average:  # the saved student: the mean of its weights over the last steps
-        trainer.add_callback(average)
     result = trainer.train(resume_from_checkpoint=resume)
 
     # 7. save: model (LoRA adapters merged into it) + model card, loss curve, log history, summary
@@ -150,16 +146,13 @@ def main(argv: list[str] | None = None):
     if trainer.is_world_process_zero():
         facts = card_facts(student.student_model, meta, student.training_rows, len(train_dataset), args.loss,
                            training_args.prompts, lora.describe() if lora.enabled else None)
-        if average:
-            facts.append(f"Weights: {average.describe()}")
         paths = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
                                      title=f"Distillation loss ({args.loss})")
         write_json(f"{training_args.output_dir}/training_summary.json", {
             "student": student.student_model, "teacher": meta["teacher"], "train_file": student.training_rows,
             "rows": len(train_dataset), "format": meta["format"], "loss": loss.get_config_dict() | {"name": args.loss},
             "prompts": training_args.prompts, "lora": lora.describe() if lora.enabled else None,
-            "resumed_from": resume, "global_step": trainer.state.global_step,
-            "steps_averaged": average.count if average else 0, "train_metrics": result.metrics, **paths,
+            "resumed_from": resume, "global_step": trainer.state.global_step, "train_metrics": result.metrics, **paths,
         })
         logger.info(f"saved the student to {training_args.output_dir} (loss curve: {paths.get('loss_curve')})")
 

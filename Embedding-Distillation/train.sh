@@ -25,7 +25,6 @@ BATCH_SIZE="${BATCH_SIZE:-}"              # rows per GPU per step (each row = qu
 GRAD_ACCUM="${GRAD_ACCUM:-}"
 LEARNING_RATE="${LEARNING_RATE:-}"        # measured with a 22M-parameter student (module README); lower it for large students
 WARMUP="${WARMUP:-}"                      # warmup steps, or a fraction (< 1) of all steps
-AVERAGE_LAST_STEPS="${AVERAGE_LAST_STEPS:-}" # save the mean of the weights over the last N steps, or a fraction (< 1) of all; 0 = off
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-}"      # student tokens per text, as in evaluation.sh and export.sh
 LORA_R="${LORA_R:-}"                      # >0: train LoRA adapters of this rank (merged into the saved model)
 LORA_ALPHA="${LORA_ALPHA:-}"              # 0 = 2 x LORA_R
@@ -34,6 +33,7 @@ GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-}"  # true: recompute activati
 SAVE_STEPS="${SAVE_STEPS:-}"              # checkpoint every N steps (resume with --resume_from_checkpoint last)
 LOGGING_STEPS="${LOGGING_STEPS:-}"        # loss logged (and plotted) every N steps
 SEED="${SEED:-}"
+SEEDS="${SEEDS:-}"                        # several, comma-separated (42,1,2): one student per seed, saved as their weight average (a model soup)
 BF16="$(auto_bf16 "${BF16:-auto}")"       # true | false | auto (true on GPUs that compute in bf16: Ampere and later)
 NPROC="${NPROC:-1}"                       # GPUs; > 1 launches torchrun
 TRAIN_ARGS="${TRAIN_ARGS:-}"              # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"

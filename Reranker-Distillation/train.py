@@ -35,7 +35,6 @@ from ragdistill.core.errors import InputError
 from ragdistill.core.training import (
     TRAINER_DEFAULTS,
     LoraArguments,
-    WeightAverage,
     add_lora,
     check_distributed,
     describe_distillation,
@@ -151,9 +150,6 @@ def main(argv: list[str] | None = None) -> None:
         training_args.ddp_find_unused_parameters = False
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
                                   evaluator=evaluator)
-    average = WeightAverage(student.average_last_steps, resume) if student.average_last_steps else None
-    if average:  # the saved student: the mean of its weights over the last steps
-        trainer.add_callback(average)
     trainer.train(resume_from_checkpoint=resume)
 
     # 7. save the final model (sentence-transformers format; LoRA adapters merged into it) and its training record,
@@ -164,8 +160,6 @@ def main(argv: list[str] | None = None) -> None:
         facts = card_facts(student.student_model, teacher, train_files, row_format, args.loss, len(train_dataset),
                            provenance, student_instruction(model), lora.describe() if lora.enabled else None,
                            label_weight)
-        if average:
-            facts.append(f"Weights: {average.describe()}")
         saved = save_training_record(training_args.output_dir, trainer.state.log_history, facts,
                                      title="Student training loss")
         logger.info(f"saved the student to {training_args.output_dir} "

@@ -23,7 +23,6 @@ GRAD_ACCUM="${GRAD_ACCUM:-}"
 LEARNING_RATE="${LEARNING_RATE:-}"          # empty (or auto): by the student's head (a new head needs a higher rate)
 if [ "$LEARNING_RATE" = auto ]; then LEARNING_RATE=; fi
 WARMUP="${WARMUP:-}"                        # warmup: a fraction of the steps (<1) or a number of steps
-AVERAGE_LAST_STEPS="${AVERAGE_LAST_STEPS:-}"  # save the mean of the weights over the last N steps, or a fraction (< 1) of all; 0 = off
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-}"        # student tokens per (query, passage), as in evaluation.sh and export.sh
 LORA_R="${LORA_R:-}"                        # >0: train LoRA adapters of this rank (merged into the saved model)
 LORA_ALPHA="${LORA_ALPHA:-}"                # 0 = 2 x LORA_R
@@ -32,6 +31,7 @@ GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-}"  # true: recompute activati
 SAVE_STEPS="${SAVE_STEPS:-}"                # checkpoints in MODEL_DIR/checkpoint-N
 LOGGING_STEPS="${LOGGING_STEPS:-}"
 SEED="${SEED:-}"
+SEEDS="${SEEDS:-}"                          # several, comma-separated (42,1,2): one student per seed, saved as their weight average (a model soup)
 BF16="$(auto_bf16 "${BF16:-auto}")"         # true | false | auto (true on GPUs that compute in bf16: Ampere and later)
 NPROC="${NPROC:-1}"                         # >1: data parallel on NPROC GPUs (torchrun)
 TRAIN_ARGS="${TRAIN_ARGS:-}"                # more trainer flags, e.g. "--eval_file data/x/dev.jsonl --eval_strategy steps"

@@ -49,11 +49,14 @@ score_files() {
 # Stage 3 of both pipelines: $1 (train.py) with the student, its rows, MODEL_DIR and the trainer settings the two
 # train.sh share (only those set: the script owns the defaults), then the rest of the arguments (the pipeline's own
 # flags, TRAIN_ARGS, the user's); on NPROC GPUs through torchrun when NPROC > 1.
+# SEEDS (several, comma-separated) trains one student per seed in MODEL_DIR/seed-<seed> and saves the average of
+# their weights (a model soup, ragdistill.core.soup) in MODEL_DIR; a member trained with the same arguments is not
+# trained again if it reached the end, and resumes from its last checkpoint if it did not.
 run_train_stage() {
   local script="$1" launcher=("$PYTHON")
   shift
   if [ "${NPROC:-1}" -gt 1 ]; then launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC"); fi
-  local flags=(--student_model "$STUDENT_MODEL" --training_rows "$TRAINING_ROWS" --output_dir "$MODEL_DIR"
+  local flags=(--student_model "$STUDENT_MODEL" --training_rows "$TRAINING_ROWS"
                --bf16 "$BF16" ${EPOCHS:+--num_train_epochs "$EPOCHS"} ${MAX_STEPS:+--max_steps "$MAX_STEPS"}
                ${BATCH_SIZE:+--per_device_train_batch_size "$BATCH_SIZE"}
                ${GRAD_ACCUM:+--gradient_accumulation_steps "$GRAD_ACCUM"}
@@ -62,7 +65,33 @@ run_train_stage() {
                ${LORA_ALPHA:+--lora_alpha "$LORA_ALPHA"}
                ${LORA_TARGET_MODULES:+--lora_target_modules "$LORA_TARGET_MODULES"}
                ${GRADIENT_CHECKPOINTING:+--gradient_checkpointing "$GRADIENT_CHECKPOINTING"}
-               ${SAVE_STEPS:+--save_steps "$SAVE_STEPS"} ${LOGGING_STEPS:+--logging_steps "$LOGGING_STEPS"}
-               ${AVERAGE_LAST_STEPS:+--average_last_steps "$AVERAGE_LAST_STEPS"} ${SEED:+--seed "$SEED"})
-  "${launcher[@]}" "$script" "${flags[@]}" "$@"
+               ${SAVE_STEPS:+--save_steps "$SAVE_STEPS"} ${LOGGING_STEPS:+--logging_steps "$LOGGING_STEPS"})
+  local seeds=()
+  IFS=, read -ra seeds <<<"${SEEDS:-}"
+  if [ "${#seeds[@]}" -lt 2 ]; then
+    local seed="${seeds[0]:-${SEED:-}}"
+    "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$MODEL_DIR" ${seed:+--seed "${seed// /}"} "$@"
+    return
+  fi
+  local seed member arguments rows members=()
+  for seed in "${seeds[@]}"; do
+    seed="${seed// /}" member="$MODEL_DIR/seed-${seed// /}"
+    members+=("$member")
+    # a member is reused only if trained with exactly these arguments on the same rows (their stage-1 record): to
+    # the end (skipped) or cut short (resumed)
+    arguments="$(printf '%s\n' "$script" "${flags[@]}" --seed "$seed" "$@"
+                 for rows in ${TRAINING_ROWS//,/ }; do cat "$rows.meta.json" 2>/dev/null || true; done)"
+    if [ -f "$member/.arguments" ] && [ "$(cat "$member/.arguments")" = "$arguments" ]; then
+      if [ -f "$member/.trained" ]; then echo "seed $seed: trained already ($member)"; continue; fi
+      if compgen -G "$member/checkpoint-*" >/dev/null; then
+        "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$member" --seed "$seed" "$@" --resume_from_checkpoint last
+        touch "$member/.trained"
+        continue
+      fi
+    fi
+    rm -rf "$member" && mkdir -p "$member" && printf '%s' "$arguments" >"$member/.arguments"
+    "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$member" --seed "$seed" "$@"
+    touch "$member/.trained"
+  done
+  "$PYTHON" -m ragdistill.core.soup --models "$(IFS=,; echo "${members[*]}")" --output_dir "$MODEL_DIR"
 }

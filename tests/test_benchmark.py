@@ -202,29 +202,3 @@ def test_quality_table_adds_the_mean_and_range_of_seeded_runs():
     with pytest.raises(SystemExit, match="--seeds takes comma-separated integers"):
         quality.main(["--seeds", "1,x"])
 
-
-def test_model_soup_averages_the_students_weights(tiny_models, tmp_path):
-    import torch
-    from model_soup import average_students
-    from sentence_transformers import SentenceTransformer
-
-    from ragdistill.core.errors import InputError
-
-    students = []
-    for seed in (1, 2):
-        model = SentenceTransformer(str(tiny_models["bert"]), device="cpu")
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            for weight in model.parameters():
-                weight.add_(torch.randn_like(weight))
-        model.save(str(tmp_path / f"seed-{seed}"))
-        students.append(model.state_dict())
-    average_students([str(tmp_path / "seed-1"), str(tmp_path / "seed-2")], str(tmp_path / "soup"))
-    soup = SentenceTransformer(str(tmp_path / "soup"), device="cpu").state_dict()
-    for name, value in soup.items():
-        if value.is_floating_point():
-            torch.testing.assert_close(value, (students[0][name] + students[1][name]) / 2)
-    with pytest.raises(InputError, match="at least two students"):
-        average_students([str(tmp_path / "seed-1")], str(tmp_path / "one"))
-    with pytest.raises(InputError, match="differ in names or shapes"):
-        average_students([str(tmp_path / "seed-1"), str(tiny_models["qwen3_embedder"])], str(tmp_path / "mixed"))

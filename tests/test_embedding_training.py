@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 
@@ -275,41 +274,6 @@ def test_resume_from_checkpoint_continues_exactly(monkeypatch, tmp_path, tiny_mo
         resolve_resume_checkpoint("last", tmp_path / "nothing")
     with pytest.raises(InputError, match="not a checkpoint folder"):
         resolve_resume_checkpoint(str(tmp_path), tmp_path)
-
-
-def test_average_last_steps_saves_the_mean_of_the_last_steps_and_resumes_exactly(monkeypatch, tmp_path,
-                                                                                  tiny_models, rows_file):
-    # a checkpoint a step: checkpoints hold each step's own weights, the saved student the mean of the last three
-    full = tmp_path / "full"
-    summary = _train(monkeypatch, tiny_models, rows_file, full, "--max_steps", "5", "--save_steps", "1",
-                     "--save_total_limit", "5", "--average_last_steps", "0.6")
-    assert summary["steps_averaged"] == 3
-    steps = [_weights(full / f"checkpoint-{step}") for step in (3, 4, 5)]
-    saved = _weights(full)
-    moved = [name for name in saved if not torch.equal(steps[0][name], steps[2][name])]
-    assert moved  # the weights changed over those steps, so the mean differs from each of them
-    for name in saved:
-        torch.testing.assert_close(saved[name], sum(step[name] for step in steps) / 3, atol=1e-6, rtol=1e-5)
-    assert not (full / "checkpoint-2" / "weight_average.pt").exists()  # before the averaged steps
-    assert "mean of the weights over the last 3 optimizer steps" in (full / "README.md").read_text()
-
-    # as if the run had died after step 4, inside the averaged steps: the mean goes on where it stopped
-    resumed = tmp_path / "resumed"
-    _train(monkeypatch, tiny_models, rows_file, resumed, "--max_steps", "5", "--save_steps", "1",
-           "--average_last_steps", "0.6", "--resume_from_checkpoint", str(full / "checkpoint-4"))
-    resumed_weights = _weights(resumed)
-    for name in saved:
-        torch.testing.assert_close(resumed_weights[name], saved[name], atol=1e-6, rtol=1e-5)
-    # a checkpoint without the running mean, or another averaging span, is refused: the mean would be wrong
-    plain = tmp_path / "plain"
-    shutil.copytree(full / "checkpoint-4", plain)
-    (plain / "weight_average.pt").unlink()
-    with pytest.raises(InputError, match="no weight_average.pt in this checkpoint"):
-        _train(monkeypatch, tiny_models, rows_file, tmp_path / "other", "--max_steps", "5",
-               "--average_last_steps", "0.6", "--resume_from_checkpoint", str(tmp_path / "plain"))
-    with pytest.raises(InputError, match="resume with the same --average_last_steps"):
-        _train(monkeypatch, tiny_models, rows_file, tmp_path / "other", "--max_steps", "5",
-               "--average_last_steps", "2", "--resume_from_checkpoint", str(full / "checkpoint-4"))
 
 
 def test_unfinished_or_non_training_rows_are_refused(tmp_path, rows_file, capsys):

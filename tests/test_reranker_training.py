@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import dumps, read_json, write_json
@@ -109,18 +107,14 @@ def test_resume_from_checkpoint(train_script, tiny_models, score_file, tmp_path)
     state["log_history"].insert(0, {"resumed_from": "checkpoint-2", "step": 0})
     write_json(checkpoint / "trainer_state.json", state)
     # "last" = the newest checkpoint in --output_dir (or give the checkpoint folder itself).
-    # The resumed run saves the mean of its weights over steps 3-4 (WeightAverage; its arithmetic and its own
-    # resuming: tests/test_embedding_training.py): not the last checkpoint's weights.
-    second = [*first, "--resume_from_checkpoint", "last", "--average_last_steps", "0.5"]
+    second = [*first, "--resume_from_checkpoint", "last"]
     second[second.index("--max_steps") + 1] = "4"
     train_script(second)
     history = json.loads((output / "log_history.json").read_text())
     assert history[0] == {"resumed_from": "checkpoint-2", "step": 0}
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
     assert read_json(output / "checkpoint-4" / "trainer_state.json")["global_step"] == 4
-    saved, last = (load_file(str(folder / "model.safetensors")) for folder in (output, output / "checkpoint-4"))
-    assert any(not torch.equal(saved[name], last[name]) for name in last)
-    assert "mean of the weights over the last 2 optimizer steps" in (output / "README.md").read_text()
+    assert (output / "model.safetensors").exists()
 
 
 @pytest.mark.slow

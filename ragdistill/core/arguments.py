@@ -76,14 +76,8 @@ class StudentTrainingArguments:
         "help": "Optional MTEB reranking test file evaluated during training (with --eval_strategy steps "
                 "--eval_steps N)."})
     eval_max_queries: int = field(default=0, metadata={"help": "Only the first N queries of --eval_file; 0 = all."})
-    average_last_steps: float = field(default=0.0, metadata={
-        "help": "Save the mean of the student's weights over the last optimizer steps instead of the last step's: "
-                "N >= 1 steps, or a fraction (< 1) of all steps (0.5: the second half). Less noise from the last "
-                "batches and the data order. 0 = off. Default by pipeline (module README)."})
 
     def __post_init__(self):
-        if self.average_last_steps < 0:
-            raise InputError(None, f"--average_last_steps must be 0 or more, got {self.average_last_steps:g}")
         if not self.student_model:
             raise InputError(None, "give --student_model (a Hugging Face id or a local folder)")
         if not self.training_rows:

@@ -1,18 +1,13 @@
 """What the training stages of both modules share: resuming from checkpoints, LoRA adapters (peft) merged into the
-saved model, the weights averaged over the last steps, and the training record beside it (log JSON, loss curve PNG,
-the model card's distillation section)."""
+saved model, and the training record beside it (log JSON, loss curve PNG, the model card's distillation section)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from transformers import TrainerCallback
 
 from ragdistill.core.errors import InputError
 from ragdistill.core.jsonl import write_json
@@ -42,85 +37,6 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) 
     if not (Path(value) / "trainer_state.json").exists():
         raise InputError(value, "--resume_from_checkpoint: not a checkpoint folder (no trainer_state.json)")
     return os.fspath(value)
-
-
-def steps_to_average(last_steps: float, max_steps: int) -> int:
-    """--average_last_steps as a number of optimizer steps: N >= 1 is N (at most all), a fraction below 1 is that
-    share of all steps (at least one), 0 is none."""
-    if last_steps >= 1:
-        return min(int(last_steps), max_steps)
-    return max(1, math.ceil(last_steps * max_steps)) if last_steps > 0 else 0
-
-
-class WeightAverage(TrainerCallback):
-    """The mean of the trainable weights over the last optimizer steps (tail averaging, as stochastic weight
-    averaging does), put into the model when training ends: the student saved is that mean, not the last step's
-    weights, which carry the last batches' noise (docs/quality/label-free.md, "Averaging the last steps").
-
-    The running mean is written into each checkpoint folder taken while it runs (`FILE`), so a resumed run continues
-    it exactly. It keeps one float copy of the trainable weights (the LoRA adapters only, with LoRA)."""
-
-    FILE = "weight_average.pt"
-
-    def __init__(self, last_steps: float, resume_from: str | None = None):
-        self.last_steps, self.resume_from = last_steps, resume_from
-        self.first_step = self.count = 0
-        self.weights: list[tuple[str, torch.nn.Parameter]] = []
-        self.average: list[torch.Tensor] | None = None
-
-    def describe(self) -> str:
-        return f"the mean of the weights over the last {self.count} optimizer steps (--average_last_steps)"
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.weights = [(name, weight) for name, weight in model.named_parameters() if weight.requires_grad]
-        self.first_step = state.max_steps - steps_to_average(self.last_steps, state.max_steps) + 1
-        logger.info(f"the saved student will be the mean of its weights over steps {self.first_step}-"
-                    f"{state.max_steps} of {state.max_steps} (--average_last_steps {self.last_steps:g})")
-        if self.resume_from and state.global_step >= self.first_step:
-            self._load(Path(self.resume_from) / self.FILE, state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step < self.first_step:
-            return
-        self.count += 1
-        with torch.no_grad():
-            if self.average is None:
-                self.average = [weight.detach().clone() for _, weight in self.weights]
-            else:
-                for average, (_, weight) in zip(self.average, self.weights):
-                    average.lerp_(weight.detach(), 1 / self.count)
-
-    def on_save(self, args, state, control, **kwargs):
-        if self.average is None or not state.is_world_process_zero:
-            return
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.FILE
-        partial = path.with_name(path.name + ".partial")
-        torch.save({"count": self.count, "first_step": self.first_step,
-                    "weights": {name: average for (name, _), average in zip(self.weights, self.average)}}, partial)
-        os.replace(partial, path)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.average is None:
-            return
-        with torch.no_grad():
-            for average, (_, weight) in zip(self.average, self.weights):
-                weight.copy_(average)
-        logger.info(f"the student's weights: {self.describe()}")
-
-    def _load(self, path: Path, global_step: int) -> None:
-        if not path.exists():
-            raise InputError(path.parent, f"no {self.FILE} in this checkpoint: it was taken without "
-                                          "--average_last_steps, or with averaging not yet started; resume with "
-                                          "the same --average_last_steps, or start over")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        expected = global_step - self.first_step + 1
-        if saved["first_step"] != self.first_step or saved["count"] != expected \
-                or list(saved["weights"]) != [name for name, _ in self.weights]:
-            raise InputError(path, f"averages steps from {saved['first_step']} ({saved['count']} so far), this run "
-                                   f"from {self.first_step} ({expected}): resume with the same --average_last_steps "
-                                   "and training length")
-        self.count = saved["count"]
-        self.average = [saved["weights"][name].to(weight.device) for name, weight in self.weights]
 
 
 def check_distributed(training_args) -> None:
