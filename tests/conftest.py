@@ -42,6 +42,29 @@ def tiny_models() -> dict[str, Path]:
     return build()
 
 
+@pytest.fixture(scope="session")
+def embedding_rows_file(tmp_path_factory, tiny_models) -> Path:
+    """Stage-1 ntuple rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 teacher; its scores
+    file beside them (scores.jsonl)."""
+    import gzip
+    import json
+
+    from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
+    from ragdistill.embedding.teachers import TeacherArguments, load_teacher
+
+    folder = tmp_path_factory.mktemp("stage1")
+    samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
+    source = folder / "train.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in samples))
+    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch",
+                            teacher_dtype="float32", teacher_max_length=96)
+    teacher = LazyTeacher(args, lambda: load_teacher(args))
+    SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
+    SoftLabelJob(files=[str(source)], output=str(folder / "scores.jsonl"), teacher=teacher, fmt="scores").run()
+    teacher.close()
+    return folder / "rows.jsonl"
+
+
 @pytest.fixture
 def write_lines(tmp_path):
     """Write raw text lines (or bytes) to a file under tmp_path; returns its path."""

@@ -4,7 +4,6 @@ refusal of unfinished or non-training stage-1 output."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import subprocess
@@ -20,8 +19,6 @@ from ragdistill.core.jsonl import read_json
 from ragdistill.core.resumable import meta_path
 from ragdistill.core.training import check_distributed, resolve_resume_checkpoint
 from ragdistill.embedding.losses import SimilarityMSELoss, build_loss
-from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
-from ragdistill.embedding.teachers import TeacherArguments, load_teacher
 from ragdistill.embedding.training import column_prompts, load_training_rows
 from tests.builders import repo_env, stage_main
 from tests.conftest import REPO
@@ -37,19 +34,8 @@ def _load_script():
 
 
 @pytest.fixture(scope="module")
-def rows_file(tmp_path_factory, tiny_models):
-    """Stage-1 ntuple rows (1 positive + 3 negatives) from 8 WikiQA dev queries, tiny Qwen3 teacher."""
-    folder = tmp_path_factory.mktemp("stage1")
-    samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
-    source = folder / "train.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in samples))
-    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch",
-                            teacher_dtype="float32", teacher_max_length=96)
-    teacher = LazyTeacher(args, lambda: load_teacher(args))
-    SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
-    SoftLabelJob(files=[str(source)], output=str(folder / "scores.jsonl"), teacher=teacher, fmt="scores").run()
-    teacher.close()
-    return folder / "rows.jsonl"
+def rows_file(embedding_rows_file):
+    return embedding_rows_file
 
 
 def _train(monkeypatch, tiny_models, rows_file, output_dir, *extra, batch_size: str | None = "4"):

@@ -4,8 +4,6 @@ a member trained with the same arguments and retrains one trained with others.""
 
 from __future__ import annotations
 
-import gzip
-import json
 import subprocess
 
 import pytest
@@ -57,24 +55,6 @@ def test_a_soup_refuses_one_member_or_members_of_different_shapes(tiny_models, t
     assert not (tmp_path / "mixed" / "soup.json").exists()
 
 
-@pytest.fixture(scope="module")
-def embedding_rows(tmp_path_factory, tiny_models):
-    """Stage-1 ntuple rows from 8 WikiQA dev queries, tiny Qwen3 teacher."""
-    from ragdistill.embedding.scoring import LazyTeacher, SoftLabelJob
-    from ragdistill.embedding.teachers import TeacherArguments, load_teacher
-
-    folder = tmp_path_factory.mktemp("soup-rows")
-    samples = [json.loads(line) for line in gzip.open(REPO / "data/wikiqa/dev.jsonl.gz", "rt")][:8]
-    source = folder / "train.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in samples))
-    args = TeacherArguments(teacher_model=str(tiny_models["qwen3_embedder"]), backend="torch",
-                            teacher_dtype="float32", teacher_max_length=96)
-    teacher = LazyTeacher(args, lambda: load_teacher(args))
-    SoftLabelJob(files=[str(source)], output=str(folder / "rows.jsonl"), teacher=teacher, num_negatives=3).run()
-    teacher.close()
-    return folder / "rows.jsonl"
-
-
 def _train_sh(tiny_models, rows, model_dir, **variables):
     env = repo_env(**{"STUDENT_MODEL": str(tiny_models["bert"]), "TRAINING_ROWS": str(rows),
                       "MODEL_DIR": str(model_dir), "MAX_STEPS": "2", "BATCH_SIZE": "4", "LEARNING_RATE": "1e-3", "BF16": "false", "SAVE_STEPS": "1",
@@ -85,9 +65,10 @@ def _train_sh(tiny_models, rows, model_dir, **variables):
     return run.stdout + run.stderr
 
 
-def test_train_sh_with_seeds_saves_the_soup_and_reuses_finished_members(tiny_models, embedding_rows, tmp_path):
+def test_train_sh_with_seeds_saves_the_soup_and_reuses_finished_members(tiny_models, embedding_rows_file,
+                                                                          tmp_path):
     model_dir = tmp_path / "model"
-    _train_sh(tiny_models, embedding_rows, model_dir, SEEDS="1,2")
+    _train_sh(tiny_models, embedding_rows_file, model_dir, SEEDS="1,2")
     members = [load_file(str(model_dir / f"seed-{seed}" / "model.safetensors")) for seed in (1, 2)]
     assert any(not torch.equal(members[0][name], members[1][name]) for name in members[0])  # the seeds differ
     soup = load_file(str(model_dir / "model.safetensors"))
@@ -100,7 +81,7 @@ def test_train_sh_with_seeds_saves_the_soup_and_reuses_finished_members(tiny_mod
     # again with the same arguments: nothing trains; seed 2 cut short (no end mark, checkpoints left) resumes
     (model_dir / "seed-2" / ".trained").unlink()
     (model_dir / "seed-2" / "kept").write_text("a member that resumes is not cleared first")
-    log = _train_sh(tiny_models, embedding_rows, model_dir, SEEDS="1,2")
+    log = _train_sh(tiny_models, embedding_rows_file, model_dir, SEEDS="1,2")
     assert "seed 1: trained already" in log and "seed 2: trained already" not in log
     assert (model_dir / "seed-2" / ".trained").exists() and (model_dir / "seed-2" / "kept").exists()
     again = load_file(str(model_dir / "model.safetensors"))
@@ -109,6 +90,6 @@ def test_train_sh_with_seeds_saves_the_soup_and_reuses_finished_members(tiny_mod
     # a member trained with other arguments (or on other rows) trains again
     arguments = model_dir / "seed-1" / ".arguments"
     arguments.write_text(arguments.read_text().replace("1e-3", "2e-3"))
-    log = _train_sh(tiny_models, embedding_rows, model_dir, SEEDS="1,2")
+    log = _train_sh(tiny_models, embedding_rows_file, model_dir, SEEDS="1,2")
     assert "seed 1: trained already" not in log and "seed 2: trained already" in log
     assert "2e-3" not in arguments.read_text() and (model_dir / "seed-2" / "kept").exists()
