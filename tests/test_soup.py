@@ -68,6 +68,8 @@ def _train_sh(tiny_models, rows, model_dir, **variables):
 def test_train_sh_with_seeds_saves_the_soup_and_reuses_finished_members(tiny_models, embedding_rows_file,
                                                                           tmp_path):
     model_dir = tmp_path / "model"
+    _train_sh(tiny_models, embedding_rows_file, model_dir)  # one run first: the soup replaces it, record and all
+    assert (model_dir / "training_summary.json").exists()
     _train_sh(tiny_models, embedding_rows_file, model_dir, SEEDS="1,2")
     members = [load_file(str(model_dir / f"seed-{seed}" / "model.safetensors")) for seed in (1, 2)]
     assert any(not torch.equal(members[0][name], members[1][name]) for name in members[0])  # the seeds differ
