@@ -73,9 +73,9 @@ run_train_stage() {
     "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$MODEL_DIR" ${seed:+--seed "${seed// /}"} "$@"
     return
   fi
-  local seed member arguments rows members=()
+  local seed member arguments rows resume members=()
   for seed in "${seeds[@]}"; do
-    seed="${seed// /}" member="$MODEL_DIR/seed-${seed// /}"
+    seed="${seed// /}" member="$MODEL_DIR/seed-$seed" resume=()
     members+=("$member")
     # a member is reused only if trained with exactly these arguments on the same rows (their stage-1 record): to
     # the end (skipped) or cut short (resumed)
@@ -83,14 +83,12 @@ run_train_stage() {
                  for rows in ${TRAINING_ROWS//,/ }; do cat "$rows.meta.json" 2>/dev/null || true; done)"
     if [ -f "$member/.arguments" ] && [ "$(cat "$member/.arguments")" = "$arguments" ]; then
       if [ -f "$member/.trained" ]; then echo "seed $seed: trained already ($member)"; continue; fi
-      if compgen -G "$member/checkpoint-*" >/dev/null; then
-        "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$member" --seed "$seed" "$@" --resume_from_checkpoint last
-        touch "$member/.trained"
-        continue
-      fi
+      if compgen -G "$member/checkpoint-*" >/dev/null; then resume=(--resume_from_checkpoint last); fi
     fi
-    rm -rf "$member" && mkdir -p "$member" && printf '%s' "$arguments" >"$member/.arguments"
-    "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$member" --seed "$seed" "$@"
+    if [ "${#resume[@]}" -eq 0 ]; then
+      rm -rf "$member" && mkdir -p "$member" && printf '%s' "$arguments" >"$member/.arguments"
+    fi
+    "${launcher[@]}" "$script" "${flags[@]}" --output_dir "$member" --seed "$seed" "$@" "${resume[@]}"
     touch "$member/.trained"
   done
   "$PYTHON" -m ragdistill.core.soup --models "$(IFS=,; echo "${members[*]}")" --output_dir "$MODEL_DIR"

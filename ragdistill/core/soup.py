@@ -65,7 +65,7 @@ def average_models(members: Sequence[str | os.PathLike], output_dir: str | os.Pa
                                      "one architecture")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    for name in [RECORD, *MEMBER_ONLY_FILES, *files]:  # the previous model (and a single run's record) goes first
+    for name in [*MEMBER_ONLY_FILES, *files]:  # the previous model (and a single run's record) goes first
         (output / name).unlink(missing_ok=True)
 
     for name in weights:
