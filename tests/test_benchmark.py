@@ -201,4 +201,3 @@ def test_quality_table_adds_the_mean_and_range_of_seeded_runs():
     assert "| label_free (seed 2) |" in table and "0.7600 (0.7000 -> 0.8000; gap 60%, range 0.7400-0.7800)" in table
     with pytest.raises(SystemExit, match="--seeds takes comma-separated integers"):
         quality.main(["--seeds", "1,x"])
-

@@ -50,15 +50,19 @@ def test_a_soup_refuses_one_member_or_members_of_different_shapes(tiny_models, t
         average_models([tmp_path / "bert"], tmp_path / "one")
     with pytest.raises(InputError, match="weight files differ|tensors differ|has shape"):
         average_models([tmp_path / "bert", tiny_models["qwen3_embedder"]], tmp_path / "mixed")
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match="trained student path does not exist"):
         average_models([tmp_path / "bert", tmp_path / "missing"], tmp_path / "missing-member")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a trained student: no config.json"):
+        average_models([tmp_path / "bert", tmp_path / "empty"], tmp_path / "empty-member")
     assert not (tmp_path / "mixed" / "soup.json").exists()
 
 
 def _train_sh(tiny_models, rows, model_dir, **variables):
     env = repo_env(**{"STUDENT_MODEL": str(tiny_models["bert"]), "TRAINING_ROWS": str(rows),
-                      "MODEL_DIR": str(model_dir), "MAX_STEPS": "2", "BATCH_SIZE": "4", "LEARNING_RATE": "1e-3", "BF16": "false", "SAVE_STEPS": "1",
-                      "MAX_SEQ_LENGTH": "64", "TRANSFORMERS_OFFLINE": "1", **variables})
+                      "MODEL_DIR": str(model_dir), "MAX_STEPS": "2", "BATCH_SIZE": "4", "LEARNING_RATE": "1e-3",
+                      "BF16": "false", "SAVE_STEPS": "1", "MAX_SEQ_LENGTH": "64", "TRANSFORMERS_OFFLINE": "1",
+                      **variables})
     run = subprocess.run(["bash", str(REPO / "Embedding-Distillation/train.sh")], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

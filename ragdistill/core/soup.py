@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ragdistill.core.cli import run_main, split_paths
 from ragdistill.core.errors import InputError
+from ragdistill.core.models import require_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ def average_models(members: Sequence[str | os.PathLike], output_dir: str | os.Pa
     if len(members) < 2:
         raise InputError(None, f"a soup needs at least two students to average, got {len(members)}")
     for member in members:
-        if not (member / "config.json").exists():
-            raise InputError(member, "not a trained student: no config.json in this folder")
+        require_model_dir(os.fspath(member), "trained student")
     files = model_files(members[0])
     weights = [name for name in files if name.suffix == ".safetensors"]
     if not weights:
