@@ -50,9 +50,6 @@ class DataArguments:
     pad_negatives: bool = field(default=True, metadata={
         "help": "A query with fewer negatives than a row holds repeats its own, hardest first (teacher and student "
                 "see the same repeats). --pad_negatives false: leave such queries out (counted)."})
-    pool_negatives: bool = field(default=False, metadata={
-        "help": "A query with fewer negatives than a row holds first takes the teacher's hardest passages among the "
-                "other queries' candidates (below --false_negative_margin of its positive), then repeats its own."})
     false_negative_margin: float = field(default=FALSE_NEGATIVE_MARGIN, metadata={
         "help": "Input without labels: a candidate the teacher scores above this share of its top candidate's "
                 "similarity is not used as a negative (likely a positive too; NV-Retriever's positive-aware "
@@ -88,8 +85,7 @@ def main(argv: list[str] | None = None):
         SoftLabelJob(
             files=split_paths(inputs.train_files), output=data_args.output_file, teacher=teacher,
             fmt=data_args.format, num_negatives=parse_num_negatives(data_args.num_negatives, AUTO_NEGATIVES, zero=0),
-            pad_negatives=data_args.pad_negatives, pool_negatives=data_args.pool_negatives,
-            false_negative_margin=data_args.false_negative_margin,
+            pad_negatives=data_args.pad_negatives, false_negative_margin=data_args.false_negative_margin,
             round_trip_top=data_args.round_trip_top,
             max_queries=inputs.max_queries, skip_invalid=inputs.skip_invalid,
             num_shards=shards.num_shards, shard_id=shards.shard_id, keep_embeddings=data_args.keep_teacher_embeddings,

@@ -16,7 +16,6 @@ source "$HERE/teacher.sh"                 # TEACHER_MODEL, BACKEND, INSTRUCTION,
 FORMAT="${FORMAT:-}"                      # ntuple (1 positive + NUM_NEGATIVES hardest negatives) or triplet
 NUM_NEGATIVES="${NUM_NEGATIVES:-}"        # negatives per ntuple row, or all
 PAD_NEGATIVES="${PAD_NEGATIVES:-}"        # true: queries with fewer negatives repeat theirs; false: left out
-POOL_NEGATIVES="${POOL_NEGATIVES:-}"      # true: they first take the teacher's hardest of the other queries' passages
 FALSE_NEGATIVE_MARGIN="${FALSE_NEGATIVE_MARGIN:-}"  # input without labels: candidates above this x the top one's similarity are no negatives
 KEEP_TEACHER_EMBEDDINGS="${KEEP_TEACHER_EMBEDDINGS:-}"  # true (default): keep them beside TRAINING_ROWS, so other row settings embed nothing; false: do not
 SCORE_TEST_FILES="${SCORE_TEST_FILES:-}"  # true: score the test files too (teacher loaded once), cached for stage 4
@@ -28,7 +27,6 @@ RAY_ADDRESS="${RAY_ADDRESS:-}"            # ENGINE=ray: a running cluster ('auto
 args=(--train_files "$TRAIN_FILES" --test_files "$ALL_TEST_FILES" --output_file "$TRAINING_ROWS"
       --teacher_scores_dir "$OUTPUT_DIR/teacher_scores" ${FORMAT:+--format "$FORMAT"}
       ${NUM_NEGATIVES:+--num_negatives "$NUM_NEGATIVES"} ${PAD_NEGATIVES:+--pad_negatives "$PAD_NEGATIVES"}
-      ${POOL_NEGATIVES:+--pool_negatives "$POOL_NEGATIVES"}
       ${FALSE_NEGATIVE_MARGIN:+--false_negative_margin "$FALSE_NEGATIVE_MARGIN"}
       ${KEEP_TEACHER_EMBEDDINGS:+--keep_teacher_embeddings "$KEEP_TEACHER_EMBEDDINGS"}
       ${SCORE_TEST_FILES:+--score_test_files "$SCORE_TEST_FILES"} ${MAX_QUERIES:+--max_queries "$MAX_QUERIES"}

@@ -80,10 +80,10 @@ EXPERIMENTS = {
                                         "starting student on the pairs the teacher does not judge",
                                         {"BATCH_SIZE": "2", "TRAIN_ARGS": "--self_distillation_weight 0.3"},
                                         LABELS_REMOVED),
-        "label_free_pool": ("the candidate lists, labels removed, rows short of negatives filled with the "
-                            "teacher's hardest passages of other queries", {"POOL_NEGATIVES": "true"}, LABELS_REMOVED),
         "label_free_temperature_0.1": ("the candidate lists, labels removed, temperature 0.1 (teacher and student)",
                                        {"TEMPERATURE": "0.1"}, LABELS_REMOVED),
+        "label_free_temperature_0.2": ("the candidate lists, labels removed, temperature 0.2 (teacher and student)",
+                                       {"TEMPERATURE": "0.2"}, LABELS_REMOVED),
         "label_free_margin_1": ("the candidate lists, labels removed, 16 queries a step, no candidate near the "
                                 "teacher's top left out of the rows", {"BATCH_SIZE": "16", "FALSE_NEGATIVE_MARGIN": "1"},
                                 LABELS_REMOVED),

@@ -93,38 +93,6 @@ def test_rows_without_labels_take_the_teachers_top_and_drop_near_ties(tmp_path):
     assert split_candidates(labelled[0], flipped)[0] == list(range(len(labelled[0].positive)))
 
 
-def test_rows_short_of_negatives_take_the_pools_hardest_below_the_ceiling_before_repeating(tmp_path):
-    from ragdistill.embedding.scoring import pool_neighbours, unique_texts
-
-    path = tmp_path / "c.jsonl"
-    path.write_text(json.dumps({"query": "q", "candidates": ["a", "b"]}) + "\n"
-                    + json.dumps({"query": "r", "candidates": ["x", "y", "z"]}) + "\n")
-    samples = read_samples(path)
-    texts = unique_texts(samples, "", "d: ")
-    rng = np.random.default_rng(0)
-    embeddings = rng.normal(size=(len(texts.texts), 8)).astype(np.float32)
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    pool = pool_neighbours(samples, texts, embeddings, "", "d: ", count=2, block=1)
-    for sample, neighbours in zip(samples, pool):  # by hand: every other passage, the most similar first
-        query = unit[texts.index[sample.query]]
-        others = sorted(((float(unit[texts.index["d: " + p]] @ query), p) for p in "abxyz"
-                         if p not in sample.candidates), reverse=True)[:2]
-        assert [text for text, _ in neighbours] == [p for _, p in others]
-        assert [sim for _, sim in neighbours] == pytest.approx([sim for sim, _ in others])
-    # q: top a (0.8), own negative b; the pool's x (0.9) is above 0.95 x 0.8, so y (0.3) fills the row, then b repeats
-    sims = [np.array([0.8, 0.5], dtype=np.float32), np.array([0.7, 0.2, 0.1], dtype=np.float32)]
-    given = [[("x", 0.9), ("y", 0.3), ("z", 0.2)], [("a", 0.4), ("b", 0.35)]]
-    rows, stats = build_rows(samples, sims, "ntuple", num_negatives=3, pool=given)
-    assert [rows[0][f"negative_{i}"] for i in (1, 2, 3)] == ["b", "y", "z"]
-    assert rows[0]["label"] == pytest.approx([0.8, 0.5, 0.3, 0.2])
-    assert [rows[1][f"negative_{i}"] for i in (1, 2, 3)] == ["a", "y", "z"]  # sorted hardest first with its own
-    assert rows[1]["label"] == pytest.approx([0.7, 0.4, 0.2, 0.1])
-    assert stats["pool_negatives"] == 3 and stats["queries_padded"] == 0
-    rows, stats = build_rows(samples, sims, "ntuple", num_negatives=4, pool=given)
-    assert [rows[0][f"negative_{i}"] for i in (1, 2, 3, 4)] == ["b", "y", "z", "b"] and stats["queries_padded"] == 1
-    assert build_rows(samples, sims, "ntuple", num_negatives=3)[0][0]["negative_3"] == "b"  # no pool: repeats
-
-
 def test_label_term_is_off_by_itself_for_rows_without_labels(tmp_path):
     from ragdistill.core.jsonl import write_json
     from ragdistill.core.resumable import meta_path

@@ -11,10 +11,6 @@ Input without labels (candidate lists) is ranked by the teacher alone: its top c
 (a pseudo-positive), and the negatives come from the rest, except those the teacher scores within a margin of the
 positive (above FALSE_NEGATIVE_MARGIN x its similarity): likely positives too, dropped and counted
 (positive-aware false-negative filtering, as NV-Retriever does). No label is read on this path.
-
-A query with fewer negatives than an ntuple row holds can take the rest from the pool (every other passage of the
-input, the teacher's hardest first, below the same margin) before it repeats its own: more of the teacher's
-judgement per row at the same width.
 """
 
 from __future__ import annotations
@@ -39,66 +35,51 @@ def _labels(values: np.ndarray) -> list[float]:
     return [float(value) for value in np.asarray(values, dtype=np.float32)]
 
 
-def negative_ceiling(positive_similarity: float, margin: float = FALSE_NEGATIVE_MARGIN) -> float:
-    """The similarity a negative must stay below: `margin` x the positive's (for a negative similarity: at least
-    (1 - margin) x its size below it)."""
-    return positive_similarity - (1.0 - margin) * abs(positive_similarity)
-
-
 def split_candidates(sample: RerankingSample, sims: np.ndarray, margin: float = FALSE_NEGATIVE_MARGIN
                      ) -> tuple[list[int], list[int], int]:
     """(positive indices, negative indices, negatives dropped) of a sample's candidates: the data's labels where
-    it has them; else the teacher's top candidate, and the rest below `negative_ceiling` of its similarity."""
+    it has them; else the teacher's top candidate, and the rest below `margin` x its similarity (for a negative
+    similarity: at least (1 - margin) x its size below it)."""
     if sample.has_labels:
         count = len(sample.positive)
         return list(range(count)), list(range(count, len(sims))), 0
     top = int(np.argmax(sims))
-    ceiling = negative_ceiling(float(sims[top]), margin)
+    ceiling = sims[top] - (1.0 - margin) * abs(float(sims[top]))
     rest = [i for i in range(len(sims)) if i != top]
     negatives = [i for i in rest if sims[i] < ceiling]
     return [top], negatives, len(rest) - len(negatives)
 
 
 def build_rows(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], fmt: str,
-               num_negatives: int, pad_negatives: bool = True, margin: float = FALSE_NEGATIVE_MARGIN,
-               pool: Sequence[Sequence[tuple[str, float]]] | None = None) -> tuple[list[dict], dict]:
+               num_negatives: int, pad_negatives: bool = True, margin: float = FALSE_NEGATIVE_MARGIN
+               ) -> tuple[list[dict], dict]:
     """Training (or score) rows in input order, and counts.
 
     Listwise rows all have the same columns (a dataset needs them): `num_negatives` n > 0, or 0 for as many as the
-    query with the most negatives has. A query with fewer negatives first takes passages from its `pool` entry
-    (other passages with the teacher's similarity to its query, the hardest first; those not below the negative
-    ceiling of its positive are skipped), then repeats its own, hardest first, to fill the row (`pad_negatives`;
-    teacher and student see the same repeats, so the best student scores are unchanged), or is left out; each is
-    counted.
+    query with the most negatives has. A query with fewer negatives repeats its own, hardest first, to fill the row
+    (`pad_negatives`; teacher and student see the same repeats, so the best student scores are unchanged), or is
+    left out; either way it is counted.
     """
     rows: list[dict] = []
     stats = {"queries_padded": 0, "queries_too_few_negatives": 0, "false_negatives_dropped": 0,
              "queries_without_negatives": 0}
-    if pool is not None:
-        stats["pool_negatives"] = 0
     splits = [split_candidates(sample, np.asarray(sims), margin) for sample, sims in zip(samples, similarities)]
     if fmt == "ntuple":
         width = num_negatives or max(len(negatives) for _, negatives, _ in splits)
         stats["negatives_per_row"] = width
-    for number, (sample, sims, (pos_index, neg_index, dropped)) in enumerate(zip(samples, similarities, splits)):
+    for sample, sims, (pos_index, neg_index, dropped) in zip(samples, similarities, splits):
         if fmt == "scores":
             rows.append({"query": sample.query, "positive_scores": _labels(sims[:len(sample.positive)]),
                          "negative_scores": _labels(sims[len(sample.positive):])} if sample.has_labels
                         else {"query": sample.query, "scores": _labels(sims)})
             continue
         stats["false_negatives_dropped"] += dropped
+        if not neg_index:
+            stats["queries_without_negatives"] += 1
+            continue
         positives = [sample.candidates[i] for i in pos_index]
         negatives = [sample.candidates[i] for i in neg_index]
         pos_sims, neg_sims = sims[pos_index], sims[neg_index]
-        if fmt == "ntuple" and pool is not None and len(negatives) < width:
-            ceiling = negative_ceiling(float(np.max(pos_sims)), margin)
-            extra = [(text, sim) for text, sim in pool[number] if sim < ceiling][:width - len(negatives)]
-            stats["pool_negatives"] += len(extra)
-            negatives += [text for text, _ in extra]
-            neg_sims = np.concatenate([neg_sims, np.asarray([sim for _, sim in extra], dtype=neg_sims.dtype)])
-        if not negatives:
-            stats["queries_without_negatives"] += 1
-            continue
         if fmt == "triplet":
             for positive, pos_sim in zip(positives, pos_sims):
                 for negative, neg_sim in zip(negatives, neg_sims):

@@ -276,28 +276,6 @@ def candidate_similarities(samples: Sequence[RerankingSample], texts: UniqueText
     return result
 
 
-def pool_neighbours(samples: Sequence[RerankingSample], texts: UniqueTexts, embeddings: np.ndarray,
-                    query_prompt: str, document_prompt: str, count: int, block: int = 1024
-                    ) -> list[list[tuple[str, float]]]:
-    """Per sample, the `count` passages of the whole input (every query's candidates) that the teacher finds most
-    similar to its query, its own candidates left out, the most similar first, as (passage, similarity). Queries
-    go `block` at a time, so memory stays block x passages."""
-    unit = normalize_rows(embeddings.astype(np.float32, copy=False))
-    first = texts.num_queries
-    passages, pool = [text[len(document_prompt):] for text in texts.texts[first:]], unit[first:]
-    result = []
-    for start in range(0, len(samples), block):
-        chunk = samples[start:start + block]
-        similarities = unit[[texts.index[query_prompt + sample.query] for sample in chunk]] @ pool.T
-        for sample, row in zip(chunk, similarities):
-            own = {texts.index[document_prompt + passage] - first for passage in sample.candidates}
-            take = min(count + len(own), len(row))
-            top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
-            top = top[np.argsort(-row[top], kind="stable")]
-            result.append([(passages[j], float(row[j])) for j in top if j not in own][:count])
-    return result
-
-
 def round_trip_filter(samples: Sequence[RerankingSample], similarities: Sequence[np.ndarray], top: int
                       ) -> tuple[list[RerankingSample], list[np.ndarray], dict]:
     """Pseudo-queries (samples naming a source document) kept only if the teacher ranks the source among its `top`
@@ -358,7 +336,6 @@ class SoftLabelJob:
     fmt: str = "ntuple"
     num_negatives: int = 8
     pad_negatives: bool = True
-    pool_negatives: bool = False
     false_negative_margin: float = FALSE_NEGATIVE_MARGIN
     round_trip_top: int = ROUND_TRIP_TOP
     max_queries: int = 0
@@ -382,8 +359,8 @@ class SoftLabelJob:
     def settings(self, file_records: list[dict]) -> dict:
         return {"files": [(f["path"], f["sha256"]) for f in file_records], "teacher": self.teacher.identity,
                 "format": self.fmt, "num_negatives": self.num_negatives, "pad_negatives": self.pad_negatives,
-                "pool_negatives": self.pool_negatives, "false_negative_margin": self.false_negative_margin,
-                "round_trip_top": self.round_trip_top, "max_queries": self.max_queries,
+                "false_negative_margin": self.false_negative_margin, "round_trip_top": self.round_trip_top,
+                "max_queries": self.max_queries,
                 "skip_invalid": self.skip_invalid, "labels": LABEL_PRECISION}
 
     def run(self) -> dict:
@@ -435,20 +412,16 @@ class SoftLabelJob:
                                       identity["document_prompt"])
         samples, sims, round_trip = round_trip_filter(data.samples, sims, self.round_trip_top) \
             if self.fmt != "scores" else (data.samples, sims, {})
-        pool = None
-        if self.pool_negatives and self.fmt == "ntuple":
-            pool = pool_neighbours(samples, texts, embeddings, identity["query_prompt"], identity["document_prompt"],
-                                   self.num_negatives or max(len(sample.candidates) for sample in samples))
         rows, row_stats = build_rows(samples, sims, self.fmt, self.num_negatives, self.pad_negatives,
-                                     self.false_negative_margin, pool)
+                                     self.false_negative_margin)
         labelled = all_labelled(data.samples)
         if not labelled and self.fmt != "scores":
             logger.info("the input has no labels: each query's positive is the teacher's top candidate, and "
                         f"candidates above {self.false_negative_margin:g} x its similarity are no negatives")
         meta = {
             **identity, "format": self.fmt, "num_negatives": self.num_negatives or "all",
-            "pad_negatives": self.pad_negatives, "pool_negatives": self.pool_negatives,
-            "false_negative_margin": self.false_negative_margin, "files": data.files, "max_queries": self.max_queries, "labelled": labelled,
+            "pad_negatives": self.pad_negatives, "false_negative_margin": self.false_negative_margin,
+            "files": data.files, "max_queries": self.max_queries, "labelled": labelled,
             "counts": {"queries": len(data.samples),
                        "positives": sum(len(s.positive) for s in data.samples) if labelled else None,
                        "negatives": sum(len(s.negative) for s in data.samples) if labelled else None,
@@ -491,9 +464,6 @@ def print_summary(output: Path, meta: dict) -> None:
     ]
     if counts.get("skipped_invalid"):
         lines.append(f"  skipped {counts['skipped_invalid']} invalid row(s) ({counts['skipped_invalid_by_reason']})")
-    if counts.get("pool_negatives"):
-        lines.append(f"  {counts['pool_negatives']} negatives taken from other queries' passages (the teacher's "
-                     "hardest) to fill rows")
     if counts.get("queries_padded"):
         lines.append(f"  {counts['queries_padded']} queries have fewer than {counts['negatives_per_row']} negatives: "
                      "their rows repeat their negatives, hardest first")
