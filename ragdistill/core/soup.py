@@ -43,8 +43,8 @@ def model_files(folder: Path) -> list[Path]:
 
 def average_models(members: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> Path:
     """Average every floating-point tensor of the members' .safetensors files (in float64, saved in each tensor's
-    own dtype); other tensors must be equal. The other files (configs, tokenizer, card) come from the first member,
-    which all must match file for file. The previous model in `output_dir` is removed first and `soup.json` (the
+    own dtype); other tensors must be equal, and every member must hold the same weight files, tensor names and
+    shapes. The other files (configs, tokenizer, card) are copied from the first member. The previous model in `output_dir` is removed first and `soup.json` (the
     members) written last, so a crash leaves no complete-looking soup. Returns the record's path."""
     import torch
     from safetensors import safe_open
